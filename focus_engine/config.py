@@ -1,0 +1,143 @@
+"""FocusConfig: every hyperparameter of the four FOCUS stages in one place.
+
+Fields left at ``None`` take the model family's default (see
+``MLLM.family_defaults``); ``FocusConfig.resolved(defaults)`` fills them in.
+Names follow docs/FOCUS.md; decisions the paper leaves open are marked [ours].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import FocusConfigError
+
+RELEVANCE_SOURCES = ("values", "keys", "random")
+LAYER_AGGREGATIONS = ("sum", "rollout")
+DEFAULT_STOP_WORDS = (
+    "a", "an", "the", "with", "of", "and", "or", "in", "on", "at", "to", "for",
+    "by", "from", "its", "his", "her", "their", "this", "that", "is", "are",
+)
+
+
+@dataclass
+class FocusConfig:
+    # --- stage 1: targets --------------------------------------------------
+    target_max_new_tokens: int = 48
+    """Token budget of the in-context target-extraction answer."""
+
+    # --- stage 2: relevance maps --------------------------------------------
+    layers: tuple[int, int] | None = None
+    """Half-open range ``(start, end)`` of 0-based decoder layers to sum over;
+    ``None`` = the family default (LLaVA-1.5-7B: (14, 32))."""
+    layer_fraction: float = 0.55
+    """[ours] For models without a tabulated range: use the last this-fraction
+    of the layers (the paper's rule says 25-60 %)."""
+    source: str = "values"
+    """``values`` (FOCUS), ``keys`` (pre-RoPE keys, ablation) or ``random``."""
+    aggregation: str = "sum"
+    """``sum`` of per-layer rows (the paper's code) or a true ``rollout`` [ours]."""
+    clamp_negative: bool = True
+    """[ours] Clamp negative cosine similarities to 0 before row normalisation."""
+    skip_stop_words: bool = True
+    """[ours] Leave stop-word tokens out of the per-token product."""
+    stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
+    seed: int = 0
+    """Seed of the ``random`` ablation map."""
+
+    # --- stage 3a: ROI proposal ----------------------------------------------
+    n_anchors: int | None = None
+    """Top-k anchor cells; ``None`` = 15 if n_steps < 4 else 30."""
+    anchor_spacing: float = 3.0
+    """s_dist: minimum Euclidean distance in cells between anchors (2 on V*)."""
+    s_min: int = 3
+    """Side of the initial box around each anchor, in cells."""
+    s_max: int | None = None
+    """Largest box side in cells; ``None`` = family default (LLaVA-1.5: 5)."""
+    expand_threshold: float = 0.5
+    """Grow a box while the mean relevance inside stays at least this."""
+    nms_iou: float = 0.3
+
+    # --- stage 3b: ranking -----------------------------------------------------
+    n_steps: int = 4
+    """Verification budget: ROIs checked per target (1 without overrun = none)."""
+    overrun: bool = True
+    """Keep verifying further ROIs until one says Yes (bounded by max_overrun)."""
+    max_overrun: int = 8
+    """[ours] At most this many extra ROIs verified per target by the overrun."""
+    yes_threshold: float = 0.5
+    """Confidence at which a verified ROI counts as a Yes."""
+    verify_batch_size: int = 8
+    """[ours] Crops per verification forward batch (one step = one batch)."""
+
+    # --- stage 4: answer --------------------------------------------------------
+    type2_threshold: float | None = None
+    """Type-2 questions use every ROI above this confidence; ``None`` = family
+    default (LLaVA-1.5: 0.6)."""
+    far_apart_px: int = 1200
+    """Targets further apart than this (union box side, original pixels) are
+    pasted on a canvas instead of cropping their union."""
+    answer_max_new_tokens: int = 64
+    ask_on_full_image_if_no_roi: bool = True
+    """Answer on the whole image when no ROI survives (else raise)."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        def bad(name: str, why: str) -> FocusConfigError:
+            return FocusConfigError(f"FocusConfig.{name}={getattr(self, name)!r}: {why}")
+
+        if self.source not in RELEVANCE_SOURCES:
+            raise bad("source", f"must be one of {', '.join(RELEVANCE_SOURCES)}")
+        if self.aggregation not in LAYER_AGGREGATIONS:
+            raise bad("aggregation", f"must be one of {', '.join(LAYER_AGGREGATIONS)}")
+        if self.layers is not None:
+            if len(self.layers) != 2 or not all(isinstance(v, int) for v in self.layers):
+                raise bad("layers", "must be a (start, end) pair of ints or None")
+            start, end = self.layers
+            if not 0 <= start < end:
+                raise bad("layers", "needs 0 <= start < end (a half-open range of layer indices)")
+            self.layers = (int(start), int(end))
+        if not 0.0 < self.layer_fraction <= 1.0:
+            raise bad("layer_fraction", "must be in (0, 1]")
+        if self.n_steps < 1:
+            raise bad("n_steps", "must be at least 1")
+        if self.n_anchors is not None and self.n_anchors < 1:
+            raise bad("n_anchors", "must be at least 1 or None")
+        if self.s_min < 1:
+            raise bad("s_min", "must be at least 1 cell")
+        if self.s_max is not None and self.s_max < self.s_min:
+            raise bad("s_max", f"must be at least s_min={self.s_min}")
+        if self.anchor_spacing < 0:
+            raise bad("anchor_spacing", "must be >= 0")
+        for name in ("expand_threshold", "nms_iou", "yes_threshold"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise bad(name, "must be in [0, 1]")
+        if self.type2_threshold is not None and not 0.0 <= self.type2_threshold <= 1.0:
+            raise bad("type2_threshold", "must be in [0, 1] or None")
+        for name in ("verify_batch_size", "answer_max_new_tokens", "target_max_new_tokens"):
+            if getattr(self, name) < 1:
+                raise bad(name, "must be at least 1")
+        if self.max_overrun < 0:
+            raise bad("max_overrun", "must be >= 0")
+        if self.far_apart_px < 1:
+            raise bad("far_apart_px", "must be at least 1 pixel")
+
+    def resolved(self, family_defaults: dict[str, Any]) -> "FocusConfig":
+        """A copy with every ``None`` field that the family defines filled in."""
+        updates = {
+            name: value
+            for name, value in family_defaults.items()
+            if name in self.__dataclass_fields__ and getattr(self, name) is None
+        }
+        if self.n_anchors is None and "n_anchors" not in updates:
+            updates["n_anchors"] = 15 if self.n_steps < 4 else 30
+        return dataclasses.replace(self, **updates)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+__all__ = ["FocusConfig", "RELEVANCE_SOURCES", "LAYER_AGGREGATIONS", "DEFAULT_STOP_WORDS"]

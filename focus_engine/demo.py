@@ -1,0 +1,271 @@
+"""The embedded default model and scene of ``focus demo``.
+
+Until the trained demo model lands, the default is a small *constructed*
+LLaVA (real ``LlavaForConditionalGeneration``: CLIP vision tower + Llama):
+its colour words are planted so that their embeddings equal the projected
+features of image patches of that colour, and the language layers' output
+projections are damped so the residual stream keeps those embeddings. Its
+value vectors therefore localise colours for real, while everything it says
+(targets, yes/no, answers) is meaningless. It is built deterministically from
+a seed and saved with ``save_pretrained``, then loaded by ``load_mllm`` like
+any user model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 60),
+    "blue": (30, 60, 220),
+    "yellow": (240, 220, 30),
+    "purple": (140, 40, 170),
+    "orange": (245, 140, 20),
+    "white": (250, 250, 250),
+    "black": (10, 10, 10),
+}
+"""Planted colour words and the RGB they are planted from."""
+
+_WORDS = (
+    "user assistant is there a an the in on of to and or with image picture answer yes no question "
+    "which what where how many objects object do you need look at information about following so "
+    "i it this that color colour left right top bottom side small big shape letter number "
+    "square circle star triangle car sign cup box ball cat dog bag tree house person sky "
+    "all one two three four five six seven eight nine zero find"
+).split()
+SPECIAL_TOKENS = ("<unk>", "<s>", "</s>", "<pad>", "<image>")
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'user' %}USER: "
+    "{% for c in message['content'] %}{% if c['type'] == 'image' %}<image>\n{% endif %}{% endfor %}"
+    "{% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}{% endif %}{% endfor %} "
+    "{% else %}ASSISTANT: {% for c in message['content'] %}{% if c['type'] == 'text' %}{{ c['text'] }}"
+    "{% endif %}{% endfor %}</s>{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
+)
+DEMO_MODEL_VERSION = "planted-llava-v1"
+DEMO_DISCLAIMER = (
+    "NOTE: the embedded demo model is a small CONSTRUCTED LLaVA, not a trained one: its relevance maps "
+    "localise colours for real (colour words are planted into its embeddings), but its targets, yes/no "
+    "confidences and answers are meaningless. Use --model with a real MLLM folder for real answers."
+)
+
+
+def build_tokenizer(extra_words: Sequence[str] = ()) -> Any:
+    """A word-level fast tokenizer (lower-cased), built locally."""
+    from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = list(dict.fromkeys([*COLOURS, *_WORDS, *extra_words, *".,:;?!'()-\n"]))
+    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *words])}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.normalizer = normalizers.Lowercase()
+    backend.pre_tokenizer = pre_tokenizers.Whitespace()
+    backend.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
+    backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL_TOKENS])
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
+        extra_special_tokens={"image_token": "<image>"},
+    )
+
+
+def build_planted_llava(
+    folder: str | os.PathLike,
+    *,
+    seed: int = 0,
+    vision_hidden: int = 64,
+    vision_layers: int = 2,
+    text_hidden: int = 128,
+    text_layers: int = 4,
+    heads: int = 4,
+    kv_heads: int = 2,
+    image_side: int = 336,
+    patch: int = 14,
+    colours: dict[str, tuple[int, int, int]] | None = None,
+    damping: float = 0.0,
+    neutral_words: bool = True,
+) -> Path:
+    """Build a planted-signal LLaVA and save it (model + processor) to ``folder``.
+
+    Colour words get the embedding of a patch of their colour; the vision
+    encoder layers and the language layers' output projections (o_proj,
+    down_proj) are scaled by ``damping`` (0 = removed), so hidden states stay
+    close to the input embeddings and value vectors compare colours. With
+    ``neutral_words`` every other word embeds to zero ("red star" = "red").
+    """
+    import torch
+    from transformers import (
+        CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
+        LlavaProcessor,
+    )
+
+    colours = colours or COLOURS
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    vision = CLIPVisionConfig(
+        hidden_size=vision_hidden, intermediate_size=4 * vision_hidden, num_hidden_layers=vision_layers,
+        num_attention_heads=max(2, vision_hidden // 64), image_size=image_side, patch_size=patch,
+    )
+    text = LlamaConfig(
+        hidden_size=text_hidden, intermediate_size=int(2.6875 * text_hidden), num_hidden_layers=text_layers,
+        num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=len(tokenizer),
+        max_position_embeddings=4096, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+    )
+    config = LlavaConfig(
+        vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+        vision_feature_layer=-2, vision_feature_select_strategy="default",
+    )
+    model = LlavaForConditionalGeneration(config).eval()
+    image_processor = CLIPImageProcessor(
+        size={"shortest_edge": image_side}, crop_size={"height": image_side, "width": image_side}
+    )
+    processor = LlavaProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, patch_size=patch,
+        vision_feature_select_strategy="default", image_token="<image>", num_additional_image_tokens=1,
+        chat_template=CHAT_TEMPLATE,
+    )
+    with torch.no_grad():
+        _damp(model, damping)
+        embed = model.get_input_embeddings()
+        if neutral_words:
+            # words other than the colours get a zero embedding, hence zero value
+            # vectors: they match no image token and leave the map to the colours
+            special = {tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
+            for token_id in range(embed.weight.shape[0]):
+                if token_id not in special:
+                    embed.weight[token_id] = 0.0
+        for word, rgb in colours.items():
+            token_id = tokenizer.convert_tokens_to_ids(word)
+            embed.weight[token_id] = _patch_feature(model, image_processor, rgb, image_side)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    (folder / "focus_demo.json").write_text(
+        json.dumps(
+            {"version": DEMO_MODEL_VERSION, "seed": seed, "colours": colours, "damping": damping,
+             "neutral_words": neutral_words},
+            indent=1,
+        )
+    )
+    return folder
+
+
+def _damp(model: Any, damping: float) -> None:
+    """Scale the residual-branch outputs of vision and language layers."""
+    tower = model.model.vision_tower
+    tower = getattr(tower, "vision_model", tower)  # transformers 4.x nests it, 5.x does not
+    for layer in tower.encoder.layers:
+        for linear in (layer.self_attn.out_proj, layer.mlp.fc2):
+            linear.weight.mul_(damping)
+            linear.bias.mul_(damping)
+    # position embeddings would otherwise make one colour differ from patch to patch
+    tower.embeddings.position_embedding.weight.mul_(0.01)
+    # every pixel of a patch gets the same weights, so a patch's embedding is a
+    # linear function of its mean colour (a part-red patch is red-ish, wherever
+    # in the patch the red pixels are)
+    conv = tower.embeddings.patch_embedding.weight  # [hidden, 3, patch, patch]
+    conv.copy_(conv.mean(dim=(2, 3), keepdim=True).expand_as(conv).clone())
+    for layer in model.model.language_model.layers:
+        layer.self_attn.o_proj.weight.mul_(damping)
+        layer.mlp.down_proj.weight.mul_(damping)
+
+
+def _patch_feature(model: Any, image_processor: Any, rgb: tuple[int, int, int], side: int) -> Any:
+    """The projected image feature of a patch of colour ``rgb`` (mean over a
+    solid image, which removes what little position signal is left)."""
+    import torch
+
+    pixels = image_processor(images=Image.new("RGB", (side, side), rgb), return_tensors="pt")["pixel_values"]
+    features = model.model.get_image_features(pixel_values=pixels.to(model.dtype)).pooler_output
+    return torch.cat(list(features), dim=0).mean(dim=0)
+
+
+def default_model_dir() -> Path:
+    """Where the demo model is built once: ``$FOCUS_DEMO_MODEL_DIR`` or the user cache."""
+    root = os.environ.get("FOCUS_DEMO_MODEL_DIR")
+    if root:
+        return Path(root).expanduser()
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    return cache / "comfyui-focus" / DEMO_MODEL_VERSION
+
+
+def ensure_demo_model(folder: str | os.PathLike | None = None) -> Path:
+    """The demo model folder, building it on first use (a second or two)."""
+    folder = Path(folder) if folder else default_model_dir()
+    marker = folder / "focus_demo.json"
+    if marker.is_file():
+        try:
+            if json.loads(marker.read_text()).get("version") == DEMO_MODEL_VERSION:
+                return folder
+        except (OSError, ValueError):
+            pass
+    return build_planted_llava(folder)
+
+
+def synthetic_scene(
+    size: tuple[int, int],
+    target_box: tuple[int, int, int, int],
+    *,
+    colour: str = "red",
+    shape: str = "square",
+    distractors: int = 12,
+    distractor_colours: Sequence[str] = ("blue", "green", "white", "yellow"),
+    seed: int = 0,
+) -> Image.Image:
+    """A grey scene with one ``colour`` ``shape`` (square or star) filling
+    ``target_box`` and distractor shapes of other colours kept clear of it."""
+    rng = np.random.default_rng(seed)
+    width, height = size
+    image = Image.new("RGB", size, (118, 124, 118))
+    draw = ImageDraw.Draw(image)
+    x0, y0, x1, y1 = target_box
+    side = max(x1 - x0, y1 - y0)
+    placed = 0
+    for _ in range(100 * max(1, distractors)):
+        if placed == distractors:
+            break
+        w, h = (int(v) for v in rng.integers(max(2, side // 2), side + 2, size=2))
+        x, y = int(rng.integers(0, max(1, width - w))), int(rng.integers(0, max(1, height - h)))
+        if x < x1 + side and x + w > x0 - side and y < y1 + side and y + h > y0 - side:
+            continue  # keep the target's surroundings clear
+        fill = COLOURS[distractor_colours[placed % len(distractor_colours)]]
+        kind = int(rng.integers(3))
+        if kind == 0:
+            draw.rectangle((x, y, x + w, y + h), fill=fill)
+        elif kind == 1:
+            draw.ellipse((x, y, x + w, y + h), fill=fill)
+        else:
+            draw.polygon([(x + w // 2, y), (x + w, y + h), (x, y + h)], fill=fill)
+        placed += 1
+    if shape == "star":
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        outer = min(x1 - x0, y1 - y0) / 2
+        points = []
+        for k in range(10):
+            radius = outer if k % 2 == 0 else outer * 0.4
+            angle = np.pi / 2 + k * np.pi / 5
+            points.append((cx + radius * np.cos(angle), cy - radius * np.sin(angle)))
+        draw.polygon(points, fill=COLOURS[colour])
+    else:
+        draw.rectangle((x0, y0, x1 - 1, y1 - 1), fill=COLOURS[colour])
+    return image
+
+
+def demo_scene() -> tuple[Image.Image, dict[str, Any]]:
+    """The demo's wide high-resolution scene: 40 small distractor shapes and
+    one small red star near the top-right edge (about one encoder patch)."""
+    target_box = (2080, 180, 2200, 300)
+    image = synthetic_scene((2400, 1200), target_box, shape="star", distractors=40, seed=7)
+    meta = {
+        "question": "What shape is the red object?",
+        "options": ["star", "circle", "square", "triangle"],
+        "target_box": list(target_box),
+    }
+    return image, meta

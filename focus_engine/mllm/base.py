@@ -1,0 +1,425 @@
+"""The model adapter interface: the only place that knows a model family.
+
+``MLLM`` holds a Hugging Face model + processor and offers what the FOCUS
+stages need: a prefill that returns the KV cache with the visual layout, a
+batched yes/no confidence, and greedy generation. A family subclass supplies
+how an image is shown to its model (``view``) and where its image tokens sit
+(``visual_grid_positions``); everything else here is family-agnostic.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..cost import CallCounter
+from ..errors import FocusConfigError, FocusInputError, FocusModelError
+from ..grid import GridGeometry, RelevanceMap
+from ..images import to_pil_rgb
+
+EXISTENCE_PROMPT = "Is there a {target} in the image? Answer Yes or No."
+"""The question of the relevance prefill and of ROI verification (FOCUS.md)."""
+
+
+@dataclass
+class VisualView:
+    """How one image is shown to the model, and where its tokens land."""
+
+    images: list[Image.Image]
+    """What goes to the processor for this image (already padded / resized)."""
+    geometry: GridGeometry
+    """The relevance grid over the original image."""
+    rows: slice = field(default_factory=lambda: slice(None))
+    cols: slice = field(default_factory=lambda: slice(None))
+    """Which rows / columns of the model's full token grid the geometry keeps."""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Prefill:
+    """One forward pass over an existence prompt, with what relevance needs."""
+
+    cache: Any
+    input_ids: torch.Tensor  # [seq], on CPU
+    visual_positions: np.ndarray  # [h, w] sequence index of each grid cell
+    geometry: GridGeometry
+    target_positions: list[int]
+    target_tokens: list[str]
+    pre_rope_keys: dict[int, torch.Tensor] | None = None  # layer -> [kv_heads, seq, head_dim]
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.input_ids.shape[0])
+
+
+class MLLM:
+    """Base adapter. Subclasses set ``family`` and implement ``view`` and
+    ``visual_grid_positions`` (and may override ``fallback_prompt``)."""
+
+    family = "base"
+    description = ""
+    paper_layers: dict[int, tuple[int, int]] = {}
+    """Tabulated layer ranges by decoder depth (the paper's per-model choices)."""
+
+    def __init__(self, model: Any, processor: Any, *, name: str | None = None) -> None:
+        self.model = model
+        self.processor = processor
+        self.tokenizer = getattr(processor, "tokenizer", None)
+        if self.tokenizer is None:
+            raise FocusModelError(
+                f"the processor {type(processor).__name__} has no tokenizer; load the model's full "
+                "processor (AutoProcessor.from_pretrained on the model folder)"
+            )
+        self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
+        self.counter = CallCounter()
+        # left padding so that the last position of every row of a batch is its real last token
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+        self.image_token = getattr(processor, "image_token", None) or "<image>"
+        self.image_token_id = self._image_token_id()
+        self._yes_ids = self._answer_token_ids("Yes")
+        self._no_ids = self._answer_token_ids("No")
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
+    @property
+    def text_config(self) -> Any:
+        return self.model.config.get_text_config()
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.text_config.num_hidden_layers)
+
+    def default_layers(self) -> tuple[int, int]:
+        """The paper's range for known depths, else the last-fraction rule."""
+        return self.paper_layers.get(self.num_layers) or layers_by_fraction(self.num_layers, 0.55)
+
+    def family_defaults(self) -> dict[str, Any]:
+        """FocusConfig values this family fills in where the config says None."""
+        return {"layers": self.default_layers()}
+
+    def resolve_layers(self, layers: tuple[int, int] | None, fraction: float | None = None) -> tuple[int, int]:
+        if layers is None:
+            if fraction is not None and self.num_layers not in self.paper_layers:
+                return layers_by_fraction(self.num_layers, fraction)
+            return self.default_layers()
+        start, end = int(layers[0]), int(layers[1])
+        if not 0 <= start < end <= self.num_layers:
+            raise FocusConfigError(
+                f"layer range ({start}, {end}) does not fit this model: it has {self.num_layers} decoder "
+                f"layers, so use 0 <= start < end <= {self.num_layers} (half-open, 0-based)"
+            )
+        return start, end
+
+    # ------------------------------------------------------- family interface
+    def view(self, image: Image.Image) -> VisualView:
+        raise NotImplementedError
+
+    def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray:
+        raise NotImplementedError
+
+    def fallback_prompt(self, n_images: int, text: str) -> str:
+        return "USER: " + (self.image_token + "\n") * n_images + text + " ASSISTANT:"
+
+    def processor_inputs(self, views: Sequence[VisualView], texts: Sequence[str], **kwargs: Any) -> Any:
+        """Run the processor on the views' images and the texts."""
+        images = [im for v in views for im in v.images] or None
+        return self.processor(images=images, text=list(texts), return_tensors="pt", **kwargs)
+
+    # ---------------------------------------------------------------- prompts
+    def build_prompt(self, n_images: int, text: str) -> str:
+        """The family's chat template around ``n_images`` images and ``text``."""
+        if getattr(self.processor, "chat_template", None):
+            content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
+            return self.processor.apply_chat_template(
+                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+            )
+        return self.fallback_prompt(n_images, text)
+
+    # --------------------------------------------------------------- prefill
+    def prefill(
+        self, image: Any, target: str, *, capture_keys: tuple[int, int] | None = None
+    ) -> Prefill:
+        """One forward pass over ``image`` + the existence question about
+        ``target``, keeping the KV cache (and pre-RoPE keys if asked)."""
+        target = _check_target(target)
+        view = self.view(to_pil_rgb(image))
+        question = EXISTENCE_PROMPT.format(target=target)
+        text = self.build_prompt(1, question)
+        q_at = text.rfind(question)
+        if q_at < 0:
+            raise FocusModelError("the chat template dropped the question text; cannot locate the target tokens")
+        span = (q_at + question.index(target), q_at + question.index(target) + len(target))
+        try:
+            inputs = self.processor_inputs([view], [text], return_offsets_mapping=True)
+            offsets = inputs.pop("offset_mapping")[0].tolist()
+        except (NotImplementedError, TypeError, ValueError, KeyError):
+            inputs, offsets = self.processor_inputs([view], [text]), None
+        input_ids = inputs["input_ids"][0].cpu()
+        positions = self._target_positions(input_ids, text, span, offsets, target)
+        grid_positions = self.visual_grid_positions(input_ids, view)
+
+        captured: dict[int, torch.Tensor] = {}
+        handles = self._hook_pre_rope_keys(capture_keys, captured) if capture_keys else []
+        try:
+            with torch.inference_mode():
+                out = self.model(**self._to_device(inputs), use_cache=True, logits_to_keep=1)
+        finally:
+            for handle in handles:
+                handle.remove()
+        self.counter.forward_passes += 1
+        cache = out.past_key_values
+        check_full_cache(cache, int(input_ids.shape[0]), self.num_layers)
+        return Prefill(
+            cache=cache,
+            input_ids=input_ids,
+            visual_positions=grid_positions,
+            geometry=view.geometry,
+            target_positions=positions,
+            target_tokens=self.tokenizer.convert_ids_to_tokens([int(input_ids[p]) for p in positions]),
+            pre_rope_keys=captured or None,
+        )
+
+    def relevance_map(
+        self,
+        image: Any,
+        target: str,
+        layers: tuple[int, int] | None = None,
+        source: str = "values",
+        config: Any = None,
+    ) -> RelevanceMap:
+        """The FOCUS relevance map of ``target`` over ``image`` (stage 2)."""
+        from ..relevance import compute_relevance_map
+
+        return compute_relevance_map(self, image, target, layers=layers, source=source, config=config)
+
+    # ----------------------------------------------------- yes/no confidence
+    def yes_no_confidence(
+        self,
+        images: Sequence[Any],
+        targets: Sequence[str],
+        batch_size: int = 8,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
+        """``softmax(l_Yes, l_No)[Yes]`` at the last position of
+        ``Is there a {target} in the image?`` for each (image, target) pair;
+        ``batch_size`` pairs go through the model together."""
+        if len(images) != len(targets):
+            raise FocusInputError(f"{len(images)} images but {len(targets)} targets; pass one target per image")
+        out = np.zeros(len(images), dtype=np.float64)
+        for start in range(0, len(images), batch_size):
+            if should_stop is not None and should_stop():
+                raise InterruptedError("FOCUS verification interrupted")
+            chunk = range(start, min(start + batch_size, len(images)))
+            views = [self.view(to_pil_rgb(images[i])) for i in chunk]
+            texts = [self.build_prompt(1, EXISTENCE_PROMPT.format(target=_check_target(targets[i]))) for i in chunk]
+            inputs = self.processor_inputs(views, texts, padding=True)
+            with torch.inference_mode():
+                logits = self.model(**self._to_device(inputs), use_cache=False, logits_to_keep=1).logits
+            self.counter.forward_passes += len(chunk)
+            last = logits[:, -1, :].float()
+            yes = torch.logsumexp(last[:, self._yes_ids], dim=-1)
+            no = torch.logsumexp(last[:, self._no_ids], dim=-1)
+            out[start : start + len(chunk)] = torch.sigmoid(yes - no).cpu().numpy()
+        return out
+
+    # -------------------------------------------------------------- generate
+    def generate(
+        self,
+        text: str,
+        images: Sequence[Any] = (),
+        max_new_tokens: int = 64,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> str:
+        """Greedy answer to ``text`` about ``images`` (none for text-only);
+        returns only the new text."""
+        views = [self.view(to_pil_rgb(im)) for im in images]
+        prompt = self.build_prompt(len(views), text)
+        inputs = self.processor_inputs(views, [prompt])
+        kwargs: dict[str, Any] = {}
+        if should_stop is not None:
+            from transformers import StoppingCriteria, StoppingCriteriaList
+
+            class _Stop(StoppingCriteria):
+                def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
+                    return torch.full((input_ids.shape[0],), bool(should_stop()), device=input_ids.device)
+
+            kwargs["stopping_criteria"] = StoppingCriteriaList([_Stop()])
+        inputs = self._to_device(inputs)
+        with torch.inference_mode():
+            out = self.model.generate(
+                **inputs,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+                **kwargs,
+            )
+        self.counter.generate_calls += 1
+        if should_stop is not None and should_stop():
+            raise InterruptedError("FOCUS generation interrupted")
+        new_tokens = out[0, inputs["input_ids"].shape[1] :]
+        return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+
+    # --------------------------------------------------------------- helpers
+    def _to_device(self, inputs: Any) -> dict[str, Any]:
+        moved = {}
+        for key, value in dict(inputs).items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.is_floating_point():
+                    value = value.to(self.dtype)
+            moved[key] = value
+        return moved
+
+    def _image_token_id(self) -> int:
+        token_id = getattr(self.processor, "image_token_id", None)
+        if token_id is None:
+            token_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
+        if token_id is None or token_id == self.tokenizer.unk_token_id:
+            raise FocusModelError(
+                f"the tokenizer does not know the image token {self.image_token!r}; "
+                "this folder's processor does not match a multimodal model"
+            )
+        return int(token_id)
+
+    def _answer_token_ids(self, word: str) -> list[int]:
+        """First token of ``word`` in the forms a model starts an answer with."""
+        ids = []
+        for form in (word, " " + word):
+            encoded = self.tokenizer.encode(form, add_special_tokens=False)
+            if encoded and encoded[0] != self.tokenizer.unk_token_id and encoded[0] not in ids:
+                ids.append(int(encoded[0]))
+        if not ids:
+            raise FocusModelError(f"the tokenizer cannot encode {word!r}; yes/no verification needs it")
+        return ids
+
+    def _target_positions(
+        self,
+        input_ids: torch.Tensor,
+        text: str,
+        span: tuple[int, int],
+        offsets: list[list[int]] | None,
+        target: str,
+    ) -> list[int]:
+        ids = input_ids.tolist()
+        if offsets is not None:
+            # the processor repeats the image placeholder; everything after the
+            # images moves right by the added characters
+            n_image_tokens = sum(1 for t in ids if t == self.image_token_id)
+            shift = (n_image_tokens - text.count(self.image_token)) * len(self.image_token)
+            lo, hi = span[0] + shift, span[1] + shift
+            positions = [
+                i for i, (a, b) in enumerate(offsets)
+                if b > a and a < hi and b > lo and ids[i] != self.image_token_id
+            ]
+        else:
+            positions = _find_subsequence(ids, self.tokenizer, target)
+        decoded = self.tokenizer.decode([ids[p] for p in positions]) if positions else ""
+        if not positions or _squash(decoded) != _squash(target):
+            raise FocusInputError(
+                f"could not find the tokens of target {target!r} in the prompt (found {decoded!r}); "
+                "use a plain object phrase such as 'red car'"
+            )
+        return positions
+
+    def _decoder_layers(self) -> Sequence[torch.nn.Module]:
+        language_model = getattr(getattr(self.model, "model", None), "language_model", None)
+        for candidate in (language_model, getattr(language_model, "model", None)):
+            layers = getattr(candidate, "layers", None)
+            if layers is not None:
+                return layers
+        decoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else None
+        if decoder is not None and hasattr(decoder, "layers"):
+            return decoder.layers
+        raise FocusModelError(f"cannot find the decoder layers of {type(self.model).__name__}")
+
+    def _hook_pre_rope_keys(self, layer_range: tuple[int, int], store: dict[int, torch.Tensor]) -> list[Any]:
+        """Forward hooks that keep each layer's k_proj output (keys before RoPE)."""
+        layers = self._decoder_layers()
+        kv_heads = int(getattr(self.text_config, "num_key_value_heads", None) or self.text_config.num_attention_heads)
+        handles = []
+        for index in range(*layer_range):
+            attn = getattr(layers[index], "self_attn", None)
+            proj = getattr(attn, "k_proj", None)
+            if proj is None:
+                raise FocusModelError("source='keys' needs self_attn.k_proj in every decoder layer")
+
+            def keep(module: Any, args: Any, output: torch.Tensor, index: int = index) -> None:
+                batch, seq, width = output.shape
+                store[index] = output[0].reshape(seq, kv_heads, width // kv_heads).transpose(0, 1).detach()
+
+            handles.append(proj.register_forward_hook(keep))
+        return handles
+
+
+def layers_by_fraction(num_layers: int, fraction: float) -> tuple[int, int]:
+    """The last ``fraction`` of ``num_layers`` decoder layers (at least one)."""
+    start = min(num_layers - 1, max(0, int(round(num_layers * (1.0 - fraction)))))
+    return start, num_layers
+
+
+def cache_layer_kv(cache: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keys, values) of one layer, ``[batch, kv_heads, seq, head_dim]``."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        layer = layers[index]
+        return layer.keys, layer.values
+    raise FocusModelError(
+        f"unsupported KV cache {type(cache).__name__}: FOCUS reads cache.layers[i].values "
+        "(transformers >= 4.56); upgrade transformers"
+    )
+
+
+def check_full_cache(cache: Any, seq_len: int, num_layers: int) -> None:
+    """Refuse caches that dropped positions (sliding windows, truncation):
+    the relevance map needs the value of every token."""
+    layers = getattr(cache, "layers", None)
+    if layers is None or len(layers) < num_layers:
+        count = "no" if layers is None else len(layers)
+        raise FocusModelError(
+            f"the KV cache ({type(cache).__name__}) has {count} layers for a {num_layers}-layer model; "
+            "FOCUS needs a full per-layer cache (transformers >= 4.56 DynamicCache)"
+        )
+    for index in range(num_layers):
+        _, values = cache_layer_kv(cache, index)
+        if values is None or values.shape[-2] != seq_len:
+            kept = None if values is None else values.shape[-2]
+            raise FocusModelError(
+                f"layer {index} of the KV cache keeps {kept} of {seq_len} positions (a sliding-window or "
+                "truncated cache); FOCUS needs every position: disable sliding-window attention or use a "
+                "shorter prompt / smaller image"
+            )
+
+
+def _check_target(target: Any) -> str:
+    if not isinstance(target, str) or not target.strip():
+        raise FocusInputError(f"target {target!r} is empty; give an object phrase such as 'red car'")
+    return " ".join(target.split())
+
+
+def _squash(text: str) -> str:
+    return "".join(text.replace("\u2581", " ").replace("\u0120", " ").split()).lower()
+
+
+def _find_subsequence(ids: list[int], tokenizer: Any, target: str) -> list[int]:
+    """Positions of the last occurrence of the target's tokens (for tokenizers
+    without offset mappings)."""
+    for form in (" " + target, target):
+        needle = tokenizer.encode(form, add_special_tokens=False)
+        for start in range(len(ids) - len(needle), -1, -1):
+            if needle and ids[start : start + len(needle)] == needle:
+                return list(range(start, start + len(needle)))
+    return []
+
