@@ -1,0 +1,157 @@
+"""Stage 4: choose the ROIs to answer on, compose the view, and answer.
+
+Type-1 questions answer on the best ROI of their target; with several
+targets, on the crop of the union of their best ROIs, or, when they lie far
+apart, on a canvas holding each crop at its relative position. Type-2
+questions use every ROI whose confidence exceeds the family's threshold,
+overlapping ones merged.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from PIL import Image
+
+from .config import FocusConfig
+from .errors import FocusInputError
+from .images import crop, to_pil_rgb
+from .ranking import best_per_target
+from .rois import ROI, merge_overlapping, union_box
+
+MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
+CANVAS_FILL = (127, 127, 127)
+
+
+@dataclass
+class AnswerView:
+    """What the final answer was computed on."""
+
+    mode: str  # "full" | "crop" | "canvas"
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    image: Image.Image | None = None
+
+    def to_json(self) -> dict:
+        return {"mode": self.mode, "boxes": [list(b) for b in self.boxes]}
+
+
+@dataclass
+class Answer:
+    text: str
+    option: str | None  # the chosen option's letter for multiple-choice questions
+    view: AnswerView
+
+
+def check_question(question: Any) -> str:
+    if not isinstance(question, str) or not question.strip():
+        raise FocusInputError("the question is empty; ask something about the image, e.g. 'What colour is the car?'")
+    return question.strip()
+
+
+def check_options(options: Sequence[str] | None) -> list[str] | None:
+    if options is None:
+        return None
+    if isinstance(options, str):
+        raise FocusInputError("options must be a list of strings, one per choice, not one string")
+    cleaned = [str(o).strip() for o in options]
+    if len(cleaned) < 2 or len(cleaned) > len(string.ascii_uppercase):
+        raise FocusInputError(f"give between 2 and 26 options for a multiple-choice question, not {len(cleaned)}")
+    if not all(cleaned):
+        raise FocusInputError("an option is empty; every choice needs text")
+    return cleaned
+
+
+def format_question(question: str, options: Sequence[str] | None) -> str:
+    """The question as the model gets it; options lettered A, B, C, ..."""
+    if not options:
+        return question
+    lines = [question] + [f"{letter}. {text}" for letter, text in zip(string.ascii_uppercase, options)]
+    return "\n".join(lines + [MC_INSTRUCTION])
+
+
+def parse_option(answer: str, options: Sequence[str] | None) -> str | None:
+    """The option letter a multiple-choice answer names (by letter or text)."""
+    if not options:
+        return None
+    letters = string.ascii_uppercase[: len(options)]
+    match = re.match(rf"^\W*\(?([{letters}])\b", answer.strip())
+    if match:
+        return match.group(1)
+    lowered = answer.strip().lower()
+    for letter, text in zip(letters, options):
+        if lowered.startswith(text.lower()):
+            return letter
+    return None
+
+
+def select_rois(ranked: Sequence[ROI], question_type: int, config: FocusConfig) -> list[ROI]:
+    """The ROIs the answer looks at (see module docstring)."""
+    if question_type == 2:
+        threshold = config.type2_threshold if config.type2_threshold is not None else 0.5
+        confident = [r for r in ranked if r.confidence is not None and r.confidence > threshold]
+        if confident:
+            return confident
+    return list(best_per_target(ranked).values())
+
+
+def compose_view(image: Image.Image, selected: Sequence[ROI], config: FocusConfig) -> AnswerView:
+    """Crop / union / canvas of the selected ROIs (the whole image if none)."""
+    if not selected:
+        return AnswerView(mode="full", image=image)
+    boxes = merge_overlapping([r.box for r in selected])
+    if len(boxes) == 1:
+        return AnswerView(mode="crop", boxes=boxes, image=crop(image, boxes[0]))
+    union = union_box(boxes)
+    if max(union[2] - union[0], union[3] - union[1]) <= config.far_apart_px:
+        return AnswerView(mode="crop", boxes=[union], image=crop(image, union))
+    return AnswerView(mode="canvas", boxes=boxes, image=paste_on_canvas(image, boxes, config.far_apart_px))
+
+
+def paste_on_canvas(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], span: int) -> Image.Image:
+    """Each box's crop at full resolution on an empty canvas; the gaps between
+    them shrunk so the layout spans about ``span`` px, relative order kept."""
+    ux0, uy0, ux1, uy1 = union_box(boxes)
+    scale = min(1.0, span / max(ux1 - ux0, uy1 - uy0))
+    placed = [((int((x0 - ux0) * scale), int((y0 - uy0) * scale)), (x0, y0, x1, y1)) for x0, y0, x1, y1 in boxes]
+    width = max(px + (b[2] - b[0]) for (px, _), b in placed)
+    height = max(py + (b[3] - b[1]) for (_, py), b in placed)
+    canvas = Image.new("RGB", (width, height), CANVAS_FILL)
+    for position, box in placed:
+        canvas.paste(crop(image, box), position)
+    return canvas
+
+
+def answer_question(
+    mllm: Any,
+    image: Any,
+    question: str,
+    options: Sequence[str] | None,
+    selected: Sequence[ROI],
+    config: FocusConfig,
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> Answer:
+    """Answer ``question`` on the view composed from ``selected`` (greedy)."""
+    question = check_question(question)
+    options = check_options(options)
+    pil = to_pil_rgb(image)
+    if not selected and not config.ask_on_full_image_if_no_roi:
+        raise FocusInputError("no ROI to answer on; propose ROIs first or allow answering on the full image")
+    view = compose_view(pil, selected, config)
+    text = mllm.generate(
+        format_question(question, options),
+        images=[view.image],
+        max_new_tokens=config.answer_max_new_tokens,
+        should_stop=should_stop,
+    )
+    return Answer(text=text, option=parse_option(text, options), view=view)
+
+
+def answer_plain(
+    mllm: Any, image: Any, question: str, options: Sequence[str] | None, config: FocusConfig
+) -> Answer:
+    """The vanilla baseline: one answer on the whole image."""
+    return answer_question(mllm, image, question, options, [], config)

@@ -1,0 +1,181 @@
+"""The ``focus`` command: ``focus run`` on your model and image, ``focus demo``
+on the embedded default model and a bundled scene."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from PIL import Image
+
+from .config import RELEVANCE_SOURCES, FocusConfig
+from .errors import FocusError
+
+PREVIEW_MAX_SIDE = 2048
+"""Overlays and box drawings are shrunk to this long side; the mask is not."""
+
+
+def _progress(message: str) -> None:
+    print(f"[focus] {message}", file=sys.stderr, flush=True)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "target"
+
+
+def write_outputs(result: Any, image: Image.Image, out: Path) -> list[Path]:
+    """result.json, a heatmap overlay per target, the ROI mask, the boxes."""
+    from .render import draw_rois, heatmap_overlay, roi_mask
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = [out / "result.json"]
+    written[0].write_text(json.dumps(result.to_json(), indent=1))
+    for target, rmap in result.relevance.items():
+        path = out / f"heatmap_{_slug(target)}.png"
+        heatmap_overlay(image, rmap, max_side=PREVIEW_MAX_SIDE).save(path)
+        written.append(path)
+    mask = roi_mask(image.size, [r.box for r in result.selected])
+    path = out / "roi_mask.png"
+    Image.fromarray((mask * 255).astype("uint8"), mode="L").save(path)
+    written.append(path)
+    path = out / "rois.png"
+    draw_rois(image, result.rois, result.selected, max_side=PREVIEW_MAX_SIDE).save(path)
+    written.append(path)
+    return written
+
+
+def _config_from_args(args: argparse.Namespace) -> FocusConfig:
+    return FocusConfig(
+        n_steps=args.n_steps,
+        source=args.source,
+        layers=tuple(args.layers) if args.layers else None,
+        overrun=not args.no_overrun,
+    )
+
+
+def _print_summary(result: Any, written: Sequence[Path]) -> None:
+    print(f"question : {result.question}")
+    if result.options:
+        for letter, option in zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", result.options):
+            print(f"           {letter}. {option}")
+    print(f"targets  : {', '.join(result.targets)} (type-{result.question_type}, from {result.target_source})")
+    for note in result.notes:
+        print(f"note     : {note}")
+    for roi in result.selected:
+        conf = "unverified" if roi.confidence is None else f"confidence {roi.confidence:.2f}"
+        print(f"ROI      : {roi.target}: box {list(roi.box)} (relevance {roi.score:.2f}, {conf})")
+    print(f"answer   : {result.answer}")
+    cost = result.cost
+    print(
+        f"cost     : {cost.forward_passes} forward passes, {cost.seconds:.2f} s, "
+        f"peak memory {cost.peak_memory_bytes / 2**20:.0f} MiB ({cost.peak_memory_kind})"
+    )
+    for path in written:
+        print(f"wrote    : {path}")
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .images import to_pil_rgb
+    from .mllm import load_mllm
+    from .pipeline import FocusPipeline
+
+    try:
+        image = Image.open(args.image)
+        image.load()
+    except FileNotFoundError:
+        raise FocusError(f"image file {args.image!r} does not exist") from None
+    except OSError as exc:
+        raise FocusError(f"cannot read image {args.image!r}: {exc}") from None
+    pil = to_pil_rgb(image)
+    _progress(f"loading {args.model}")
+    mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention)
+    pipe = FocusPipeline(mllm, _config_from_args(args))
+    result = pipe.run(pil, args.question, options=args.options, targets=args.targets, progress=_progress)
+    _print_summary(result, write_outputs(result, pil, Path(args.out)))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .answer import answer_plain
+    from .demo import DEMO_DISCLAIMER, demo_scene, ensure_demo_model
+    from .mllm import load_mllm
+    from .pipeline import FocusPipeline
+
+    started = time.perf_counter()
+    folder = ensure_demo_model(args.model_dir)
+    _progress(f"embedded demo model: {folder}")
+    mllm = load_mllm(str(folder), device="cpu", dtype="fp32")
+    image, meta = demo_scene()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    image.save(out / "scene.png")
+    config = FocusConfig(n_steps=args.n_steps)
+    vanilla = answer_plain(mllm, image, meta["question"], meta["options"], config)
+    result = FocusPipeline(mllm, config).run(image, meta["question"], options=meta["options"], progress=_progress)
+    written = [out / "scene.png", *write_outputs(result, image, out)]
+    print(DEMO_DISCLAIMER)
+    print(f"scene    : {image.width}x{image.height}, target (red star) at {meta['target_box']}")
+    print(f"vanilla  : {vanilla.text!r} (one answer on the whole image)")
+    _print_summary(result, written)
+    best = result.selected[0].box if result.selected else None
+    tx0, ty0, tx1, ty1 = meta["target_box"]
+    covered = best is not None and best[0] <= tx0 and best[1] <= ty0 and best[2] >= tx1 and best[3] >= ty1
+    print(f"located  : the chosen ROI {'covers' if covered else 'does NOT cover'} the red star")
+    print(f"total    : {time.perf_counter() - started:.1f} s")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="focus", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log model loading details")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="answer a question about an image with FOCUS")
+    run.add_argument("--model", required=True, help="model folder or Hugging Face hub id")
+    run.add_argument("--image", required=True, help="image file")
+    run.add_argument("--question", required=True)
+    run.add_argument("--options", nargs="+", help="multiple-choice options (answer is a letter)")
+    run.add_argument("--targets", nargs="+", help="skip target extraction: the objects to look for")
+    run.add_argument("--out", default="focus_out", help="output folder (default: focus_out)")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    run.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flash_attention_2", "eager"])
+    _add_common(run)
+    run.set_defaults(func=cmd_run)
+
+    demo = sub.add_parser("demo", help="run FOCUS on a bundled scene with the embedded demo model")
+    demo.add_argument("--out", default="focus_demo_out", help="output folder (default: focus_demo_out)")
+    demo.add_argument("--model-dir", default=None, help="where to build/keep the demo model (default: user cache)")
+    demo.add_argument("--n-steps", type=int, default=4)
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--n-steps", type=int, default=4, help="verification budget (ROIs checked per target)")
+    parser.add_argument("--no-overrun", action="store_true", help="do not verify beyond n-steps")
+    parser.add_argument("--source", default="values", choices=RELEVANCE_SOURCES, help="relevance source (ablations)")
+    parser.add_argument("--layers", type=int, nargs=2, metavar=("START", "END"), help="layer range [START, END)")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="[focus] %(message)s")
+    try:
+        return int(args.func(args))
+    except FocusError as exc:
+        print(f"focus: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("focus: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

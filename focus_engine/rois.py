@@ -1,0 +1,231 @@
+"""Stage 3a: candidate ROIs from a relevance map (pure numpy geometry).
+
+Anchors are the highest cells, kept at least ``spacing`` cells apart; each
+grows from an ``s_min`` box one cell per side while the mean relevance inside
+stays above the threshold and its side within ``s_max``; boxes are ordered by
+anchor relevance and thinned by NMS. Cell boxes become original-image pixel
+boxes through the map's geometry.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from .grid import RelevanceMap
+
+Box = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class CellBox:
+    """Grid cells ``[r0, r1) x [c0, c1)``."""
+
+    r0: int
+    c0: int
+    r1: int
+    c1: int
+
+    @property
+    def height(self) -> int:
+        return self.r1 - self.r0
+
+    @property
+    def width(self) -> int:
+        return self.c1 - self.c0
+
+    @property
+    def side(self) -> int:
+        return max(self.height, self.width)
+
+    def mean(self, grid: np.ndarray) -> float:
+        return float(grid[self.r0 : self.r1, self.c0 : self.c1].mean())
+
+    def grown(self, shape: tuple[int, int]) -> "CellBox":
+        """One cell more on every side, clipped at the grid border."""
+        rows, cols = shape
+        return CellBox(max(self.r0 - 1, 0), max(self.c0 - 1, 0), min(self.r1 + 1, rows), min(self.c1 + 1, cols))
+
+    def to_json(self) -> dict[str, int]:
+        return {"r0": self.r0, "c0": self.c0, "r1": self.r1, "c1": self.c1}
+
+
+@dataclass
+class ROI:
+    """A region of interest in original-image pixels (exclusive right/bottom)."""
+
+    box: Box
+    target: str
+    score: float
+    """Relevance of the anchor cell (0..1)."""
+    confidence: float | None = None
+    """Yes/no verification confidence; None while unverified."""
+    cells: CellBox | None = None
+    anchor: tuple[int, int] | None = None
+
+    @property
+    def width(self) -> int:
+        return self.box[2] - self.box[0]
+
+    @property
+    def height(self) -> int:
+        return self.box[3] - self.box[1]
+
+    @property
+    def area(self) -> int:
+        return self.width * self.height
+
+    @property
+    def center(self) -> tuple[float, float]:
+        return (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "box": [int(v) for v in self.box],
+            "target": self.target,
+            "score": round(float(self.score), 6),
+            "confidence": None if self.confidence is None else round(float(self.confidence), 6),
+            "cells": self.cells.to_json() if self.cells else None,
+            "anchor": list(self.anchor) if self.anchor else None,
+        }
+
+
+def select_anchors(grid: np.ndarray, k: int, spacing: float) -> list[tuple[int, int]]:
+    """Up to ``k`` cells by descending value (ties in row-major order), each at
+    least ``spacing`` cells (Euclidean) from every anchor taken before it."""
+    grid = np.asarray(grid, dtype=np.float64)
+    if np.isnan(grid).any():
+        raise ValueError("the relevance grid contains NaN")
+    order = np.argsort(-grid, axis=None, kind="stable")
+    cols = grid.shape[1]
+    taken: list[tuple[int, int]] = []
+    for flat in order:
+        if len(taken) == k:
+            break
+        row, col = divmod(int(flat), cols)
+        if all((row - r) ** 2 + (col - c) ** 2 >= spacing**2 for r, c in taken):
+            taken.append((row, col))
+    return taken
+
+
+def initial_box(anchor: tuple[int, int], grid_shape: tuple[int, int], s_min: int) -> CellBox:
+    """An ``s_min`` square centred on the anchor, shifted inside the grid
+    (clipped where the grid is smaller than ``s_min``)."""
+
+    def axis(centre: int, extent: int) -> tuple[int, int]:
+        size = min(s_min, extent)
+        start = min(max(centre - size // 2, 0), extent - size)
+        return start, start + size
+
+    r0, r1 = axis(anchor[0], grid_shape[0])
+    c0, c1 = axis(anchor[1], grid_shape[1])
+    return CellBox(r0, c0, r1, c1)
+
+
+def expand_box(
+    grid: np.ndarray, anchor: tuple[int, int], s_min: int, s_max: int, threshold: float
+) -> CellBox:
+    """Grow the anchor's initial box one cell per side while the grown box's
+    side stays <= ``s_max`` and its mean relevance >= ``threshold``."""
+    box = initial_box(anchor, grid.shape, s_min)
+    while True:
+        grown = box.grown(grid.shape)
+        if grown == box or grown.side > s_max or grown.mean(grid) < threshold:
+            return box
+        box = grown
+
+
+def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0 or ih <= 0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return float(inter / union) if union > 0 else 0.0
+
+
+def nms(boxes: Sequence[Sequence[float]], scores: Sequence[float], iou_threshold: float) -> list[int]:
+    """Greedy non-maximum suppression: indices kept, by descending score
+    (ties keep the lower index first)."""
+    order = sorted(range(len(boxes)), key=lambda i: (-scores[i], i))
+    kept: list[int] = []
+    for index in order:
+        if all(box_iou(boxes[index], boxes[k]) <= iou_threshold for k in kept):
+            kept.append(index)
+    return kept
+
+
+def union_box(boxes: Sequence[Box]) -> Box:
+    if not boxes:
+        raise ValueError("union of no boxes")
+    return (
+        min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
+    )
+
+
+def merge_overlapping(boxes: Sequence[Box]) -> list[Box]:
+    """Replace boxes that overlap (positive area) by their union, until none
+    overlap; sorted by (y0, x0)."""
+    merged = [tuple(int(v) for v in b) for b in boxes]
+    changed = True
+    while changed:
+        changed = False
+        for i in range(len(merged)):
+            for j in range(i + 1, len(merged)):
+                a, b = merged[i], merged[j]
+                if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]):
+                    merged[i] = union_box([a, b])
+                    del merged[j]
+                    changed = True
+                    break
+            if changed:
+                break
+    return sorted(merged, key=lambda b: (b[1], b[0]))  # type: ignore[return-value]
+
+
+def propose_rois(
+    rmap: RelevanceMap,
+    *,
+    n_anchors: int,
+    anchor_spacing: float,
+    s_min: int,
+    s_max: int,
+    expand_threshold: float,
+    nms_iou: float,
+) -> list[ROI]:
+    """ROIs of one relevance map, ordered by anchor relevance, after NMS."""
+    if n_anchors < 1:
+        raise ValueError(f"n_anchors must be at least 1, got {n_anchors}")
+    if s_min < 1 or s_max < s_min:
+        raise ValueError(f"need 1 <= s_min <= s_max, got s_min={s_min}, s_max={s_max}")
+    if anchor_spacing < 0:
+        raise ValueError(f"anchor_spacing must be >= 0, got {anchor_spacing}")
+    for name, value in (("expand_threshold", expand_threshold), ("nms_iou", nms_iou)):
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(f"{name} must be in [0, 1], got {value}")
+    grid = np.asarray(rmap.grid, dtype=np.float64)
+    rois = []
+    for anchor in select_anchors(grid, n_anchors, anchor_spacing):
+        cells = expand_box(grid, anchor, s_min, s_max, expand_threshold)
+        box = rmap.geometry.cells_box(cells.r0, cells.c0, cells.r1, cells.c1)
+        rois.append(ROI(box=box, target=rmap.target, score=float(grid[anchor]), cells=cells, anchor=anchor))
+    # anchors already come in descending relevance, so NMS keeps that order
+    keep = nms([r.box for r in rois], [r.score for r in rois], nms_iou)
+    return [rois[i] for i in keep]
+
+
+def propose_rois_for_config(rmap: RelevanceMap, config: Any) -> list[ROI]:
+    """``propose_rois`` with the fields of a resolved FocusConfig."""
+    return propose_rois(
+        rmap,
+        n_anchors=config.n_anchors,
+        anchor_spacing=config.anchor_spacing,
+        s_min=config.s_min,
+        s_max=config.s_max,
+        expand_threshold=config.expand_threshold,
+        nms_iou=config.nms_iou,
+    )
