@@ -1,0 +1,62 @@
+"""Shared fixtures: tiny planted-signal LLaVA models saved to temp folders and
+loaded back through ``load_mllm(folder)``, the path a user's 7B model takes."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from focus_engine.demo import build_planted_llava, synthetic_scene  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def planted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LLaVA-1.5 geometry: 336 px, patch 14 -> 24x24 tokens."""
+    return build_planted_llava(tmp_path_factory.mktemp("planted336"), seed=1)
+
+
+@pytest.fixture(scope="session")
+def planted_small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Another geometry and seed: 224 px, patch 16 -> 14x14 tokens, 6 layers."""
+    return build_planted_llava(
+        tmp_path_factory.mktemp("planted224"), seed=5, image_side=224, patch=16, text_layers=6, heads=4, kv_heads=4
+    )
+
+
+@pytest.fixture(scope="session")
+def random_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Undamped random weights (nothing planted): for exactness checks."""
+    return build_planted_llava(tmp_path_factory.mktemp("random"), seed=3, damping=1.0, neutral_words=False)
+
+
+@pytest.fixture(scope="session")
+def planted(planted_dir: Path):
+    from focus_engine import load_mllm
+
+    return load_mllm(str(planted_dir))
+
+
+@pytest.fixture(scope="session")
+def planted_small(planted_small_dir: Path):
+    from focus_engine import load_mllm
+
+    return load_mllm(str(planted_small_dir))
+
+
+def scene(
+    size: tuple[int, int],
+    box: tuple[int, int, int, int],
+    colour: str = "red",
+    distractors: int = 12,
+    seed: int = 0,
+) -> Image.Image:
+    """A grey scene with one ``colour`` square at ``box`` and distractors."""
+    return synthetic_scene(size, box, colour=colour, distractors=distractors, seed=seed)

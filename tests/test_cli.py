@@ -1,0 +1,54 @@
+"""The `focus` command: run on a model folder and an image file, and demo."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+
+from conftest import scene
+from focus_engine.cli import main
+
+
+def test_focus_run_writes_outputs(planted_dir, tmp_path, capsys):
+    image_path = tmp_path / "scene.png"
+    scene((1600, 900), (1450, 700, 1560, 810)).save(image_path)
+    out = tmp_path / "out"
+    code = main([
+        "run", "--model", str(planted_dir), "--image", str(image_path), "--question", "Where is the red square?",
+        "--options", "left", "right", "--targets", "red", "--n-steps", "2", "--out", str(out),
+    ])
+    assert code == 0
+    result = json.loads((out / "result.json").read_text())
+    assert result["targets"] == ["red"] and result["options"] == ["left", "right"]
+    assert result["cost"]["forward_passes"] >= 1
+    x0, y0, x1, y1 = result["selected"][0]["box"]
+    assert x0 <= 1505 < x1 and y0 <= 755 < y1
+    mask = Image.open(out / "roi_mask.png")
+    assert mask.size == (1600, 900) and mask.getpixel((1505, 755)) == 255 and mask.getpixel((5, 5)) == 0
+    assert Image.open(out / "heatmap_red.png").size == (1600, 900)
+    assert Image.open(out / "rois.png").size == (1600, 900)
+    captured = capsys.readouterr()
+    assert "answer" in captured.out and "[focus]" in captured.err  # progress goes to stderr
+
+
+def test_focus_run_errors_are_one_line(planted_dir, tmp_path, capsys):
+    code = main(["run", "--model", str(planted_dir), "--image", str(tmp_path / "missing.png"), "--question", "Q?"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+    image_path = tmp_path / "x.png"
+    Image.new("RGB", (64, 64)).save(image_path)
+    code = main(["run", "--model", str(tmp_path / "nope"), "--image", str(image_path), "--question", "Q?"])
+    assert code == 2 and "does not exist" in capsys.readouterr().err
+
+
+def test_focus_demo(tmp_path, capsys):
+    code = main(["demo", "--out", str(tmp_path / "demo"), "--model-dir", str(tmp_path / "model")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "CONSTRUCTED" in out and "meaningless" in out  # says plainly what the demo model is
+    assert "vanilla" in out and "covers the red star" in out
+    result = json.loads((tmp_path / "demo" / "result.json").read_text())
+    assert result["relevance"] and result["selected"]
+    assert (tmp_path / "demo" / "rois.png").exists()

@@ -1,0 +1,112 @@
+"""load_mllm: round trips through save_pretrained, local-first, clear errors."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+import torch
+
+from focus_engine import FocusModelError, UnsupportedModelError, load_mllm
+from focus_engine.mllm import loader
+
+
+def test_round_trip_from_folder(planted_dir):
+    mllm = load_mllm(str(planted_dir))
+    assert mllm.family == "llava"
+    assert mllm.device.type == "cpu" and mllm.dtype == torch.float32  # auto on a CPU machine
+    assert mllm.num_layers == 4 and mllm.tokens_per_side == 24
+    assert mllm.model.config._attn_implementation == "sdpa"  # auto without flash-attn
+
+
+def test_loading_a_folder_never_touches_the_network(planted_dir, monkeypatch):
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("load_mllm tried to open a network connection")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    assert load_mllm(planted_dir).family == "llava"  # a Path works too
+
+
+def test_in_memory_pair(planted):
+    again = load_mllm((planted.model, planted.processor))
+    assert again.family == "llava" and again.model is planted.model
+
+
+def test_explicit_precision(planted_dir):
+    mllm = load_mllm(str(planted_dir), device="cpu", dtype="bf16", attn_implementation="eager")
+    assert mllm.dtype == torch.bfloat16
+    assert mllm.model.config._attn_implementation == "eager"
+
+
+def test_missing_folder(tmp_path):
+    with pytest.raises(FocusModelError, match="does not exist"):
+        load_mllm(str(tmp_path / "no-such-model"))
+
+
+def test_folder_without_config(tmp_path):
+    (tmp_path / "weights.bin").write_bytes(b"\0")
+    with pytest.raises(FocusModelError, match="no config.json"):
+        load_mllm(str(tmp_path))
+
+
+def test_folder_that_is_not_an_mllm(tmp_path):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    LlamaForCausalLM(LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, vocab_size=50)).save_pretrained(tmp_path)
+    with pytest.raises(UnsupportedModelError) as err:
+        load_mllm(str(tmp_path))
+    message = str(err.value)
+    assert "'llama'" in message and "llava" in message and "supported families" in message
+
+
+def test_broken_folder(tmp_path, planted_dir):
+    # a config that says llava but no weights / processor files
+    (tmp_path / "config.json").write_text((planted_dir / "config.json").read_text())
+    with pytest.raises(FocusModelError, match="could not load"):
+        load_mllm(str(tmp_path))
+
+
+def test_corrupt_config(tmp_path):
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(FocusModelError, match="config"):
+        load_mllm(str(tmp_path))
+
+
+def test_bad_arguments(planted_dir):
+    with pytest.raises(FocusModelError, match="precision"):
+        load_mllm(str(planted_dir), dtype="int3")
+    with pytest.raises(FocusModelError, match="attention"):
+        load_mllm(str(planted_dir), attn_implementation="magic")
+    with pytest.raises(FocusModelError, match="not a torch device"):
+        load_mllm(str(planted_dir), device="gpu0")
+    with pytest.raises(FocusModelError):
+        load_mllm(12)
+    with pytest.raises(FocusModelError, match="no model"):
+        load_mllm("  ")
+
+
+def test_flash_attention_without_package_is_actionable(planted_dir, monkeypatch):
+    monkeypatch.setattr(loader, "flash_attn_available", lambda: False)
+    with pytest.raises(FocusModelError, match="flash-attn"):
+        load_mllm(str(planted_dir), attn_implementation="flash_attention_2")
+    # auto falls back to sdpa
+    assert loader.resolve_attention("auto", torch.device("cuda"), torch.bfloat16) == "sdpa"
+    monkeypatch.setattr(loader, "flash_attn_available", lambda: True)
+    assert loader.resolve_attention("auto", torch.device("cuda"), torch.bfloat16) == "flash_attention_2"
+    assert loader.resolve_attention("auto", torch.device("cpu"), torch.float32) == "sdpa"
+
+
+def test_auto_dtype_rules():
+    assert loader.resolve_dtype("auto", torch.device("cpu")) == torch.float32
+    assert loader.resolve_dtype("fp16", torch.device("cpu")) == torch.float16
+    assert loader.resolve_dtype(torch.bfloat16, torch.device("cpu")) == torch.bfloat16
+
+
+def test_demo_model_metadata(planted_dir):
+    meta = json.loads((planted_dir / "focus_demo.json").read_text())
+    assert meta["seed"] == 1 and "red" in meta["colours"]

@@ -1,0 +1,186 @@
+"""FocusPipeline end to end through the public API, ranking, answering, cost."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import scene
+from focus_engine import FocusConfig, FocusPipeline
+from focus_engine.answer import compose_view, format_question, parse_option, select_rois
+from focus_engine.ranking import rank_rois
+from focus_engine.rois import ROI
+
+BOX = (2000, 200, 2140, 340)
+
+
+@pytest.fixture(scope="module")
+def image():
+    return scene((2400, 1200), BOX, seed=4)
+
+
+class ForwardCounter:
+    """Counts model.forward calls and the samples in each (a forward pre-hook)."""
+
+    def __init__(self, model):
+        self.batches: list[int] = []
+        self.handle = model.register_forward_pre_hook(self.hook, with_kwargs=True)
+
+    def hook(self, module, args, kwargs):
+        ids = kwargs.get("input_ids")
+        self.batches.append(int(ids.shape[0]) if ids is not None else 1)
+
+    def close(self):
+        self.handle.remove()
+
+
+def test_public_api_result(planted, image):
+    pipe = FocusPipeline(planted, FocusConfig(n_steps=4))
+    res = pipe.run(image, "What colour is the square?", options=["red", "blue", "green", "white"])
+    assert isinstance(res.answer, str)
+    assert res.targets and all(isinstance(t, str) for t in res.targets)
+    assert res.question_type in (1, 2)
+    assert set(res.relevance) == set(res.targets)
+    assert res.rois and res.selected
+    for roi in res.rois:
+        x0, y0, x1, y1 = roi.box
+        assert all(isinstance(v, int) for v in roi.box)
+        assert 0 <= x0 < x1 <= 2400 and 0 <= y0 < y1 <= 1200
+        assert roi.target in res.targets and 0.0 <= roi.score <= 1.0
+    verified = [r.confidence for r in res.rois if r.confidence is not None]
+    assert len(verified) >= min(4, len(res.rois)) and all(0.0 <= c <= 1.0 for c in verified)
+    assert res.cost.forward_passes >= len(res.targets) + len(verified)
+    assert res.cost.seconds > 0 and res.cost.peak_memory_bytes > 0
+    data = json.loads(json.dumps(res.to_json()))
+    assert data["answer"] == res.answer and len(data["rois"]) == len(res.rois)
+
+
+def test_forward_passes_are_counted_where_the_model_runs(planted, image):
+    counter = ForwardCounter(planted.model)
+    try:
+        res = FocusPipeline(planted, FocusConfig(n_steps=3, overrun=False)).run(
+            image, "Where is the red square?", targets=["red", "blue"]
+        )
+    finally:
+        counter.close()
+    # relevance: one prefill per target; ranking: one batch of 3 crops x 2 targets
+    assert counter.batches[:3] == [1, 1, 6]
+    assert res.cost.forward_passes == 2 + 6
+    assert res.cost.stage_forward_passes["relevance"] == 2
+    assert res.cost.stage_forward_passes["ranking"] == 6
+    assert sum(1 for r in res.rois if r.confidence is not None) == 6
+
+
+def test_same_input_twice_gives_same_rois(planted, image):
+    pipe = FocusPipeline(planted, FocusConfig(n_steps=2))
+    first = pipe.run(image, "Where is the red square?", targets=["red square"])
+    second = pipe.run(image, "Where is the red square?", targets=["red square"])
+    assert [r.box for r in first.rois] == [r.box for r in second.rois]
+    assert [r.confidence for r in first.rois] == [r.confidence for r in second.rois]
+    np.testing.assert_array_equal(first.relevance["red square"].grid, second.relevance["red square"].grid)
+
+
+def test_no_ranking_ablation_skips_verification(planted, image):
+    res = FocusPipeline(planted, FocusConfig(n_steps=1, overrun=False)).run(image, "Where?", targets=["red"])
+    assert all(r.confidence is None for r in res.rois)
+    assert res.cost.forward_passes == 1
+    assert res.selected[0].box[0] <= 2070 < res.selected[0].box[2]
+
+
+class FakeVerifier:
+    """Stands in for the model's yes/no head: says Yes only for listed boxes."""
+
+    family = "fake"
+
+    def __init__(self, yes_boxes):
+        self.yes_boxes = set(yes_boxes)
+        self.calls: list[list[str]] = []
+
+    def yes_no_confidence(self, images, targets, batch_size=8, should_stop=None):
+        self.calls.append(list(targets))
+        return np.array([0.9 if getattr(im, "focus_box", None) in self.yes_boxes else 0.1 for im in images])
+
+
+def _rois(target, n):
+    return [ROI(box=(i * 50, 0, i * 50 + 40, 40), target=target, score=1.0 - i / 100) for i in range(n)]
+
+
+def _tagging_crop(monkeypatch):
+    """Make ranking's crops remember their box, so the fake verifier can answer per box."""
+    import focus_engine.ranking as ranking
+
+    def tagged(image, box):
+        out = image.crop(box)
+        out.focus_box = tuple(box)
+        return out
+
+    monkeypatch.setattr(ranking, "crop", tagged)
+
+
+def test_overrun_verifies_until_a_yes(monkeypatch):
+    from PIL import Image
+
+    _tagging_crop(monkeypatch)
+    rois = _rois("cat", 12)
+    fake = FakeVerifier({rois[6].box})
+    ranked = rank_rois(fake, Image.new("RGB", (700, 100)), rois, FocusConfig(n_steps=4, max_overrun=5))
+    # step 1: four ROIs in one batch; then one more per step until ROI 6 says yes
+    assert [len(c) for c in fake.calls] == [4, 1, 1, 1]
+    assert ranked[0].box == rois[6].box and ranked[0].confidence == pytest.approx(0.9)
+    assert sum(r.confidence is not None for r in ranked) == 7
+    assert all(r.confidence is None for r in rois)  # input untouched
+
+
+def test_overrun_is_bounded(monkeypatch):
+    from PIL import Image
+
+    _tagging_crop(monkeypatch)
+    fake = FakeVerifier(set())
+    ranked = rank_rois(fake, Image.new("RGB", (700, 100)), _rois("cat", 12), FocusConfig(n_steps=2, max_overrun=3))
+    assert sum(len(c) for c in fake.calls) == 5
+    assert sum(r.confidence is not None for r in ranked) == 5
+
+
+def test_one_batch_per_step_across_targets(monkeypatch):
+    from PIL import Image
+
+    _tagging_crop(monkeypatch)
+    fake = FakeVerifier(set())
+    rois = _rois("cat", 3) + _rois("dog", 3)
+    rank_rois(fake, Image.new("RGB", (700, 100)), rois, FocusConfig(n_steps=3, overrun=False))
+    assert fake.calls == [["cat"] * 3 + ["dog"] * 3]
+
+
+def test_type2_selects_every_confident_roi():
+    rois = [
+        ROI(box=(0, 0, 10, 10), target="car", score=0.9, confidence=0.95),
+        ROI(box=(5, 5, 15, 15), target="car", score=0.8, confidence=0.7),
+        ROI(box=(100, 100, 110, 110), target="car", score=0.7, confidence=0.2),
+    ]
+    config = FocusConfig(type2_threshold=0.6)
+    assert select_rois(rois, 2, config) == rois[:2]
+    assert select_rois(rois, 1, config) == rois[:1]
+
+
+def test_far_apart_targets_go_on_a_canvas():
+    from PIL import Image
+
+    image = Image.new("RGB", (4000, 3000), (10, 20, 30))
+    near = [ROI(box=(100, 100, 300, 300), target="a", score=1), ROI(box=(400, 100, 600, 300), target="b", score=1)]
+    view = compose_view(image, near, FocusConfig())
+    assert view.mode == "crop" and view.boxes == [(100, 100, 600, 300)] and view.image.size == (500, 200)
+    far = [ROI(box=(0, 0, 200, 200), target="a", score=1), ROI(box=(3700, 2800, 3900, 3000), target="b", score=1)]
+    view = compose_view(image, far, FocusConfig(far_apart_px=1200))
+    assert view.mode == "canvas" and len(view.boxes) == 2
+    assert max(view.image.size) <= 1200 + 200 and view.image.size[0] >= 400
+
+
+def test_multiple_choice_formatting_and_parsing():
+    text = format_question("What colour?", ["red", "blue"])
+    assert text.splitlines()[1:3] == ["A. red", "B. blue"] and "letter" in text
+    assert parse_option("B", ["red", "blue"]) == "B"
+    assert parse_option("(A) red", ["red", "blue"]) == "A"
+    assert parse_option("blue, clearly", ["red", "blue"]) == "B"
+    assert parse_option("no idea", ["red", "blue"]) is None
