@@ -45,7 +45,7 @@ _IRREGULAR_PLURALS = {
     "people": "person", "men": "man", "women": "woman", "children": "child", "feet": "foot",
     "teeth": "tooth", "mice": "mouse", "geese": "goose",
 }
-_ARTICLES = ("a ", "an ", "the ")
+_ARTICLES = {"a", "an", "the"}
 _ATTRIBUTE_WORDS = {
     "color", "colour", "material", "shape", "size", "number", "letter", "text", "side", "left", "right",
     "top", "bottom", "image", "picture", "photo", "type", "kind", "brand", "name", "word", "position",
@@ -106,9 +106,10 @@ def _clean_target(text: str) -> tuple[str, bool]:
         words = target.split(" ")
         words[-1] = singularize(words[-1])
         target = " ".join(words)
-    while target.lower().startswith(_ARTICLES):
-        target = target.split(" ", 1)[1] if " " in target else ""
-    return target.strip(), is_all
+    words = target.split()
+    while words and words[0].lower() in _ARTICLES:
+        words = words[1:]
+    return " ".join(words), is_all
 
 
 def _split_list(text: str) -> list[str]:

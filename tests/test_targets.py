@@ -1,0 +1,118 @@
+"""Stage 1: the few-shot prompt, the answer parser, the heuristic fallback."""
+
+from __future__ import annotations
+
+import pytest
+
+from focus_engine import FocusConfig, FocusInputError
+from focus_engine.targets import (
+    ICL_EXAMPLES, LEAD_IN, QUESTION_SUFFIX, build_icl_prompt, extract_targets, given_targets, heuristic_targets,
+    parse_targets, singularize,
+)
+
+
+@pytest.mark.parametrize(
+    ("answer", "targets", "qtype"),
+    [
+        (f"I need to find the bag. {LEAD_IN} woman's bag.", ["woman's bag"], 1),
+        (f"{LEAD_IN} cup and laptop.", ["cup", "laptop"], 1),
+        (f"{LEAD_IN} lamp, plant and bookshelf.", ["lamp", "plant", "bookshelf"], 1),
+        (f"{LEAD_IN} lamp, plant, and bookshelf", ["lamp", "plant", "bookshelf"], 1),
+        (f"{LEAD_IN} all cars.", ["car"], 2),
+        (f"{LEAD_IN} all boxes and the red buses.", ["box", "red buses"], 2),
+        (f"{LEAD_IN} all berries", ["berry"], 2),
+        (f"{LEAD_IN} all people.", ["person"], 2),
+        (f"{LEAD_IN} the red car.\nQuestion: What is the colour of ...", ["red car"], 1),
+        (f"{LEAD_IN} dog. Question: next one", ["dog"], 1),
+        (f"{LEAD_IN.lower()} \"umbrella\".", ["umbrella"], 1),
+        (f"{LEAD_IN} cat and cat.", ["cat"], 1),
+        # the model repeats the lead-in of an example first: the last one counts
+        (f"{LEAD_IN} cup and laptop. Now: {LEAD_IN} green bottle.", ["green bottle"], 1),
+    ],
+)
+def test_parse_targets(answer, targets, qtype):
+    assert parse_targets(answer) == (targets, qtype)
+
+
+@pytest.mark.parametrize("answer", ["", "I don't know.", "objects: car", f"{LEAD_IN} .", f"{LEAD_IN}   "])
+def test_unparsable_answers(answer):
+    assert parse_targets(answer) is None
+
+
+@pytest.mark.parametrize(
+    ("word", "single"),
+    [("cars", "car"), ("boxes", "box"), ("buses", "bus"), ("berries", "berry"), ("glass", "glass"),
+     ("people", "person"), ("children", "child"), ("bus", "bus"), ("benches", "bench")],
+)
+def test_singularize(word, single):
+    assert singularize(word) == single
+
+
+@pytest.mark.parametrize(
+    ("question", "targets", "qtype"),
+    [
+        ("What is the color of the star?", ["star"], 1),
+        ("What is the colour of the woman's shirt?", ["woman's shirt"], 1),
+        ("Which letter is on the blue sign?", ["blue sign"], 1),
+        ("Is the red circle to the left or right of the green square?", ["red circle", "green square"], 1),
+        ("How many cars are there in the image?", ["car"], 2),
+        ("What is the material of the glove? (A) rubber (B) cotton", ["glove"], 1),
+        ("What is the material of the glove?\nA. rubber\nB. cotton", ["glove"], 1),
+        ("What shape is the red object?", ["red object"], 1),
+        ("Umbrella colour?", ["Umbrella"], 1),
+    ],
+)
+def test_heuristic_targets(question, targets, qtype):
+    assert heuristic_targets(question) == (targets, qtype)
+
+
+def test_prompt_holds_every_example_and_ends_with_the_question():
+    prompt = build_icl_prompt("Where is the cat?")
+    for question, answer in ICL_EXAMPLES:
+        assert f"Question: {question}\n{QUESTION_SUFFIX}\nAnswer: {answer}" in prompt
+        assert parse_targets(answer) is not None  # the examples model the format the parser reads
+    assert prompt.endswith(f"Question: Where is the cat?\n{QUESTION_SUFFIX}\nAnswer:")
+
+
+def test_given_targets():
+    assert given_targets(["red car", " the dog "]).targets == ["red car", "dog"]
+    assert given_targets("red car, blue sign; tree").targets == ["red car", "blue sign", "tree"]
+    counted = given_targets(["all cars"])
+    assert counted.targets == ["car"] and counted.question_type == 2 and counted.source == "given"
+    with pytest.raises(FocusInputError, match="empty"):
+        given_targets(["car", "  "])
+    with pytest.raises(FocusInputError):
+        given_targets(["the"])
+    with pytest.raises(FocusInputError, match="no targets"):
+        given_targets([])
+
+
+class FakeMLLM:
+    def __init__(self, reply):
+        self.reply = reply
+        self.prompts = []
+
+    def generate(self, text, images=(), max_new_tokens=64, should_stop=None):
+        self.prompts.append((text, tuple(images), max_new_tokens))
+        return self.reply
+
+
+def test_extract_targets_from_the_model():
+    fake = FakeMLLM(f" To answer, find them. {LEAD_IN} red umbrella and bench.")
+    found = extract_targets(fake, "Is the red umbrella left of the bench?", FocusConfig(target_max_new_tokens=20))
+    assert found.targets == ["red umbrella", "bench"] and found.question_type == 1 and found.source == "model"
+    text, images, budget = fake.prompts[0]
+    assert images == () and budget == 20 and text == build_icl_prompt("Is the red umbrella left of the bench?")
+    assert found.note is None
+
+
+def test_extract_targets_falls_back_and_says_so():
+    fake = FakeMLLM("banana banana banana " * 10)
+    found = extract_targets(fake, "What is the colour of the kite?", FocusConfig())
+    assert found.targets == ["kite"] and found.source == "heuristic"
+    assert "could not be parsed" in found.note and "banana" in found.note and len(found.note) < 200
+
+
+def test_extract_targets_refuses_an_empty_question():
+    with pytest.raises(FocusInputError, match="empty"):
+        extract_targets(FakeMLLM(""), "  ", FocusConfig())
