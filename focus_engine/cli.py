@@ -31,7 +31,7 @@ def _slug(text: str) -> str:
 
 def write_outputs(result: Any, image: Image.Image, out: Path) -> list[Path]:
     """result.json, a heatmap overlay per target, the ROI mask, the boxes."""
-    from .render import draw_rois, heatmap_overlay, roi_mask
+    from .render import draw_rois, heatmap_overlay, roi_mask, summary_figure
 
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "result.json"]
@@ -46,6 +46,9 @@ def write_outputs(result: Any, image: Image.Image, out: Path) -> list[Path]:
     written.append(path)
     path = out / "rois.png"
     draw_rois(image, result.rois, result.selected, max_side=PREVIEW_MAX_SIDE).save(path)
+    written.append(path)
+    path = out / "summary.png"
+    summary_figure(image, result).save(path)
     written.append(path)
     return written
 

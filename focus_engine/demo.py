@@ -100,9 +100,13 @@ def build_planted_llava(
     """
     import torch
     from transformers import (
-        CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration,
-        LlavaProcessor,
+        CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor,
     )
+
+    try:  # transformers 5: the PIL backend by name (no torchvision needed, no warning)
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+    except ImportError:  # transformers 4.x: the PIL-based processor has the plain name
+        from transformers import CLIPImageProcessor
 
     colours = colours or COLOURS
     torch.manual_seed(seed)

@@ -29,15 +29,18 @@ def preview_scale(size: tuple[int, int], max_side: int | None) -> float:
     return 1.0 if not max_side else min(1.0, max_side / max(size))
 
 
-def heatmap_overlay(image: Image.Image, rmap: RelevanceMap, alpha: float = 0.55, max_side: int | None = None) -> Image.Image:
-    """The image with the relevance map blended over it (optionally shrunk so
-    the long side is at most ``max_side``: a 10000² map is 400 MB as floats)."""
+def heatmap_overlay(image: Image.Image, rmap: RelevanceMap, alpha: float = 0.75, max_side: int | None = None) -> Image.Image:
+    """The image with the relevance map blended over it, more opaque where
+    the relevance is higher (optionally shrunk so the long side is at most
+    ``max_side``: a 10000² map is 400 MB as floats)."""
     scale = preview_scale(image.size, max_side)
     base = image.convert("RGB")
     if scale < 1.0:
         base = base.resize(_scaled_size(image.size, scale), Image.Resampling.BILINEAR)
-    colour = Image.fromarray(colorize(rmap.to_image(base.size)))
-    return Image.blend(base, colour, alpha)
+    heat = rmap.to_image(base.size)
+    weight = (alpha * np.sqrt(heat))[..., None]  # cold regions stay visible
+    blended = np.asarray(base, np.float32) * (1 - weight) + colorize(heat).astype(np.float32) * weight
+    return Image.fromarray(blended.round().astype(np.uint8))
 
 
 def _scaled_size(size: tuple[int, int], scale: float) -> tuple[int, int]:
@@ -49,23 +52,44 @@ def draw_rois(
     rois: Sequence[ROI],
     selected: Sequence[ROI] = (),
     max_side: int | None = None,
+    max_proposals: int | None = 10,
     colour: tuple[int, int, int] = (255, 40, 40),
     other_colour: tuple[int, int, int] = (255, 220, 0),
 ) -> Image.Image:
-    """Boxes drawn on the image: proposals thin, selected ROIs thick."""
+    """The top ``max_proposals`` ROIs drawn thin, the selected ones thick."""
     scale = preview_scale(image.size, max_side)
     out = image.convert("RGB").copy()
     if scale < 1.0:
         out = out.resize(_scaled_size(image.size, scale), Image.Resampling.BILINEAR)
     draw = ImageDraw.Draw(out)
     width = max(2, round(max(out.size) / 300))
-    chosen = {r.box for r in selected}
-    for roi in list(rois) + list(selected):
+    shown = list(rois)[:max_proposals] if max_proposals is not None else list(rois)
+    for roi, thick in [(r, False) for r in shown] + [(r, True) for r in selected]:
         box = [round(v * scale) for v in roi.box]
         box[2], box[3] = max(box[0] + 1, box[2] - 1), max(box[1] + 1, box[3] - 1)
-        thick = roi.box in chosen
         draw.rectangle(box, outline=colour if thick else other_colour, width=width * 2 if thick else width)
     return out
+
+
+def summary_figure(image: Image.Image, result: "object", panel_height: int = 480) -> Image.Image:
+    """One picture of a FOCUS run: the first target's heatmap, the ROIs (the
+    selected in red), and the view the answer was computed on."""
+    panels = []
+    first_map = next(iter(result.relevance.values()), None)
+    if first_map is not None:
+        panels.append(heatmap_overlay(image, first_map, max_side=2 * panel_height * 4))
+    panels.append(draw_rois(image, result.rois, result.selected, max_side=2 * panel_height * 4, max_proposals=5))
+    boxes = result.answer_view.get("boxes") or []
+    if len(boxes) == 1:
+        panels.append(image.crop(tuple(boxes[0])))
+    resized = [p.resize((max(1, round(p.width * panel_height / p.height)), panel_height), Image.Resampling.BILINEAR) for p in panels]
+    gap = 12
+    canvas = Image.new("RGB", (sum(p.width for p in resized) + gap * (len(resized) - 1), panel_height), (255, 255, 255))
+    x = 0
+    for panel in resized:
+        canvas.paste(panel, (x, 0))
+        x += panel.width + gap
+    return canvas
 
 
 def roi_mask(size: tuple[int, int], boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
