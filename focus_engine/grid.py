@@ -141,11 +141,30 @@ class RelevanceMap:
         """Original-image pixel box ``(x0, y0, x1, y1)`` of grid cell ``(row, col)``."""
         return self.geometry.cell_box(row, col)
 
-    def to_image(self, size: tuple[int, int] | None = None) -> np.ndarray:
+    def to_image(self, size: tuple[int, int] | None = None, interpolation: str = "bilinear") -> np.ndarray:
         """The map at the original image's size (or at ``size``, for previews):
-        float32 ``[H, W]`` in ``[0, 1]``, each pixel the value of its cell."""
-        rows, cols = self.geometry.pixel_to_cell_index(size)
-        return self.grid[rows[:, None], cols[None, :]].astype(np.float32, copy=False)
+        float32 ``[H, W]`` in ``[0, 1]``.
+
+        ``bilinear`` interpolates between cell centres (the maximum sits at the
+        peak cell's centre); ``nearest`` gives each pixel its cell's value.
+        """
+        if interpolation == "nearest":
+            rows, cols = self.geometry.pixel_to_cell_index(size)
+            return self.grid[rows[:, None], cols[None, :]].astype(np.float32, copy=False)
+        if interpolation != "bilinear":
+            raise ValueError(f"interpolation must be 'bilinear' or 'nearest', not {interpolation!r}")
+        full_w, full_h = self.image_size
+        width, height = size or self.image_size
+        x0, x1, wx = _axis_weights(self.geometry.x_edges, width, full_w / width)
+        y0, y1, wy = _axis_weights(self.geometry.y_edges, height, full_h / height)
+        grid = self.grid.astype(np.float32, copy=False)
+        along_x = grid[:, x0] * (1 - wx) + grid[:, x1] * wx  # [h, W], small
+        out = np.empty((height, width), dtype=np.float32)
+        for start in range(0, height, 1024):  # row blocks keep temporaries small on huge images
+            block = slice(start, min(start + 1024, height))
+            wy_b = wy[block, None]
+            out[block] = along_x[y0[block]] * (1 - wy_b) + along_x[y1[block]] * wy_b
+        return out
 
     def peak_cell(self) -> tuple[int, int]:
         """``(row, col)`` of the highest cell."""
@@ -167,3 +186,19 @@ class RelevanceMap:
             "image_size": list(self.image_size),
             "peak_box": list(self.peak_box()),
         }
+
+
+def _axis_weights(edges: np.ndarray, count: int, step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For ``count`` output pixels of ``step`` original pixels each: the two
+    neighbouring cell centres and the weight of the second (flat beyond the
+    first and last centre)."""
+    centres = (edges[:-1] + edges[1:]) / 2
+    positions = (np.arange(count) + 0.5) * step
+    upper = np.clip(np.searchsorted(centres, positions, side="right"), 1, max(len(centres) - 1, 1))
+    lower = upper - 1
+    if len(centres) == 1:
+        zeros = np.zeros(count, dtype=np.int64)
+        return zeros, zeros, np.zeros(count, dtype=np.float32)
+    span = centres[upper] - centres[lower]
+    weight = np.clip((positions - centres[lower]) / np.where(span > 0, span, 1.0), 0.0, 1.0)
+    return lower, upper, weight.astype(np.float32)

@@ -54,9 +54,12 @@ def test_planted_map_peaks_on_object(planted, shape, place):
     assert overlaps(rmap.peak_box(), box), (rmap.peak_box(), box)
     full = rmap.to_image()
     assert full.shape == (size[1], size[0]) and full.dtype == np.float32
-    # the pixel-level map is highest on the object
+    # the pixel-level map peaks on the object
+    y, x = np.unravel_index(int(np.argmax(full)), full.shape)
     x0, y0, x1, y1 = box
-    assert full[y0:y1, x0:x1].max() == pytest.approx(1.0)
+    assert x0 <= x < x1 and y0 <= y < y1, ((x, y), box)
+    nearest = rmap.to_image(interpolation="nearest")
+    assert nearest.shape == full.shape and nearest[y0:y1, x0:x1].max() == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("shape", list(SIZES))

@@ -327,7 +327,7 @@ class MLLM:
         else:
             positions = _find_subsequence(ids, self.tokenizer, target)
         decoded = self.tokenizer.decode([ids[p] for p in positions]) if positions else ""
-        if not positions or _squash(decoded) != _squash(target):
+        if not positions or _squash(target) not in _squash(decoded):
             raise FocusInputError(
                 f"could not find the tokens of target {target!r} in the prompt (found {decoded!r}); "
                 "use a plain object phrase such as 'red car'"
