@@ -22,8 +22,9 @@ Image.MAX_IMAGE_PIXELS = None  # high-resolution inputs are the point; size is c
 _BACKGROUND = (255, 255, 255)  # transparent pixels are composited on white
 
 
-def to_pil_rgb(image: Any, *, what: str = "image") -> Image.Image:
-    """Return ``image`` as an RGB PIL image, or raise FocusInputError saying why not."""
+def to_pil_rgb(image: Any, *, what: str = "image", min_side: int = MIN_IMAGE_SIDE) -> Image.Image:
+    """Return ``image`` as an RGB PIL image, or raise FocusInputError saying why
+    not. ``min_side=1`` for crops the model only looks at."""
     if image is None:
         raise FocusInputError(f"no {what} was given: pass a PIL image, a numpy array or an IMAGE tensor")
     if isinstance(image, Image.Image):
@@ -31,9 +32,9 @@ def to_pil_rgb(image: Any, *, what: str = "image") -> Image.Image:
     else:
         pil = Image.fromarray(_array_to_uint8(_as_numpy(image, what), what))
     width, height = pil.size
-    if min(width, height) < MIN_IMAGE_SIDE:
+    if min(width, height) < min_side:
         raise FocusInputError(
-            f"the {what} is {width}x{height} px; FOCUS needs at least {MIN_IMAGE_SIDE} px on each side "
+            f"the {what} is {width}x{height} px; FOCUS needs at least {min_side} px on each side "
             "to crop regions from it"
         )
     return pil

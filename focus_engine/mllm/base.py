@@ -223,7 +223,7 @@ class MLLM:
             if should_stop is not None and should_stop():
                 raise InterruptedError("FOCUS verification interrupted")
             chunk = range(start, min(start + batch_size, len(images)))
-            views = [self.view(to_pil_rgb(images[i])) for i in chunk]
+            views = [self.view(to_pil_rgb(images[i], min_side=1)) for i in chunk]
             texts = [self.build_prompt(1, EXISTENCE_PROMPT.format(target=_check_target(targets[i]))) for i in chunk]
             inputs = self.processor_inputs(views, texts, padding=True)
             with torch.inference_mode():
@@ -245,7 +245,7 @@ class MLLM:
     ) -> str:
         """Greedy answer to ``text`` about ``images`` (none for text-only);
         returns only the new text."""
-        views = [self.view(to_pil_rgb(im)) for im in images]
+        views = [self.view(to_pil_rgb(im, min_side=1)) for im in images]
         prompt = self.build_prompt(len(views), text)
         inputs = self.processor_inputs(views, [prompt])
         kwargs: dict[str, Any] = {}
