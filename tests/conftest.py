@@ -8,13 +8,12 @@ import sys
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from focus_engine.demo import build_planted_llava, synthetic_scene  # noqa: E402
+from focus_engine.demo import build_planted_llava  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -49,14 +48,3 @@ def planted_small(planted_small_dir: Path):
     from focus_engine import load_mllm
 
     return load_mllm(str(planted_small_dir))
-
-
-def scene(
-    size: tuple[int, int],
-    box: tuple[int, int, int, int],
-    colour: str = "red",
-    distractors: int = 12,
-    seed: int = 0,
-) -> Image.Image:
-    """A grey scene with one ``colour`` square at ``box`` and distractors."""
-    return synthetic_scene(size, box, colour=colour, distractors=distractors, seed=seed)

@@ -6,7 +6,7 @@ import json
 
 from PIL import Image
 
-from conftest import scene
+from helpers import scene
 from focus_engine.cli import main
 
 

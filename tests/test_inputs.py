@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from conftest import scene
+from helpers import scene
 from focus_engine import FocusConfig, FocusInputError, FocusPipeline
 from focus_engine.cost import PeakMemory, current_rss_bytes
 from focus_engine.errors import FocusConfigError

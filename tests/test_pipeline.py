@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from conftest import scene
+from helpers import scene
 from focus_engine import FocusConfig, FocusPipeline
 from focus_engine.answer import compose_view, format_question, parse_option, select_rois
 from focus_engine.ranking import rank_rois

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import scene
+from helpers import scene
 from focus_engine import FocusConfig, FocusPipeline, RelevanceMap
 from focus_engine.errors import FocusConfigError, FocusInputError
 
