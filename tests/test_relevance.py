@@ -127,6 +127,30 @@ def test_target_tokens_are_found(planted):
     assert planted.tokenizer.decode([ids[p] for p in prefill.target_positions]) == "red square"
 
 
+def test_target_that_repeats_a_prompt_word(planted):
+    """The target "a" also stands earlier in "Is there a a in the image?"; its own token is used."""
+    prefill = planted.prefill(scene((600, 400), (10, 10, 60, 60)), "a")
+    ids = prefill.input_ids.tolist()
+    a_id = planted.tokenizer.convert_tokens_to_ids("a")
+    article = ids.index(a_id)
+    assert ids[article + 1] == a_id and prefill.target_positions == [article + 1]
+
+
+def test_truncated_cache_is_refused():
+    from types import SimpleNamespace
+
+    from focus_engine.errors import FocusModelError
+    from focus_engine.mllm.base import check_full_cache
+
+    full = SimpleNamespace(values=torch.zeros(1, 2, 100, 8), keys=torch.zeros(1, 2, 100, 8))
+    window = SimpleNamespace(values=torch.zeros(1, 2, 64, 8), keys=torch.zeros(1, 2, 64, 8))
+    check_full_cache(SimpleNamespace(layers=[full, full]), 100, 2)
+    with pytest.raises(FocusModelError, match="sliding-window"):
+        check_full_cache(SimpleNamespace(layers=[full, window]), 100, 2)
+    with pytest.raises(FocusModelError, match="full per-layer cache"):
+        check_full_cache(SimpleNamespace(layers=[full]), 100, 2)
+
+
 def test_keys_and_random_sources(planted):
     image = scene((1200, 800), (1000, 600, 1100, 700))
     keys = planted.relevance_map(image, "red", source="keys")

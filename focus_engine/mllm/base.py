@@ -161,7 +161,8 @@ class MLLM:
         q_at = text.rfind(question)
         if q_at < 0:
             raise FocusModelError("the chat template dropped the question text; cannot locate the target tokens")
-        span = (q_at + question.index(target), q_at + question.index(target) + len(target))
+        start = q_at + EXISTENCE_PROMPT.index("{target}")
+        span = (start, start + len(target))
         try:
             inputs = self.processor_inputs([view], [text], return_offsets_mapping=True)
             offsets = inputs.pop("offset_mapping")[0].tolist()
