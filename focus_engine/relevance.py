@@ -23,7 +23,7 @@ from .config import FocusConfig, RELEVANCE_SOURCES
 from .errors import FocusConfigError
 from .grid import RelevanceMap
 from .images import to_pil_rgb
-from .mllm.base import Prefill, cache_layer_kv
+from .mllm.base import Prefill, cache_layer_kv, check_target
 
 _LOG_FLOOR = 1e-30  # keeps log() finite where a token gives a cell no mass
 
@@ -40,6 +40,7 @@ def compute_relevance_map(
     """The relevance map of ``target`` over ``image``: one prefill (none for
     the ``random`` ablation). ``layers`` / ``source`` override the config."""
     config = config or FocusConfig()
+    target = check_target(target)
     source = source or config.source
     if source not in RELEVANCE_SOURCES:
         raise FocusConfigError(f"source {source!r} is not one of {', '.join(RELEVANCE_SOURCES)}")

@@ -65,22 +65,6 @@ class ROI:
     cells: CellBox | None = None
     anchor: tuple[int, int] | None = None
 
-    @property
-    def width(self) -> int:
-        return self.box[2] - self.box[0]
-
-    @property
-    def height(self) -> int:
-        return self.box[3] - self.box[1]
-
-    @property
-    def area(self) -> int:
-        return self.width * self.height
-
-    @property
-    def center(self) -> tuple[float, float]:
-        return (self.box[0] + self.box[2]) / 2, (self.box[1] + self.box[3]) / 2
-
     def to_json(self) -> dict[str, Any]:
         return {
             "box": [int(v) for v in self.box],

@@ -154,7 +154,7 @@ class MLLM:
     ) -> Prefill:
         """One forward pass over ``image`` + the existence question about
         ``target``, keeping the KV cache (and pre-RoPE keys if asked)."""
-        target = _check_target(target)
+        target = check_target(target)
         view = self.view(to_pil_rgb(image))
         question = EXISTENCE_PROMPT.format(target=target)
         text = self.build_prompt(1, question)
@@ -225,7 +225,7 @@ class MLLM:
                 raise InterruptedError("FOCUS verification interrupted")
             chunk = range(start, min(start + batch_size, len(images)))
             views = [self.view(to_pil_rgb(images[i], min_side=1)) for i in chunk]
-            texts = [self.build_prompt(1, EXISTENCE_PROMPT.format(target=_check_target(targets[i]))) for i in chunk]
+            texts = [self.build_prompt(1, EXISTENCE_PROMPT.format(target=check_target(targets[i]))) for i in chunk]
             inputs = self.processor_inputs(views, texts, padding=True)
             with torch.inference_mode():
                 logits = self.model(**self._to_device(inputs), use_cache=False, logits_to_keep=1).logits
@@ -404,7 +404,8 @@ def check_full_cache(cache: Any, seq_len: int, num_layers: int) -> None:
             )
 
 
-def _check_target(target: Any) -> str:
+def check_target(target: Any) -> str:
+    """The target with whitespace folded; FocusInputError if empty."""
     if not isinstance(target, str) or not target.strip():
         raise FocusInputError(f"target {target!r} is empty; give an object phrase such as 'red car'")
     return " ".join(target.split())
