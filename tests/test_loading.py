@@ -110,3 +110,20 @@ def test_auto_dtype_rules():
 def test_demo_model_metadata(planted_dir):
     meta = json.loads((planted_dir / "focus_demo.json").read_text())
     assert meta["seed"] == 1 and "red" in meta["colours"]
+
+
+def test_yes_no_tokens_are_looked_up_only_for_verification(planted_dir, monkeypatch):
+    """A model whose vocabulary cannot say Yes/No still loads and maps relevance."""
+    from focus_engine.mllm.base import MLLM
+
+    def unknown(self, word):
+        raise FocusModelError(f"the tokenizer cannot encode {word!r}; yes/no verification needs it")
+
+    monkeypatch.setattr(MLLM, "_answer_token_ids", unknown)
+    mllm = load_mllm(str(planted_dir))
+    from helpers import scene
+
+    image = scene((400, 300), (10, 10, 60, 60))
+    assert mllm.relevance_map(image, "red").grid.shape == (18, 24)
+    with pytest.raises(FocusModelError, match="Yes"):
+        mllm.yes_no_confidence([image], ["red"])

@@ -9,6 +9,7 @@ how an image is shown to its model (``view``) and where its image tokens sit
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
@@ -82,8 +83,6 @@ class MLLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.image_token = getattr(processor, "image_token", None) or "<image>"
         self.image_token_id = self._image_token_id()
-        self._yes_ids = self._answer_token_ids("Yes")
-        self._no_ids = self._answer_token_ids("No")
 
     # ------------------------------------------------------------------ facts
     @property
@@ -231,8 +230,8 @@ class MLLM:
                 logits = self.model(**self._to_device(inputs), use_cache=False, logits_to_keep=1).logits
             self.counter.forward_passes += len(chunk)
             last = logits[:, -1, :].float()
-            yes = torch.logsumexp(last[:, self._yes_ids], dim=-1)
-            no = torch.logsumexp(last[:, self._no_ids], dim=-1)
+            yes = torch.logsumexp(last[:, self.yes_no_token_ids[0]], dim=-1)
+            no = torch.logsumexp(last[:, self.yes_no_token_ids[1]], dim=-1)
             out[start : start + len(chunk)] = torch.sigmoid(yes - no).cpu().numpy()
         return out
 
@@ -294,6 +293,12 @@ class MLLM:
                 "this folder's processor does not match a multimodal model"
             )
         return int(token_id)
+
+    @functools.cached_property
+    def yes_no_token_ids(self) -> tuple[list[int], list[int]]:
+        """Token ids that start a "Yes" / "No" answer (looked up on first use,
+        so a model whose vocabulary lacks them still maps relevance)."""
+        return self._answer_token_ids("Yes"), self._answer_token_ids("No")
 
     def _answer_token_ids(self, word: str) -> list[int]:
         """First token of ``word`` in the forms a model starts an answer with."""
