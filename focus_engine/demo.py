@@ -56,21 +56,27 @@ DEMO_DISCLAIMER = (
 )
 
 
-def build_tokenizer(extra_words: Sequence[str] = ()) -> Any:
-    """A word-level fast tokenizer (lower-cased), built locally."""
+QWEN_SPECIAL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>")
+
+
+def build_tokenizer(extra_words: Sequence[str] = (), family: str = "llava") -> Any:
+    """A word-level fast tokenizer (lower-cased), built locally, with the
+    special tokens of ``family`` (``llava`` or ``qwen2_5_vl``)."""
     from tokenizers import AddedToken, Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
+    special = list(SPECIAL_TOKENS) + (list(QWEN_SPECIAL_TOKENS) if family == "qwen2_5_vl" else [])
     words = list(dict.fromkeys([*COLOURS, *_WORDS, *extra_words, *".,:;?!'()-\n"]))
-    vocab = {tok: i for i, tok in enumerate([*SPECIAL_TOKENS, *words])}
+    vocab = {tok: i for i, tok in enumerate([*special, *words])}
     backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     backend.normalizer = normalizers.Lowercase()
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
     backend.decoder = decoders.WordPiece(prefix="##")  # joins words with spaces
-    backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL_TOKENS])
+    backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in special])
+    extra = {"image_token": "<image>"} if family == "llava" else {}
     return PreTrainedTokenizerFast(
         tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>",
-        extra_special_tokens={"image_token": "<image>"},
+        extra_special_tokens=extra,
     )
 
 
@@ -136,17 +142,8 @@ def build_planted_llava(
     )
     with torch.no_grad():
         _damp(model, damping)
-        embed = model.get_input_embeddings()
-        if neutral_words:
-            # words other than the colours get a zero embedding, hence zero value
-            # vectors: they match no image token and leave the map to the colours
-            special = {tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-            for token_id in range(embed.weight.shape[0]):
-                if token_id not in special:
-                    embed.weight[token_id] = 0.0
-        for word, rgb in colours.items():
-            token_id = tokenizer.convert_tokens_to_ids(word)
-            embed.weight[token_id] = _patch_feature(model, image_processor, rgb, image_side)
+        features = {word: _patch_feature(model, image_processor, rgb, image_side) for word, rgb in colours.items()}
+        _plant_words(model, tokenizer, features, SPECIAL_TOKENS, neutral_words)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
@@ -159,6 +156,23 @@ def build_planted_llava(
         )
     )
     return folder
+
+
+def _plant_words(
+    model: Any, tokenizer: Any, features: dict[str, Any], special_tokens: Sequence[str], neutral_words: bool
+) -> None:
+    """Give each colour word the image feature of its colour. With
+    ``neutral_words`` every other (non-special) word embeds to zero, hence zero
+    value vectors: such words match no image token and leave the map to the
+    colours."""
+    embed = model.get_input_embeddings()
+    if neutral_words:
+        special = {tokenizer.convert_tokens_to_ids(t) for t in special_tokens}
+        for token_id in range(embed.weight.shape[0]):
+            if token_id not in special:
+                embed.weight[token_id] = 0.0
+    for word, feature in features.items():
+        embed.weight[tokenizer.convert_tokens_to_ids(word)] = feature
 
 
 def _damp(model: Any, damping: float) -> None:
@@ -189,6 +203,88 @@ def _patch_feature(model: Any, image_processor: Any, rgb: tuple[int, int, int], 
     pixels = image_processor(images=Image.new("RGB", (side, side), rgb), return_tensors="pt")["pixel_values"]
     features = model.model.get_image_features(pixel_values=pixels.to(model.dtype)).pooler_output
     return torch.cat(list(features), dim=0).mean(dim=0)
+
+
+def build_planted_qwen2_5_vl(
+    folder: str | os.PathLike,
+    *,
+    seed: int = 0,
+    vision_hidden: int = 64,
+    text_hidden: int = 128,
+    text_layers: int = 4,
+    heads: int = 4,
+    kv_heads: int = 2,
+    max_pixels: int = 28 * 28 * 400,
+    colours: dict[str, tuple[int, int, int]] | None = None,
+    damping: float = 0.0,
+) -> Path:
+    """A planted-signal Qwen2.5-VL, saved with an image-only processor (built
+    without torchvision). Planting as in ``build_planted_llava``: vision
+    blocks and language output projections scaled by ``damping``, patch
+    embeddings a function of the patch's mean colour, colour words embedded
+    as the merged feature of a patch of that colour, other words as zero."""
+    import torch
+    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+
+    try:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+            Qwen2VLImageProcessorPil as ImageProcessor,
+        )
+    except ImportError:  # transformers 4.x
+        from transformers import Qwen2VLImageProcessor as ImageProcessor
+
+    from .mllm.qwen2_5_vl import image_only_processor_class
+
+    colours = colours or COLOURS
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer(family="qwen2_5_vl")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    head_dim = text_hidden // heads
+    config = Qwen2_5_VLConfig(
+        vision_config=dict(
+            depth=2, hidden_size=vision_hidden, intermediate_size=2 * vision_hidden, num_heads=2,
+            out_hidden_size=text_hidden, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+            window_size=112, fullatt_block_indexes=[1],
+        ),
+        text_config=dict(
+            hidden_size=text_hidden, intermediate_size=int(2.6875 * text_hidden), num_hidden_layers=text_layers,
+            num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=len(tokenizer),
+            max_position_embeddings=8192, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False,
+            rope_scaling={"type": "mrope", "mrope_section": [head_dim // 8, 3 * head_dim // 16, 3 * head_dim // 16]},
+        ),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    image_processor = ImageProcessor(min_pixels=56 * 56, max_pixels=max_pixels)
+    processor = image_only_processor_class()(image_processor=image_processor, tokenizer=tokenizer)
+    with torch.no_grad():
+        visual = model.model.visual
+        for block in visual.blocks:
+            block.attn.proj.weight.mul_(damping)
+            block.attn.proj.bias.mul_(damping)
+            block.mlp.down_proj.weight.mul_(damping)
+            block.mlp.down_proj.bias.mul_(damping)
+        conv = visual.patch_embed.proj.weight  # [hidden, 3, t, patch, patch]
+        conv.copy_(conv.mean(dim=(2, 3, 4), keepdim=True).expand_as(conv).clone())
+        for layer in model.model.language_model.layers:
+            layer.self_attn.o_proj.weight.mul_(damping)
+            layer.mlp.down_proj.weight.mul_(damping)
+        features = {}
+        for word, rgb in colours.items():
+            inputs = image_processor(images=Image.new("RGB", (112, 112), rgb), return_tensors="pt")
+            merged = model.model.get_image_features(
+                pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"]
+            ).pooler_output
+            features[word] = torch.cat(list(merged), dim=0).mean(dim=0)
+        _plant_words(model, tokenizer, features, (*SPECIAL_TOKENS, *QWEN_SPECIAL_TOKENS), neutral_words=True)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
 
 
 def default_model_dir() -> Path:

@@ -13,7 +13,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from focus_engine.demo import build_planted_llava  # noqa: E402
+from focus_engine.demo import build_planted_llava, build_planted_qwen2_5_vl  # noqa: E402
 
 
 @pytest.fixture(scope="session")
@@ -48,3 +48,16 @@ def planted_small(planted_small_dir: Path):
     from focus_engine import load_mllm
 
     return load_mllm(str(planted_small_dir))
+
+
+@pytest.fixture(scope="session")
+def qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Planted Qwen2.5-VL with an image-only processor (no torchvision)."""
+    return build_planted_qwen2_5_vl(tmp_path_factory.mktemp("qwen"), seed=2)
+
+
+@pytest.fixture(scope="session")
+def qwen(qwen_dir: Path):
+    from focus_engine import load_mllm
+
+    return load_mllm(str(qwen_dir))

@@ -18,11 +18,13 @@ import torch
 from ..errors import FocusModelError, UnsupportedModelError
 from .base import MLLM
 from .llava import LlavaAdapter
+from .qwen2_5_vl import Qwen2_5_VLAdapter, image_only_processor_class
 
 log = logging.getLogger("focus_engine")
 
 FAMILY_ADAPTERS: dict[str, type[MLLM]] = {
     "llava": LlavaAdapter,
+    "qwen2_5_vl": Qwen2_5_VLAdapter,
 }
 """config.model_type -> adapter class."""
 
@@ -135,7 +137,7 @@ def load_mllm(
             "folder (config.json, *.safetensors, tokenizer and processor files) into it"
         )
 
-    from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor
+    from transformers import AutoConfig, AutoModelForImageTextToText
 
     location = str(folder) if is_local else source
     offline = is_local or _env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE")
@@ -146,7 +148,7 @@ def load_mllm(
     torch_dtype = resolve_dtype(dtype, torch_device)
     attention = resolve_attention(attn_implementation, torch_device, torch_dtype)
     log.info("loading %s (%s) on %s as %s with %s attention", location, config.model_type, torch_device, torch_dtype, attention)
-    processor = _hf_call(AutoProcessor.from_pretrained, location, offline, what="processor")
+    processor = _load_processor(adapter_cls, location, offline)
     model = _hf_call(
         AutoModelForImageTextToText.from_pretrained,
         location,
@@ -158,6 +160,26 @@ def load_mllm(
     model.to(torch_device).eval()
     model.requires_grad_(False)
     return adapter_cls(model, processor, name=location)
+
+
+def _load_processor(adapter_cls: type[MLLM], location: str, offline: bool) -> Any:
+    """The folder's processor; for Qwen2.5-VL, whose processor needs a video
+    processor (and so torchvision), an image-only one built from its parts."""
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    if adapter_cls is not Qwen2_5_VLAdapter:
+        return _hf_call(AutoProcessor.from_pretrained, location, offline, what="processor")
+    try:
+        processor = AutoProcessor.from_pretrained(location, local_files_only=True)
+        if hasattr(processor, "image_processor"):
+            return processor
+    except Exception as exc:  # noqa: BLE001 - without torchvision the video processor fails to build
+        log.info("building an image-only processor for %s (%s)", location, _first_line(exc))
+    tokenizer = _hf_call(AutoTokenizer.from_pretrained, location, offline, what="tokenizer")
+    image_processor = _hf_call(AutoImageProcessor.from_pretrained, location, offline, what="image processor")
+    return image_only_processor_class()(
+        image_processor=image_processor, tokenizer=tokenizer, chat_template=getattr(tokenizer, "chat_template", None)
+    )
 
 
 def _adapter_for(model_type: str | None, where: str) -> type[MLLM]:

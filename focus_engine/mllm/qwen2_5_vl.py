@@ -1,0 +1,113 @@
+"""Qwen2.5-VL (``Qwen2_5_VLForConditionalGeneration``): native resolution.
+
+The image is resized to multiples of 28 px within a pixel budget; 14-px
+patches are merged 2x2, so the visual tokens form an ``(H/28) x (W/28)`` grid
+laid uniformly over the whole original image (no padding, no crop). We do the
+resize ourselves with the library's ``smart_resize`` so the geometry is known
+before the processor runs (its own resize is then a no-op), and check it
+against the token count. M-RoPE needs the processor's ``mm_token_type_ids``,
+and the model caches ``rope_deltas`` between calls: both are handled here.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import FocusModelError
+from ..grid import GridGeometry
+from .base import MLLM, VisualView
+
+try:  # transformers 5.x
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+except ImportError:  # transformers 4.x
+    from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+
+DEFAULT_MAX_PIXELS = 28 * 28 * 1280
+"""[ours] Pixel budget cap (1280 visual tokens): larger budgets run out of
+memory on consumer GPUs with high-resolution inputs."""
+
+
+def image_only_processor_class() -> type:
+    """A Qwen2.5-VL processor without the video processor (which needs
+    torchvision): FOCUS only sends images."""
+    from transformers import Qwen2_5_VLProcessor
+    from transformers.processing_utils import ProcessorMixin
+
+    class Qwen2_5_VLImageProcessorOnly(Qwen2_5_VLProcessor):
+        def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any):
+            self.image_token = "<|image_pad|>"
+            self.video_token = "<|video_pad|>"
+            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    return Qwen2_5_VLImageProcessorOnly
+
+
+class Qwen2_5_VLAdapter(MLLM):
+    family = "qwen2_5_vl"
+    description = "Qwen2.5-VL (Qwen2_5_VLForConditionalGeneration)"
+    paper_layers: dict[int, tuple[int, int]] = {}  # the paper gives none: last-fraction rule
+
+    def __init__(self, model: Any, processor: Any, *, name: str | None = None) -> None:
+        super().__init__(model, processor, name=name)
+        image_processor = processor.image_processor
+        self.patch_size = int(getattr(image_processor, "patch_size", 14))
+        self.merge_size = int(getattr(image_processor, "merge_size", 2))
+        self.factor = self.patch_size * self.merge_size
+        size = getattr(image_processor, "size", None) or {}
+        get = size.get if isinstance(size, dict) else (lambda key, s=size: getattr(s, key, None))
+        self.min_pixels = int(getattr(image_processor, "min_pixels", None) or get("shortest_edge") or 56 * 56)
+        processor_max = int(getattr(image_processor, "max_pixels", None) or get("longest_edge") or DEFAULT_MAX_PIXELS)
+        self.max_pixels = min(processor_max, DEFAULT_MAX_PIXELS)
+        # transformers 5 computes M-RoPE from mm_token_type_ids; 4.x from input_ids
+        self.needs_mm_token_types = "mm_token_type_ids" in inspect.signature(model.forward).parameters
+
+    def fallback_prompt(self, n_images: int, text: str) -> str:
+        vision = "<|vision_start|><|image_pad|><|vision_end|>" * n_images
+        return f"<|im_start|>user\n{vision}{text}<|im_end|>\n<|im_start|>assistant\n"
+
+    def family_defaults(self) -> dict[str, Any]:
+        # a 9-cell box at 28 px per cell is ~250 px of the resized image, 1-2x
+        # the 14*16 px the encoder's attention windows cover
+        return {"layers": self.default_layers(), "s_max": 9, "type2_threshold": 0.5}
+
+    def view(self, image: Image.Image) -> VisualView:
+        width, height = image.size
+        new_h, new_w = smart_resize(
+            height, width, factor=self.factor, min_pixels=self.min_pixels, max_pixels=self.max_pixels
+        )
+        resized = image.resize((new_w, new_h), Image.Resampling.BICUBIC, reducing_gap=3.0)
+        shape = (new_h // self.factor, new_w // self.factor)
+        return VisualView(images=[resized], geometry=GridGeometry.uniform(image.size, shape))
+
+    def processor_inputs(self, views: Any, texts: Any, **kwargs: Any) -> Any:
+        # the views are already within the budget; keep the processor from re-deciding
+        budget = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
+        return super().processor_inputs(views, texts, size=budget, **kwargs)
+
+    def _to_device(self, inputs: Any) -> dict[str, Any]:
+        if self.needs_mm_token_types and "mm_token_type_ids" not in inputs:
+            raise FocusModelError(
+                "the processor returned no mm_token_type_ids; without them Qwen2.5-VL falls back to 1-D "
+                "positions. Load the model folder's own processor"
+            )
+        # rope_deltas persist on the model between calls; a stale value would
+        # shift the positions of the next prompt
+        self.model.model.rope_deltas = None
+        return super()._to_device(inputs)
+
+    def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray:
+        positions = (input_ids == self.image_token_id).nonzero().flatten().numpy()
+        rows, cols = view.geometry.shape
+        if len(positions) != rows * cols:
+            raise FocusModelError(
+                f"expected {rows}x{cols}={rows * cols} image tokens after the 2x2 merge but the prompt has "
+                f"{len(positions)}; the processor resized the image differently"
+            )
+        return positions.reshape(rows, cols)

@@ -1,0 +1,105 @@
+"""Qwen2.5-VL: native-resolution grid, image-only processor, M-RoPE state."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import scene
+from focus_engine import FocusConfig, FocusPipeline, load_mllm
+from focus_engine.mllm.qwen2_5_vl import DEFAULT_MAX_PIXELS
+
+SIZES = {"wide": (2400, 900), "tall": (900, 2400), "square": (1500, 1500)}
+PLACES = ("left", "right", "top", "bottom", "top-left", "bottom-right")
+
+
+def object_box(size, place, side=140):
+    width, height = size
+    x, y = (width - side) // 2, (height - side) // 2
+    x = 0 if "left" in place else (width - side if "right" in place else x)
+    y = 0 if "top" in place else (height - side if "bottom" in place else y)
+    return x, y, x + side, y + side
+
+
+def test_loads_without_torchvision(qwen_dir):
+    assert importlib.util.find_spec("torchvision") is None  # this environment has none
+    mllm = load_mllm(str(qwen_dir))
+    assert mllm.family == "qwen2_5_vl"
+    assert not hasattr(mllm.processor, "video_processor") or mllm.processor.video_processor is None
+    assert mllm.max_pixels <= DEFAULT_MAX_PIXELS
+
+
+@pytest.mark.parametrize("shape", list(SIZES))
+@pytest.mark.parametrize("place", PLACES)
+def test_planted_map_peaks_on_object(qwen, shape, place):
+    size = SIZES[shape]
+    box = object_box(size, place)
+    rmap = qwen.relevance_map(scene(size, box, seed=len(place)), "red")
+    full = rmap.to_image()
+    y, x = np.unravel_index(int(np.argmax(full)), full.shape)
+    assert box[0] <= x < box[2] and box[1] <= y < box[3], ((x, y), box)
+
+
+def test_grid_matches_the_processors_own_bookkeeping(qwen):
+    image = scene((1000, 600), (10, 10, 100, 100))
+    view = qwen.view(image)
+    inputs = qwen.processor_inputs([view], [qwen.build_prompt(1, "Is there a red in the image?")])
+    t, h, w = inputs["image_grid_thw"][0].tolist()
+    rows, cols = view.geometry.shape
+    assert (t, h // 2, w // 2) == (1, rows, cols)
+    assert int((inputs["input_ids"] == qwen.image_token_id).sum()) == rows * cols
+    assert "mm_token_type_ids" in inputs
+    assert view.geometry.x_edges[-1] == 1000 and view.geometry.y_edges[-1] == 600
+
+
+def test_pixel_budget_caps_huge_images(qwen):
+    rows, cols = qwen.view(scene((8000, 6000), (10, 10, 200, 200), distractors=0)).geometry.shape
+    assert rows * cols * 28 * 28 <= qwen.max_pixels
+
+
+def test_no_state_leaks_between_calls(qwen):
+    """The model keeps rope_deltas between calls (the adapter resets them):
+    an image's map must not depend on what ran before it."""
+    small = scene((600, 400), (500, 300, 580, 380))
+    big = scene((1800, 1200), (100, 100, 260, 260))
+    first = qwen.relevance_map(small, "red").grid
+    qwen.relevance_map(big, "red")
+    assert qwen.model.model.rope_deltas is not None  # the model keeps state ...
+    again = qwen.relevance_map(small, "red").grid  # ... which must not change the next call
+    np.testing.assert_allclose(first, again, atol=1e-6)
+
+
+def test_batched_yes_no_equals_one_by_one(qwen):
+    crops = [scene((300, 200), (10, 10, 80, 80)), scene((500, 500), (200, 200, 300, 300)), scene((120, 400), (0, 0, 60, 60))]
+    targets = ["red", "blue", "red square"]
+    batched = qwen.yes_no_confidence(crops, targets, batch_size=3)
+    single = np.array([qwen.yes_no_confidence([c], [t])[0] for c, t in zip(crops, targets)])
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+    assert ((batched >= 0) & (batched <= 1)).all()
+
+
+@pytest.mark.parametrize("shape", list(SIZES))
+def test_pipeline_roi_covers_object(qwen, shape):
+    size = SIZES[shape]
+    box = object_box(size, "bottom-right")
+    result = FocusPipeline(qwen, FocusConfig(n_steps=2)).run(scene(size, box, seed=5), "Where?", targets=["red"])
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    assert any(r.box[0] <= cx < r.box[2] and r.box[1] <= cy < r.box[3] for r in result.rois[:3])
+    assert result.family == "qwen2_5_vl" and result.cost.forward_passes >= 1
+
+
+def test_values_equal_v_proj(qwen):
+    image = scene((400, 300), (10, 10, 80, 80))
+    prefill = qwen.prefill(image, "red")
+    text = qwen.build_prompt(1, "Is there a red in the image? Answer Yes or No.")
+    inputs = qwen._to_device(qwen.processor_inputs([qwen.view(image)], [text]))
+    with torch.inference_mode():
+        out = qwen.model(**inputs, output_hidden_states=True)
+    kv_heads = qwen.text_config.num_key_value_heads
+    for index, layer in enumerate(qwen._decoder_layers()):
+        hidden = out.hidden_states[index][0]
+        expected = layer.self_attn.v_proj(layer.input_layernorm(hidden)).reshape(hidden.shape[0], kv_heads, -1)
+        torch.testing.assert_close(prefill.cache.layers[index].values[0], expected.transpose(0, 1), rtol=1e-4, atol=1e-5)
