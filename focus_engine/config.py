@@ -45,6 +45,11 @@ class FocusConfig:
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
     seed: int = 0
     """Seed of the ``random`` ablation map."""
+    map_blur_sigma: float = 1.0
+    """[ours] Gaussian blur (in cells) of LLaVA-OneVision's local-crop map."""
+    max_grid_side: int = 60
+    """[ours] LLaVA-OneVision's map is block-averaged to at most this many
+    cells on its long side."""
 
     # --- stage 3a: ROI proposal ----------------------------------------------
     n_anchors: int | None = None
@@ -122,6 +127,10 @@ class FocusConfig:
                 raise bad(name, "must be at least 1")
         if self.max_overrun < 0:
             raise bad("max_overrun", "must be >= 0")
+        if self.map_blur_sigma < 0:
+            raise bad("map_blur_sigma", "must be >= 0")
+        if self.max_grid_side < 1:
+            raise bad("max_grid_side", "must be at least 1")
         if self.far_apart_px < 1:
             raise bad("far_apart_px", "must be at least 1 pixel")
 

@@ -144,10 +144,7 @@ def build_planted_llava(
         _damp(model, damping)
         features = {word: _patch_feature(model, image_processor, rgb, image_side) for word, rgb in colours.items()}
         _plant_words(model, tokenizer, features, SPECIAL_TOKENS, neutral_words)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
+    folder = _save(folder, model, processor)
     (folder / "focus_demo.json").write_text(
         json.dumps(
             {"version": DEMO_MODEL_VERSION, "seed": seed, "colours": colours, "damping": damping,
@@ -155,6 +152,14 @@ def build_planted_llava(
             indent=1,
         )
     )
+    return folder
+
+
+def _save(folder: str | os.PathLike, model: Any, processor: Any) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
     return folder
 
 
@@ -179,7 +184,7 @@ def _damp(model: Any, damping: float) -> None:
     """Scale the residual-branch outputs of vision and language layers."""
     tower = model.model.vision_tower
     tower = getattr(tower, "vision_model", tower)  # transformers 4.x nests it, 5.x does not
-    for layer in tower.encoder.layers:
+    for layer in tower.encoder.layers:  # CLIP and SigLIP name these alike
         for linear in (layer.self_attn.out_proj, layer.mlp.fc2):
             linear.weight.mul_(damping)
             linear.bias.mul_(damping)
@@ -190,6 +195,10 @@ def _damp(model: Any, damping: float) -> None:
     # in the patch the red pixels are)
     conv = tower.embeddings.patch_embedding.weight  # [hidden, 3, patch, patch]
     conv.copy_(conv.mean(dim=(2, 3), keepdim=True).expand_as(conv).clone())
+    _damp_language(model, damping)
+
+
+def _damp_language(model: Any, damping: float) -> None:
     for layer in model.model.language_model.layers:
         layer.self_attn.o_proj.weight.mul_(damping)
         layer.mlp.down_proj.weight.mul_(damping)
@@ -269,9 +278,7 @@ def build_planted_qwen2_5_vl(
             block.mlp.down_proj.bias.mul_(damping)
         conv = visual.patch_embed.proj.weight  # [hidden, 3, t, patch, patch]
         conv.copy_(conv.mean(dim=(2, 3, 4), keepdim=True).expand_as(conv).clone())
-        for layer in model.model.language_model.layers:
-            layer.self_attn.o_proj.weight.mul_(damping)
-            layer.mlp.down_proj.weight.mul_(damping)
+        _damp_language(model, damping)
         features = {}
         for word, rgb in colours.items():
             inputs = image_processor(images=Image.new("RGB", (112, 112), rgb), return_tensors="pt")
@@ -280,11 +287,79 @@ def build_planted_qwen2_5_vl(
             ).pooler_output
             features[word] = torch.cat(list(merged), dim=0).mean(dim=0)
         _plant_words(model, tokenizer, features, (*SPECIAL_TOKENS, *QWEN_SPECIAL_TOKENS), neutral_words=True)
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return _save(folder, model, processor)
+
+
+def build_planted_llava_onevision(
+    folder: str | os.PathLike,
+    *,
+    seed: int = 0,
+    vision_hidden: int = 64,
+    text_hidden: int = 128,
+    text_layers: int = 4,
+    heads: int = 4,
+    kv_heads: int = 2,
+    crop_side: int = 112,
+    patch: int = 14,
+    max_crops: int = 9,
+    colours: dict[str, tuple[int, int, int]] | None = None,
+    damping: float = 0.0,
+) -> Path:
+    """A planted-signal LLaVA-OneVision (SigLIP tower + Qwen2), saved with an
+    image-only processor. Small crops (``crop_side``) keep AnyRes prompts short
+    on a CPU; the pinpoints are 1x1 .. 3x3 crops, as OV's grid is up to 6x6."""
+    import torch
+    from transformers import LlavaOnevisionConfig, LlavaOnevisionForConditionalGeneration
+
+    try:
+        from transformers.models.llava_onevision.image_processing_pil_llava_onevision import (
+            LlavaOnevisionImageProcessorPil as ImageProcessor,
+        )
+    except ImportError:  # transformers 4.x
+        from transformers import LlavaOnevisionImageProcessor as ImageProcessor
+
+    from .mllm.llava_onevision import image_only_processor_class
+
+    colours = colours or COLOURS
+    torch.manual_seed(seed)
+    tokenizer = build_tokenizer()
+    pinpoints = [[crop_side * r, crop_side * c] for r in range(1, 4) for c in range(1, 4)]
+    config = LlavaOnevisionConfig(
+        vision_config=dict(
+            model_type="siglip_vision_model", hidden_size=vision_hidden, intermediate_size=2 * vision_hidden,
+            num_hidden_layers=2, num_attention_heads=2, image_size=crop_side, patch_size=patch,
+        ),
+        text_config=dict(
+            model_type="qwen2", hidden_size=text_hidden, intermediate_size=int(2.6875 * text_hidden),
+            num_hidden_layers=text_layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
+            vocab_size=len(tokenizer), max_position_embeddings=8192, tie_word_embeddings=False,
+            bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        ),
+        image_token_id=tokenizer.convert_tokens_to_ids("<image>"), video_token_id=tokenizer.unk_token_id,
+        image_grid_pinpoints=pinpoints, vision_aspect_ratio=f"anyres_max_{max_crops}",
+        vision_feature_layer=-1, vision_feature_select_strategy="full",
+    )
+    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    image_processor = ImageProcessor(
+        size={"height": crop_side, "width": crop_side}, crop_size={"height": crop_side, "width": crop_side},
+        image_grid_pinpoints=pinpoints,
+    )
+    processor = image_only_processor_class()(
+        image_processor=image_processor, tokenizer=tokenizer, num_image_tokens=(crop_side // patch) ** 2,
+        vision_feature_select_strategy="full", chat_template=CHAT_TEMPLATE, vision_aspect_ratio=f"anyres_max_{max_crops}",
+    )
+    with torch.no_grad():
+        _damp(model, damping)
+        features = {}
+        for word, rgb in colours.items():
+            inputs = image_processor(images=Image.new("RGB", (crop_side, crop_side), rgb), return_tensors="pt")
+            crops = model.model.get_image_features(
+                pixel_values=inputs["pixel_values"], image_sizes=inputs["image_sizes"]
+            ).pooler_output
+            features[word] = torch.cat([c.reshape(-1, c.shape[-1]) for c in crops], dim=0).mean(dim=0)
+        _plant_words(model, tokenizer, features, SPECIAL_TOKENS, neutral_words=True)
+    return _save(folder, model, processor)
 
 
 def default_model_dir() -> Path:

@@ -53,7 +53,7 @@ def compute_relevance_map(
         return RelevanceMap(target=target, grid=normalise_grid(grid), geometry=geometry, source=source, layers=None)
 
     prefill = mllm.prefill(image, target, capture_keys=layer_range if source == "keys" else None)
-    return relevance_from_prefill(prefill, target, layer_range, source, config)
+    return mllm.refine_map(relevance_from_prefill(prefill, target, layer_range, source, config), config)
 
 
 def relevance_from_prefill(

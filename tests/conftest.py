@@ -13,7 +13,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from focus_engine.demo import build_planted_llava, build_planted_qwen2_5_vl  # noqa: E402
+from focus_engine.demo import (  # noqa: E402
+    build_planted_llava, build_planted_llava_onevision, build_planted_qwen2_5_vl,
+)
 
 
 @pytest.fixture(scope="session")
@@ -61,3 +63,24 @@ def qwen(qwen_dir: Path):
     from focus_engine import load_mllm
 
     return load_mllm(str(qwen_dir))
+
+
+@pytest.fixture(scope="session")
+def onevision_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Planted LLaVA-OneVision: 112-px crops (8x8 patches), up to 3x3 crops."""
+    return build_planted_llava_onevision(tmp_path_factory.mktemp("onevision"), seed=4)
+
+
+@pytest.fixture(scope="session")
+def onevision(onevision_dir: Path):
+    from focus_engine import load_mllm
+
+    return load_mllm(str(onevision_dir))
+
+
+@pytest.fixture(scope="session")
+def onevision_shrunk(tmp_path_factory: pytest.TempPathFactory):
+    """anyres_max_4: grids of more than 4 crops are shrunk bilinearly by the model."""
+    from focus_engine import load_mllm
+
+    return load_mllm(str(build_planted_llava_onevision(tmp_path_factory.mktemp("ov_max4"), seed=6, max_crops=4)))

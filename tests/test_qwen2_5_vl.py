@@ -8,21 +8,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import scene
+from helpers import PLACES, SIZES, covers_centre, object_box, peak_pixel, scene
 from focus_engine import FocusConfig, FocusPipeline, load_mllm
 from focus_engine.mllm.qwen2_5_vl import DEFAULT_MAX_PIXELS
-
-SIZES = {"wide": (2400, 900), "tall": (900, 2400), "square": (1500, 1500)}
-PLACES = ("left", "right", "top", "bottom", "top-left", "bottom-right")
-
-
-def object_box(size, place, side=140):
-    width, height = size
-    x, y = (width - side) // 2, (height - side) // 2
-    x = 0 if "left" in place else (width - side if "right" in place else x)
-    y = 0 if "top" in place else (height - side if "bottom" in place else y)
-    return x, y, x + side, y + side
-
 
 def test_loads_without_torchvision(qwen_dir):
     assert importlib.util.find_spec("torchvision") is None  # this environment has none
@@ -36,10 +24,8 @@ def test_loads_without_torchvision(qwen_dir):
 @pytest.mark.parametrize("place", PLACES)
 def test_planted_map_peaks_on_object(qwen, shape, place):
     size = SIZES[shape]
-    box = object_box(size, place)
-    rmap = qwen.relevance_map(scene(size, box, seed=len(place)), "red")
-    full = rmap.to_image()
-    y, x = np.unravel_index(int(np.argmax(full)), full.shape)
+    box = object_box(size, place, 140)
+    x, y = peak_pixel(qwen.relevance_map(scene(size, box, seed=len(place)), "red"))
     assert box[0] <= x < box[2] and box[1] <= y < box[3], ((x, y), box)
 
 
@@ -84,10 +70,9 @@ def test_batched_yes_no_equals_one_by_one(qwen):
 @pytest.mark.parametrize("shape", list(SIZES))
 def test_pipeline_roi_covers_object(qwen, shape):
     size = SIZES[shape]
-    box = object_box(size, "bottom-right")
+    box = object_box(size, "bottom-right", 140)
     result = FocusPipeline(qwen, FocusConfig(n_steps=2)).run(scene(size, box, seed=5), "Where?", targets=["red"])
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    assert any(r.box[0] <= cx < r.box[2] and r.box[1] <= cy < r.box[3] for r in result.rois[:3])
+    assert any(covers_centre(r.box, box) for r in result.rois[:3])
     assert result.family == "qwen2_5_vl" and result.cost.forward_passes >= 1
 
 

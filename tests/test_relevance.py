@@ -8,45 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import scene
+from helpers import PLACES, SIZES, covers_centre, object_box, peak_pixel, scene
 from focus_engine import FocusConfig, FocusPipeline, RelevanceMap
 from focus_engine.errors import FocusConfigError, FocusInputError
 
-SIZES = {"wide": (2400, 900), "tall": (900, 2400), "square": (1500, 1500)}
-PLACES = ("left", "right", "top", "bottom", "top-left", "bottom-right")
-
-
-def object_box(size: tuple[int, int], place: str) -> tuple[int, int, int, int]:
-    """A square about 1.4 encoder patches wide, touching the named edge(s)."""
-    width, height = size
-    side = int(max(size) / 24 * 1.4)
-    x = (width - side) // 2
-    y = (height - side) // 2
-    if "left" in place:
-        x = 0
-    if "right" in place:
-        x = width - side
-    if "top" in place:
-        y = 0
-    if "bottom" in place:
-        y = height - side
-    return x, y, x + side, y + side
-
-
 def overlaps(a, b) -> bool:
     return min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1])
-
-
-def covers_centre(box, target) -> bool:
-    cx, cy = (target[0] + target[2]) / 2, (target[1] + target[3]) / 2
-    return box[0] <= cx < box[2] and box[1] <= cy < box[3]
 
 
 @pytest.mark.parametrize("shape", list(SIZES))
 @pytest.mark.parametrize("place", PLACES)
 def test_planted_map_peaks_on_object(planted, shape, place):
     size = SIZES[shape]
-    box = object_box(size, place)
+    box = object_box(size, place, int(max(size) / 24 * 1.4))  # about 1.4 encoder patches
     image = scene(size, box, seed=len(place))
     rmap = planted.relevance_map(image, "red square")
     assert isinstance(rmap, RelevanceMap)
@@ -55,7 +29,7 @@ def test_planted_map_peaks_on_object(planted, shape, place):
     full = rmap.to_image()
     assert full.shape == (size[1], size[0]) and full.dtype == np.float32
     # the pixel-level map peaks on the object
-    y, x = np.unravel_index(int(np.argmax(full)), full.shape)
+    x, y = peak_pixel(rmap)
     x0, y0, x1, y1 = box
     assert x0 <= x < x1 and y0 <= y < y1, ((x, y), box)
     nearest = rmap.to_image(interpolation="nearest")
@@ -80,7 +54,7 @@ def test_planted_other_geometry(planted_small, shape, place):
 @pytest.mark.parametrize("shape", list(SIZES))
 def test_pipeline_roi_covers_planted_object(planted, shape):
     size = SIZES[shape]
-    box = object_box(size, "right" if shape != "tall" else "bottom")
+    box = object_box(size, "right" if shape != "tall" else "bottom", int(max(size) / 24 * 1.4))
     result = FocusPipeline(planted, FocusConfig(n_steps=2)).run(
         scene(size, box, seed=9), "What is in the red region?", targets=["red"]
     )

@@ -129,6 +129,10 @@ class MLLM:
     def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray:
         raise NotImplementedError
 
+    def refine_map(self, rmap: RelevanceMap, config: Any) -> RelevanceMap:
+        """Family post-processing of a relevance map (none by default)."""
+        return rmap
+
     def fallback_prompt(self, n_images: int, text: str) -> str:
         return "USER: " + (self.image_token + "\n") * n_images + text + " ASSISTANT:"
 
@@ -407,6 +411,15 @@ def check_full_cache(cache: Any, seq_len: int, num_layers: int) -> None:
                 "truncated cache); FOCUS needs every position: disable sliding-window attention or use a "
                 "shorter prompt / smaller image"
             )
+
+
+def known_token(tokenizer: Any, token: str) -> tuple[str | None, int | None]:
+    """``(token, id)`` if the vocabulary has ``token``, else ``(None, None)``
+    (so a processor does not count unknown words as, say, video tokens)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        return None, None
+    return token, token_id
 
 
 def check_target(target: Any) -> str:

@@ -18,14 +18,20 @@ import torch
 from ..errors import FocusModelError, UnsupportedModelError
 from .base import MLLM
 from .llava import LlavaAdapter
-from .qwen2_5_vl import Qwen2_5_VLAdapter, image_only_processor_class
+from .llava_onevision import LlavaOnevisionAdapter
+from .llava_onevision import image_only_processor_class as onevision_image_only
+from .qwen2_5_vl import Qwen2_5_VLAdapter
+from .qwen2_5_vl import image_only_processor_class as qwen_image_only
 
 log = logging.getLogger("focus_engine")
 
 FAMILY_ADAPTERS: dict[str, type[MLLM]] = {
     "llava": LlavaAdapter,
+    "llava_onevision": LlavaOnevisionAdapter,
     "qwen2_5_vl": Qwen2_5_VLAdapter,
 }
+IMAGE_ONLY_PROCESSORS = {LlavaOnevisionAdapter: onevision_image_only, Qwen2_5_VLAdapter: qwen_image_only}
+"""Families whose processor wants a video processor (hence torchvision)."""
 """config.model_type -> adapter class."""
 
 _DTYPES = {
@@ -163,11 +169,13 @@ def load_mllm(
 
 
 def _load_processor(adapter_cls: type[MLLM], location: str, offline: bool) -> Any:
-    """The folder's processor; for Qwen2.5-VL, whose processor needs a video
-    processor (and so torchvision), an image-only one built from its parts."""
+    """The folder's processor; for families whose processor needs a video
+    processor (and so torchvision), an image-only one built from its parts
+    when the full one cannot be built."""
     from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
-    if adapter_cls is not Qwen2_5_VLAdapter:
+    image_only = IMAGE_ONLY_PROCESSORS.get(adapter_cls)
+    if image_only is None:
         return _hf_call(AutoProcessor.from_pretrained, location, offline, what="processor")
     try:
         processor = AutoProcessor.from_pretrained(location, local_files_only=True)
@@ -177,9 +185,23 @@ def _load_processor(adapter_cls: type[MLLM], location: str, offline: bool) -> An
         log.info("building an image-only processor for %s (%s)", location, _first_line(exc))
     tokenizer = _hf_call(AutoTokenizer.from_pretrained, location, offline, what="tokenizer")
     image_processor = _hf_call(AutoImageProcessor.from_pretrained, location, offline, what="image processor")
-    return image_only_processor_class()(
-        image_processor=image_processor, tokenizer=tokenizer, chat_template=getattr(tokenizer, "chat_template", None)
+    extra = _processor_settings(location)
+    return image_only()(
+        image_processor=image_processor, tokenizer=tokenizer,
+        chat_template=extra.pop("chat_template", None) or getattr(tokenizer, "chat_template", None), **extra,
     )
+
+
+def _processor_settings(location: str) -> dict[str, Any]:
+    """The processor's own settings saved in the folder (processor_config.json)."""
+    import json
+
+    path = Path(location) / "processor_config.json"
+    try:
+        data = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in data.items() if k not in ("processor_class", "image_processor", "video_processor", "auto_map")}
 
 
 def _adapter_for(model_type: str | None, where: str) -> type[MLLM]:

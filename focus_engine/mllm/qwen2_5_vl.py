@@ -20,7 +20,7 @@ from PIL import Image
 
 from ..errors import FocusModelError
 from ..grid import GridGeometry
-from .base import MLLM, VisualView
+from .base import MLLM, VisualView, known_token
 
 try:  # transformers 5.x
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
@@ -41,9 +41,8 @@ def image_only_processor_class() -> type:
     class Qwen2_5_VLImageProcessorOnly(Qwen2_5_VLProcessor):
         def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any):
             self.image_token = "<|image_pad|>"
-            self.video_token = "<|video_pad|>"
             self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token_id = tokenizer.convert_tokens_to_ids(self.video_token)
+            self.video_token, self.video_token_id = known_token(tokenizer, "<|video_pad|>")
             ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
 
     return Qwen2_5_VLImageProcessorOnly

@@ -1,0 +1,113 @@
+"""LLaVA-OneVision: the local-crop grid, checked against the model's own packing."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+from transformers.image_processing_utils import select_best_resolution
+
+from helpers import PLACES, SIZES, covers_centre, object_box, peak_pixel, scene
+from focus_engine import FocusConfig, FocusPipeline, load_mllm
+
+def test_loads_without_torchvision(onevision_dir):
+    assert importlib.util.find_spec("torchvision") is None
+    mllm = load_mllm(str(onevision_dir))
+    assert mllm.family == "llava_onevision" and mllm.base_tokens == 64
+
+
+@pytest.mark.parametrize("shape", list(SIZES))
+@pytest.mark.parametrize("place", PLACES)
+def test_planted_map_peaks_on_object(onevision, shape, place):
+    size = SIZES[shape]
+    box = object_box(size, place, 150)
+    x, y = peak_pixel(onevision.relevance_map(scene(size, box, seed=len(place)), "red"))
+    assert box[0] <= x < box[2] and box[1] <= y < box[3], ((x, y), box)
+
+
+@pytest.mark.parametrize("shape", list(SIZES))
+@pytest.mark.parametrize("place", ("right", "top-left"))
+def test_planted_map_with_model_downscaled_grid(onevision_shrunk, shape, place):
+    size = SIZES[shape]
+    box = object_box(size, place, side=250)
+    view = onevision_shrunk.view(scene(size, box))
+    rows, cols = view.extra["local_shape"]
+    assert rows * cols <= 1.1**2 * 4 * 64  # shrunk to about anyres_max_4
+    x, y = peak_pixel(onevision_shrunk.relevance_map(scene(size, box, seed=2), "red"))
+    assert box[0] <= x < box[2] and box[1] <= y < box[3], ((x, y), box)
+
+
+@pytest.mark.parametrize("size", [(2400, 900), (900, 2400), (700, 650), (200, 120)])
+def test_layout_matches_pack_image_features(onevision, size):
+    """Feed the model's own pack_image_features with features that encode their
+    canvas cell, and read back where each lands in the sequence."""
+    mllm = onevision
+    image = scene(size, (0, 0, 20, 20), distractors=0)
+    view = mllm.view(image)
+    inputs = mllm.processor_inputs([view], [mllm.build_prompt(1, "x")])
+    side = mllm.patches_per_side
+    crops = inputs["pixel_values"].shape[1] - 1  # first is the base view
+    canvas_h, canvas_w = select_best_resolution(tuple(inputs["image_sizes"][0].tolist()), mllm.pinpoints)
+    crop_rows, crop_cols = canvas_h // mllm.crop_side, canvas_w // mllm.crop_side
+    assert crop_rows * crop_cols == crops
+    code = torch.full((crops + 1, side * side, 2), -1.0)
+    for k in range(crops):
+        for i in range(side):
+            for j in range(side):
+                code[k + 1, i * side + j] = torch.tensor([(k // crop_cols) * side + i, (k % crop_cols) * side + j])
+    newline = torch.tensor([-7.0, -7.0])
+    packed, _ = mllm.model.model.pack_image_features(
+        [code], inputs["image_sizes"], image_newline=newline,
+        vision_aspect_ratio=mllm.model.config.vision_aspect_ratio,
+    )
+    packed = torch.cat(packed) if isinstance(packed, (list, tuple)) else packed
+    ids = inputs["input_ids"][0]
+    assert packed.shape[0] == int((ids == mllm.image_token_id).sum())
+    cells = mllm.visual_grid_positions(ids, view)  # sequence index of each grid cell
+    image_positions = (ids == mllm.image_token_id).nonzero().flatten()
+    order = {int(p): n for n, p in enumerate(image_positions)}
+    rows, cols = cells.shape
+    decoded = np.array([[packed[order[int(cells[r, c])]].tolist() for c in range(cols)] for r in range(rows)])
+    # row-major stitching: every cell's canvas row/col is a constant offset from its grid row/col
+    offsets_r = decoded[:, :, 0] - np.arange(rows)[:, None]
+    offsets_c = decoded[:, :, 1] - np.arange(cols)[None, :]
+    assert np.all(offsets_r == offsets_r[0, 0]) and np.all(offsets_c == offsets_c[0, 0])
+    # the newline token ends every row, and no local cell is a base-view token
+    for r in range(rows):
+        assert packed[order[int(cells[r, -1]) + 1]].tolist() == [-7.0, -7.0]
+    assert (decoded >= 0).all()
+    # the unpadded grid spans the whole image, to within a cell
+    geometry = view.geometry
+    cell_h = (geometry.y_edges[-1] - geometry.y_edges[0]) / rows
+    cell_w = (geometry.x_edges[-1] - geometry.x_edges[0]) / cols
+    width, height = size
+    assert 0 <= geometry.y_edges[0] < cell_h and height - cell_h < geometry.y_edges[-1] <= height
+    assert 0 <= geometry.x_edges[0] < cell_w and width - cell_w < geometry.x_edges[-1] <= width
+    assert np.all(np.diff(geometry.y_edges) > 0) and np.all(np.diff(geometry.x_edges) > 0)
+
+
+def test_working_grid_is_blurred_and_bounded(onevision):
+    rmap = onevision.relevance_map(scene((2400, 900), (2200, 700, 2350, 850)), "red", config=FocusConfig(max_grid_side=12))
+    assert max(rmap.grid.shape) <= 12
+    assert rmap.geometry.x_edges[-1] == 2400 and rmap.geometry.y_edges[-1] == 900
+    sharp = onevision.relevance_map(scene((2400, 900), (2200, 700, 2350, 850)), "red", config=FocusConfig(map_blur_sigma=0))
+    blurred = onevision.relevance_map(scene((2400, 900), (2200, 700, 2350, 850)), "red")
+    assert (blurred.grid > 0.05).sum() > (sharp.grid > 0.05).sum()  # the blur spreads the peak
+
+
+@pytest.mark.parametrize("shape", list(SIZES))
+def test_pipeline_roi_covers_object(onevision, shape):
+    size = SIZES[shape]
+    box = object_box(size, "bottom-right", 150)
+    result = FocusPipeline(onevision, FocusConfig(n_steps=2)).run(scene(size, box, seed=5), "Where?", targets=["red"])
+    assert any(covers_centre(r.box, box) for r in result.rois[:3])
+
+
+def test_batched_yes_no_equals_one_by_one(onevision):
+    crops = [scene((300, 200), (10, 10, 80, 80)), scene((500, 500), (200, 200, 300, 300)), scene((120, 400), (0, 0, 60, 60))]
+    targets = ["red", "blue", "red square"]
+    batched = onevision.yes_no_confidence(crops, targets, batch_size=3)
+    single = np.array([onevision.yes_no_confidence([c], [t])[0] for c, t in zip(crops, targets)])
+    np.testing.assert_allclose(batched, single, atol=1e-4)
