@@ -4,7 +4,8 @@ Type-1 questions answer on the best ROI of their target; with several
 targets, on the crop of the union of their best ROIs, or, when they lie far
 apart, on a canvas holding each crop at its relative position. Type-2
 questions use every ROI whose confidence exceeds the family's threshold,
-overlapping ones merged.
+overlapping ones merged. Global-local models (``interleaved_answer``) get the
+whole image with the focus region drawn, then the zoomed view.
 """
 
 from __future__ import annotations
@@ -24,6 +25,11 @@ from .rois import ROI, merge_overlapping, union_box
 
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 CANVAS_FILL = (127, 127, 127)
+RECTANGLE_COLOURS = {
+    "red": (255, 0, 0), "green": (0, 200, 0), "blue": (0, 0, 255), "yellow": (255, 220, 0),
+    "magenta": (255, 0, 255), "cyan": (0, 220, 220), "orange": (255, 140, 0), "white": (255, 255, 255),
+}
+"""Rectangle colours for the interleaved prompt, in order of preference."""
 
 
 @dataclass
@@ -124,6 +130,37 @@ def paste_on_canvas(image: Image.Image, boxes: Sequence[tuple[int, int, int, int
     return canvas
 
 
+def rectangle_colour(question: str) -> tuple[str, tuple[int, int, int]]:
+    """The first rectangle colour the question does not mention (a red box
+    around a region would bias "what colour is ..." towards red)."""
+    words = set(re.findall(r"[a-z]+", question.lower()))
+    for name, rgb in RECTANGLE_COLOURS.items():
+        if name not in words:
+            return name, rgb
+    return "red", RECTANGLE_COLOURS["red"]
+
+
+def interleaved_inputs(
+    image: Image.Image, view: AnswerView, question_text: str, raw_question: str
+) -> tuple[list[Image.Image], str]:
+    """Global-local models: the whole image with the focus region(s) drawn,
+    then the zoomed view, then the question."""
+    from PIL import ImageDraw
+
+    name, rgb = rectangle_colour(raw_question)
+    marked = image.copy()
+    draw = ImageDraw.Draw(marked)
+    line = max(2, round(max(image.size) / 250))
+    for x0, y0, x1, y1 in view.boxes:
+        draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=rgb, width=line)
+    regions = "regions" if len(view.boxes) > 1 else "region"
+    text = (
+        f"This is the main image; the {name} rectangle marks the focus {regions}. "
+        f"The second image is the zoomed-in view of the focus {regions}.\n{question_text}"
+    )
+    return [marked, view.image], text
+
+
 def answer_question(
     mllm: Any,
     image: Any,
@@ -141,12 +178,10 @@ def answer_question(
     if not selected and not config.ask_on_full_image_if_no_roi:
         raise FocusInputError("no ROI to answer on; propose ROIs first or allow answering on the full image")
     view = compose_view(pil, selected, config)
-    text = mllm.generate(
-        format_question(question, options),
-        images=[view.image],
-        max_new_tokens=config.answer_max_new_tokens,
-        should_stop=should_stop,
-    )
+    text, images = format_question(question, options), [view.image]
+    if getattr(mllm, "interleaved_answer", False) and view.mode != "full":
+        images, text = interleaved_inputs(pil, view, text, question)
+    text = mllm.generate(text, images=images, max_new_tokens=config.answer_max_new_tokens, should_stop=should_stop)
     return Answer(text=text, option=parse_option(text, options), view=view)
 
 

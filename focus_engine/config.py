@@ -50,6 +50,10 @@ class FocusConfig:
     max_grid_side: int = 60
     """[ours] LLaVA-OneVision's map is block-averaged to at most this many
     cells on its long side."""
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    """Qwen2.5-VL pixel budget of one image; ``None`` = the processor's, with
+    max capped at 28*28*1280 [ours] (larger budgets run out of memory)."""
 
     # --- stage 3a: ROI proposal ----------------------------------------------
     n_anchors: int | None = None
@@ -131,6 +135,10 @@ class FocusConfig:
             raise bad("map_blur_sigma", "must be >= 0")
         if self.max_grid_side < 1:
             raise bad("max_grid_side", "must be at least 1")
+        if self.min_pixels is not None and self.min_pixels < 28 * 28:
+            raise bad("min_pixels", "must be at least 784 (one 28x28 merged patch) or None")
+        if self.max_pixels is not None and self.max_pixels < max(28 * 28, self.min_pixels or 0):
+            raise bad("max_pixels", "must be at least 784 and at least min_pixels, or None")
         if self.far_apart_px < 1:
             raise bad("far_apart_px", "must be at least 1 pixel")
 

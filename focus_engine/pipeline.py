@@ -94,6 +94,7 @@ class FocusPipeline:
         options = check_options(options)
         pil = to_pil_rgb(image)
         config = self.resolved_config()
+        self.mllm.apply_config(config)
         config.layers = self.mllm.resolve_layers(config.layers, config.layer_fraction)
         say = progress or (lambda message: None)
 

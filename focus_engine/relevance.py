@@ -40,6 +40,7 @@ def compute_relevance_map(
     """The relevance map of ``target`` over ``image``: one prefill (none for
     the ``random`` ablation). ``layers`` / ``source`` override the config."""
     config = config or FocusConfig()
+    mllm.apply_config(config)
     target = check_target(target)
     source = source or config.source
     if source not in RELEVANCE_SOURCES:

@@ -111,3 +111,59 @@ def test_batched_yes_no_equals_one_by_one(onevision):
     batched = onevision.yes_no_confidence(crops, targets, batch_size=3)
     single = np.array([onevision.yes_no_confidence([c], [t])[0] for c, t in zip(crops, targets)])
     np.testing.assert_allclose(batched, single, atol=1e-4)
+
+
+class RecordingMLLM:
+    """Records what the answer stage sends to the model."""
+
+    interleaved_answer = True
+
+    def __init__(self):
+        self.calls = []
+
+    def generate(self, text, images=(), max_new_tokens=64, should_stop=None):
+        self.calls.append((text, list(images)))
+        return "B"
+
+
+def test_interleaved_answer_prompt():
+    from PIL import Image
+
+    from focus_engine.answer import answer_question
+    from focus_engine.rois import ROI
+
+    image = Image.new("RGB", (1000, 800), (100, 100, 100))
+    roi = ROI(box=(600, 100, 800, 300), target="umbrella", score=1.0, confidence=0.9)
+    fake = RecordingMLLM()
+    answer = answer_question(fake, image, "Is the red umbrella open?", ["yes", "no"], [roi], FocusConfig())
+    text, images = fake.calls[0]
+    assert answer.option == "B" and len(images) == 2
+    marked, crop = images
+    assert marked.size == (1000, 800) and crop.size == (200, 200)
+    # the question says "red", so the rectangle is green, and the text says so
+    assert "green rectangle" in text and "main image" in text and "zoomed-in" in text
+    assert marked.getpixel((600, 200)) == (0, 200, 0) and marked.getpixel((700, 200)) == (100, 100, 100)
+    assert text.index("main image") < text.index("Is the red umbrella open?")
+    assert text.splitlines()[-3:-1] == ["A. yes", "B. no"]
+    # without an ROI the answer is asked on the whole image alone
+    answer_question(fake, image, "Is the red umbrella open?", None, [], FocusConfig())
+    assert len(fake.calls[1][1]) == 1 and fake.calls[1][0] == "Is the red umbrella open?"
+
+
+def test_onevision_pipeline_answers_with_two_images(onevision):
+    calls = []
+    original = onevision.generate
+
+    def spy(text, images=(), **kwargs):
+        calls.append((text, len(images)))
+        return original(text, images=images, **kwargs)
+
+    onevision.generate = spy
+    try:
+        result = FocusPipeline(onevision, FocusConfig(n_steps=1, overrun=False)).run(
+            scene((1200, 900), (1000, 700, 1150, 850)), "What is in the corner?", targets=["red"]
+        )
+    finally:
+        del onevision.generate
+    assert calls[-1][1] == 2 and "main image" in calls[-1][0]
+    assert isinstance(result.answer, str)

@@ -88,3 +88,15 @@ def test_values_equal_v_proj(qwen):
         hidden = out.hidden_states[index][0]
         expected = layer.self_attn.v_proj(layer.input_layernorm(hidden)).reshape(hidden.shape[0], kv_heads, -1)
         torch.testing.assert_close(prefill.cache.layers[index].values[0], expected.transpose(0, 1), rtol=1e-4, atol=1e-5)
+
+
+def test_pixel_budget_from_the_config(qwen_dir):
+    mllm = load_mllm(str(qwen_dir))
+    image = scene((2000, 1000), (1800, 800, 1950, 950))
+    small = mllm.relevance_map(image, "red", config=FocusConfig(max_pixels=28 * 28 * 32))
+    rows, cols = small.grid.shape
+    assert rows * cols <= 32 and mllm.max_pixels == 28 * 28 * 32
+    large = mllm.relevance_map(image, "red", config=FocusConfig(max_pixels=28 * 28 * 200))
+    assert 32 < large.grid.size <= 200
+    with pytest.raises(Exception, match="max_pixels"):
+        FocusConfig(min_pixels=28 * 28 * 10, max_pixels=28 * 28 * 5)

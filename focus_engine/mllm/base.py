@@ -65,6 +65,8 @@ class MLLM:
     description = ""
     paper_layers: dict[int, tuple[int, int]] = {}
     """Tabulated layer ranges by decoder depth (the paper's per-model choices)."""
+    interleaved_answer = False
+    """Answer on [whole image with the ROI drawn, crop] rather than the crop alone."""
 
     def __init__(self, model: Any, processor: Any, *, name: str | None = None) -> None:
         self.model = model
@@ -128,6 +130,9 @@ class MLLM:
 
     def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray:
         raise NotImplementedError
+
+    def apply_config(self, config: Any) -> None:
+        """Take the family's input settings from a FocusConfig (none by default)."""
 
     def refine_map(self, rmap: RelevanceMap, config: Any) -> RelevanceMap:
         """Family post-processing of a relevance map (none by default)."""

@@ -57,6 +57,7 @@ class LlavaOnevisionAdapter(MLLM):
     family = "llava_onevision"
     description = "LLaVA-OneVision (LlavaOnevisionForConditionalGeneration)"
     paper_layers = {28: (21, 28)}  # LLaVA-OV-7B (Qwen2-7B, 28 layers), FOCUS.md
+    interleaved_answer = True  # global image with the ROI drawn, then the crop (FOCUS.md, stage 4)
 
     def __init__(self, model: Any, processor: Any, *, name: str | None = None) -> None:
         super().__init__(model, processor, name=name)

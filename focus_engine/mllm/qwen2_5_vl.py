@@ -67,6 +67,13 @@ class Qwen2_5_VLAdapter(MLLM):
         # transformers 5 computes M-RoPE from mm_token_type_ids; 4.x from input_ids
         self.needs_mm_token_types = "mm_token_type_ids" in inspect.signature(model.forward).parameters
 
+    def apply_config(self, config: Any) -> None:
+        """The pixel budget: FocusConfig.min_pixels / max_pixels when set."""
+        if config.min_pixels is not None:
+            self.min_pixels = int(config.min_pixels)
+        if config.max_pixels is not None:
+            self.max_pixels = int(config.max_pixels)
+
     def fallback_prompt(self, n_images: int, text: str) -> str:
         vision = "<|vision_start|><|image_pad|><|vision_end|>" * n_images
         return f"<|im_start|>user\n{vision}{text}<|im_end|>\n<|im_start|>assistant\n"
