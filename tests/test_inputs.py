@@ -111,3 +111,17 @@ def test_options_are_checked(planted):
         FocusPipeline(planted).run(image, "Which?", options=["only one"])
     with pytest.raises(FocusInputError, match="list of strings"):
         FocusPipeline(planted).run(image, "Which?", options="A B")
+
+
+@pytest.mark.parametrize("family", ["onevision", "qwen"])
+def test_huge_image_bounded_memory_other_families(family, request):
+    """OneVision and Qwen2.5-VL shrink a 10000x10000 image before their processors see it."""
+    mllm = request.getfixturevalue(family)
+    array = np.full((10000, 10000, 3), 118, np.uint8)
+    array[9000:9500, 9000:9500] = (220, 30, 30)
+    before = current_rss_bytes()
+    with PeakMemory("cpu", interval=0.002) as memory:
+        rmap = mllm.relevance_map(array, "red")
+    assert memory.peak - before < 1.0 * 2**30, f"peak grew by {(memory.peak - before) / 2**20:.0f} MiB"
+    x0, y0, x1, y1 = rmap.peak_box()
+    assert x1 > 9000 and y1 > 9000

@@ -167,3 +167,23 @@ def test_onevision_pipeline_answers_with_two_images(onevision):
         del onevision.generate
     assert calls[-1][1] == 2 and "main image" in calls[-1][0]
     assert isinstance(result.answer, str)
+
+
+def test_folder_without_processor_config_loads(onevision_dir, tmp_path):
+    """Only the model, tokenizer and image processor saved (no processor
+    class can be saved without torchvision elsewhere): settings come from the
+    model config."""
+    import shutil
+
+    for item in onevision_dir.iterdir():
+        if item.name != "processor_config.json":
+            shutil.copy(item, tmp_path / item.name)
+    from transformers import AutoImageProcessor
+
+    mllm0 = load_mllm(str(onevision_dir))
+    AutoImageProcessor.from_pretrained(str(onevision_dir)).save_pretrained(tmp_path)
+    mllm = load_mllm(str(tmp_path))
+    assert mllm.processor.num_image_tokens == mllm0.processor.num_image_tokens
+    image = scene((1200, 600), (1000, 50, 1150, 200))
+    x, y = peak_pixel(mllm.relevance_map(image, "red"))
+    assert 1000 <= x < 1150 and 50 <= y < 200

@@ -154,7 +154,7 @@ def load_mllm(
     torch_dtype = resolve_dtype(dtype, torch_device)
     attention = resolve_attention(attn_implementation, torch_device, torch_dtype)
     log.info("loading %s (%s) on %s as %s with %s attention", location, config.model_type, torch_device, torch_dtype, attention)
-    processor = _load_processor(adapter_cls, location, offline)
+    processor = _load_processor(adapter_cls, location, offline, config)
     model = _hf_call(
         AutoModelForImageTextToText.from_pretrained,
         location,
@@ -168,7 +168,7 @@ def load_mllm(
     return adapter_cls(model, processor, name=location)
 
 
-def _load_processor(adapter_cls: type[MLLM], location: str, offline: bool) -> Any:
+def _load_processor(adapter_cls: type[MLLM], location: str, offline: bool, config: Any) -> Any:
     """The folder's processor; for families whose processor needs a video
     processor (and so torchvision), an image-only one built from its parts
     when the full one cannot be built."""
@@ -185,11 +185,24 @@ def _load_processor(adapter_cls: type[MLLM], location: str, offline: bool) -> An
         log.info("building an image-only processor for %s (%s)", location, _first_line(exc))
     tokenizer = _hf_call(AutoTokenizer.from_pretrained, location, offline, what="tokenizer")
     image_processor = _hf_call(AutoImageProcessor.from_pretrained, location, offline, what="image processor")
-    extra = _processor_settings(location)
+    extra = {**_settings_from_model_config(config), **_processor_settings(location)}
     return image_only()(
         image_processor=image_processor, tokenizer=tokenizer,
         chat_template=extra.pop("chat_template", None) or getattr(tokenizer, "chat_template", None), **extra,
     )
+
+
+def _settings_from_model_config(config: Any) -> dict[str, Any]:
+    """Processor settings implied by the model config, for folders saved
+    without a processor_config.json (LLaVA-OneVision needs them)."""
+    vision = getattr(config, "vision_config", None)
+    if getattr(config, "model_type", None) != "llava_onevision" or vision is None:
+        return {}
+    return {
+        "num_image_tokens": (int(vision.image_size) // int(vision.patch_size)) ** 2,
+        "vision_feature_select_strategy": getattr(config, "vision_feature_select_strategy", "full"),
+        "vision_aspect_ratio": getattr(config, "vision_aspect_ratio", "anyres_max_9"),
+    }
 
 
 def _processor_settings(location: str) -> dict[str, Any]:
