@@ -67,7 +67,6 @@ class LlavaOnevisionAdapter(MLLM):
         self.pinpoints = [list(p) for p in model.config.image_grid_pinpoints]
         self.max_crops = int(str(getattr(model.config, "vision_aspect_ratio", "anyres_max_9")).replace("anyres_max_", ""))
         self.base_tokens = self.patches_per_side**2
-        self.largest_canvas = max(max(p) for p in self.pinpoints)
 
     def fallback_prompt(self, n_images: int, text: str) -> str:
         images = (self.image_token + "\n") * n_images
