@@ -100,3 +100,15 @@ def test_pixel_budget_from_the_config(qwen_dir):
     assert 32 < large.grid.size <= 200
     with pytest.raises(Exception, match="max_pixels"):
         FocusConfig(min_pixels=28 * 28 * 10, max_pixels=28 * 28 * 5)
+
+
+def test_chat_template_json_is_used_by_the_image_only_processor(qwen_dir, tmp_path):
+    import json
+    import shutil
+
+    for item in qwen_dir.iterdir():
+        shutil.copy(item, tmp_path / item.name)
+    template = "{% for m in messages %}<<{{ m['content'][-1]['text'] }}>>{% endfor %}"
+    (tmp_path / "chat_template.json").write_text(json.dumps({"chat_template": template}))
+    mllm = load_mllm(str(tmp_path))
+    assert mllm.build_prompt(0, "hello") == "<<hello>>"

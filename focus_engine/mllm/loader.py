@@ -206,15 +206,24 @@ def _settings_from_model_config(config: Any) -> dict[str, Any]:
 
 
 def _processor_settings(location: str) -> dict[str, Any]:
-    """The processor's own settings saved in the folder (processor_config.json)."""
+    """The processor's own settings saved in the folder: processor_config.json,
+    and the chat template of an older chat_template.json."""
     import json
 
-    path = Path(location) / "processor_config.json"
-    try:
-        data = json.loads(path.read_text()) if path.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in data.items() if k not in ("processor_class", "image_processor", "video_processor", "auto_map")}
+    def read(name: str) -> dict[str, Any]:
+        path = Path(location) / name
+        try:
+            data = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    skip = ("processor_class", "image_processor", "video_processor", "auto_map")
+    settings = {k: v for k, v in read("processor_config.json").items() if k not in skip}
+    template = read("chat_template.json").get("chat_template")
+    if template and "chat_template" not in settings:
+        settings["chat_template"] = template
+    return settings
 
 
 def _adapter_for(model_type: str | None, where: str) -> type[MLLM]:
