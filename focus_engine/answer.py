@@ -25,6 +25,8 @@ from .rois import ROI, merge_overlapping, union_box
 
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 CANVAS_FILL = (127, 127, 127)
+GLOBAL_MAX_SIDE = 2048
+"""Long side of the marked global image of the interleaved prompt."""
 RECTANGLE_COLOURS = {
     "red": (255, 0, 0), "green": (0, 200, 0), "blue": (0, 0, 255), "yellow": (255, 220, 0),
     "magenta": (255, 0, 255), "cyan": (0, 220, 220), "orange": (255, 140, 0), "white": (255, 255, 255),
@@ -148,10 +150,15 @@ def interleaved_inputs(
     from PIL import ImageDraw
 
     name, rgb = rectangle_colour(raw_question)
-    marked = image.copy()
+    # the model sees the global image small anyway; drawing on a copy of at
+    # most GLOBAL_MAX_SIDE px keeps huge inputs cheap
+    scale = min(1.0, GLOBAL_MAX_SIDE / max(image.size))
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    marked = image.resize(size, Image.Resampling.BILINEAR) if scale < 1.0 else image.copy()
     draw = ImageDraw.Draw(marked)
-    line = max(2, round(max(image.size) / 250))
-    for x0, y0, x1, y1 in view.boxes:
+    line = max(2, round(max(size) / 250))
+    for box in view.boxes:
+        x0, y0, x1, y1 = (round(v * scale) for v in box)
         draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=rgb, width=line)
     regions = "regions" if len(view.boxes) > 1 else "region"
     text = (

@@ -187,3 +187,19 @@ def test_folder_without_processor_config_loads(onevision_dir, tmp_path):
     image = scene((1200, 600), (1000, 50, 1150, 200))
     x, y = peak_pixel(mllm.relevance_map(image, "red"))
     assert 1000 <= x < 1150 and 50 <= y < 200
+
+
+def test_interleaved_global_image_is_shrunk_for_huge_inputs():
+    from PIL import Image
+
+    from focus_engine.answer import GLOBAL_MAX_SIDE, answer_question
+    from focus_engine.rois import ROI
+
+    image = Image.new("RGB", (8000, 4000), (100, 100, 100))
+    fake = RecordingMLLM()
+    roi = ROI(box=(4000, 2000, 4800, 2800), target="cat", score=1.0)
+    answer_question(fake, image, "Where is the cat?", None, [roi], FocusConfig())
+    marked, crop = fake.calls[0][1]
+    assert marked.size == (GLOBAL_MAX_SIDE, GLOBAL_MAX_SIDE // 2) and crop.size == (800, 800)
+    assert marked.getpixel((1024, 600)) == (255, 0, 0)  # the left side of the scaled box, in red
+    assert marked.getpixel((1100, 600)) == (100, 100, 100)  # inside the box: untouched
