@@ -1,8 +1,14 @@
-"""ComfyUI nodes of the FOCUS pack (thin adapters over ``focus_engine``).
+"""ComfyUI nodes of the FOCUS pack: thin adapters over ``focus_engine``, one
+module per stage. ComfyUI modules are reached only through ``bridge``."""
 
-The six stage nodes and the helpers arrive with the node-pack issue; until
-then the pack registers no nodes, so ComfyUI loads it cleanly.
-"""
+from . import bridge
+from .load_mllm import FocusLoadMLLM
 
-NODE_CLASS_MAPPINGS: dict[str, type] = {}
-NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {}
+bridge.register_model_folder()  # models/LLM; a no-op outside ComfyUI
+
+NODE_CLASS_MAPPINGS: dict[str, type] = {
+    "FocusLoadMLLM": FocusLoadMLLM,
+}
+NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
+    "FocusLoadMLLM": "FOCUS · Load MLLM",
+}
