@@ -3,12 +3,23 @@ module per stage. ComfyUI modules are reached only through ``bridge``."""
 
 from . import bridge
 from .load_mllm import FocusLoadMLLM
+from .stages import FocusAnswer, FocusExtractTargets, FocusProposeROIs, FocusRankROIs, FocusRelevanceMap
 
 bridge.register_model_folder()  # models/LLM; a no-op outside ComfyUI
 
 NODE_CLASS_MAPPINGS: dict[str, type] = {
     "FocusLoadMLLM": FocusLoadMLLM,
+    "FocusExtractTargets": FocusExtractTargets,
+    "FocusRelevanceMap": FocusRelevanceMap,
+    "FocusProposeROIs": FocusProposeROIs,
+    "FocusRankROIs": FocusRankROIs,
+    "FocusAnswer": FocusAnswer,
 }
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     "FocusLoadMLLM": "FOCUS · Load MLLM",
+    "FocusExtractTargets": "FOCUS · Extract Targets",
+    "FocusRelevanceMap": "FOCUS · Relevance Map",
+    "FocusProposeROIs": "FOCUS · Propose ROIs",
+    "FocusRankROIs": "FOCUS · Rank ROIs",
+    "FocusAnswer": "FOCUS · Answer",
 }

@@ -84,3 +84,39 @@ def free_memory() -> None:
         return
     mm.unload_all_models()
     mm.soft_empty_cache()
+
+
+def throw_if_interrupted() -> None:
+    """Raise ComfyUI's interruption if the user pressed Cancel."""
+    try:
+        import comfy.model_management as mm  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    mm.throw_exception_if_processing_interrupted()
+
+
+def interrupted() -> bool:
+    """Whether the user pressed Cancel (polled inside generation)."""
+    try:
+        import comfy.model_management as mm  # type: ignore[import-not-found]
+    except ImportError:
+        return False
+    return bool(mm.processing_interrupted())
+
+
+class _NoProgress:
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.current = 0
+
+    def update(self, value: int) -> None:
+        self.current += value
+
+
+def progress_bar(total: int) -> Any:
+    """comfy.utils.ProgressBar, or a silent stand-in outside ComfyUI."""
+    try:
+        from comfy.utils import ProgressBar  # type: ignore[import-not-found]
+    except ImportError:
+        return _NoProgress(total)
+    return ProgressBar(total)

@@ -1,0 +1,90 @@
+"""The stage nodes chained on a planted model, batches of 1 and 3, and their errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import scene
+from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
+from nodes.stages import FocusAnswer, FocusExtractTargets, FocusProposeROIs, FocusRankROIs, FocusRelevanceMap
+
+BOXES = [(1000, 100, 1100, 200), (50, 500, 150, 600), (600, 300, 700, 400)]
+
+
+def image_batch(n: int) -> torch.Tensor:
+    arrays = [np.asarray(scene((1200, 700), BOXES[i], seed=i), np.float32) / 255.0 for i in range(n)]
+    return torch.from_numpy(np.stack(arrays))
+
+
+def run_chain(mllm, images, override="red"):
+    targets, text = FocusExtractTargets().extract(mllm, "Where is the red square?", override)
+    relevance, heatmap, preview = FocusRelevanceMap().relevance(mllm, images, targets, 0, 0, "values")
+    rois, proposals = FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
+    ranked, selected_mask, best = FocusRankROIs().rank(mllm, images, rois, targets, 2, True)
+    answer, annotated = FocusAnswer().answer(mllm, images, "What colour is the square?", ranked, targets, "red\nblue")
+    return locals()
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_chain_outputs(planted, batch):
+    images = image_batch(batch)
+    out = run_chain(planted, images)
+    assert out["text"] == "red"
+    assert out["heatmap"].shape == (batch, 700, 1200) and out["heatmap"].dtype == torch.float32
+    assert 0.0 <= float(out["heatmap"].min()) and float(out["heatmap"].max()) <= 1.0
+    assert out["preview"].shape == (batch, 700, 1200, 3)
+    assert out["proposals"].shape == (batch, 700, 1200)
+    assert out["selected_mask"].shape == (batch, 700, 1200)
+    assert out["annotated"].shape == (batch, 700, 1200, 3)
+    assert out["best"].shape[0] == batch and out["best"].shape[-1] == 3
+    assert out["answer"].count("\n") == batch - 1  # one line per image
+    for i in range(batch):
+        x0, y0, x1, y1 = BOXES[i]
+        cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
+        assert float(out["selected_mask"][i, cy, cx]) == 1.0  # the selected ROI covers the object
+        heat = out["heatmap"][i].numpy()
+        y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
+        assert x0 <= x < x1 and y0 <= y < y1
+
+
+def test_registry_has_the_stage_nodes():
+    for node_id, name in [("FocusExtractTargets", "Extract Targets"), ("FocusRelevanceMap", "Relevance Map"),
+                          ("FocusProposeROIs", "Propose ROIs"), ("FocusRankROIs", "Rank ROIs"),
+                          ("FocusAnswer", "Answer")]:
+        node = NODE_CLASS_MAPPINGS[node_id]
+        assert NODE_DISPLAY_NAME_MAPPINGS[node_id] == f"FOCUS · {name}"
+        assert node.CATEGORY == "FOCUS" and node.DESCRIPTION
+        assert len(node.OUTPUT_TOOLTIPS) == len(node.RETURN_TYPES)
+        spec = node.INPUT_TYPES()
+        for section in spec.values():
+            assert all(options.get("tooltip") for _, options in section.values())
+
+
+def test_widget_orders_are_the_contract():
+    assert list(FocusRelevanceMap.INPUT_TYPES()["required"]) == [
+        "mllm", "image", "targets", "layer_start", "layer_end", "source"]
+    assert list(FocusProposeROIs.INPUT_TYPES()["required"]) == [
+        "relevance", "anchors", "spacing", "min_size", "max_size", "threshold", "nms_iou"]
+    assert list(FocusRankROIs.INPUT_TYPES()["required"]) == ["mllm", "image", "rois", "targets", "n_steps", "overrun"]
+
+
+def test_node_errors_are_clear(planted):
+    images = image_batch(1)
+    with pytest.raises(ValueError, match="question is empty"):
+        FocusExtractTargets().extract(planted, "   ", "")
+    with pytest.raises(ValueError, match="FOCUS: .*empty"):
+        FocusExtractTargets().extract(planted, "Q?", " , ")
+    targets, _ = FocusExtractTargets().extract(planted, "Q?", "red")
+    relevance, _, _ = FocusRelevanceMap().relevance(planted, images, targets, 0, 0, "values")
+    rois, _ = FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
+    with pytest.raises(ValueError, match="IMAGE batch has 3"):
+        FocusRankROIs().rank(planted, image_batch(3), rois, targets, 2, True)
+    rois.rois[0] = []
+    with pytest.raises(ValueError, match="no ROI to rank"):
+        FocusRankROIs().rank(planted, images, rois, targets, 2, True)
+    with pytest.raises(ValueError, match="decoder layers"):
+        FocusRelevanceMap().relevance(planted, images, targets, 2, 99, "values")
+    with pytest.raises(ValueError, match="IMAGE batch"):
+        FocusRelevanceMap().relevance(planted, torch.zeros(8, 8), targets, 0, 0, "values")
