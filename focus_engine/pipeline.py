@@ -107,7 +107,7 @@ class FocusPipeline:
         with PeakMemory(self.mllm.device) as memory:
             with clock.stage("targets"):
                 found: Targets = (
-                    given_targets(targets) if targets else extract_targets(self.mllm, question, config)
+                    given_targets(targets) if targets else extract_targets(self.mllm, question, config, should_stop)
                 )
             say(f"targets: {', '.join(found.targets)} (type-{found.question_type}, {found.source})")
             relevance: dict[str, RelevanceMap] = {}

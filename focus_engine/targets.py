@@ -201,11 +201,15 @@ def given_targets(targets: Sequence[str] | str) -> Targets:
     return Targets(targets=cleaned, question_type=2 if any_all else 1, source="given")
 
 
-def extract_targets(mllm: Any, question: str, config: Any) -> Targets:
-    """Ask the model (text only, greedy) which objects the question needs."""
+def extract_targets(mllm: Any, question: str, config: Any, should_stop: Any = None) -> Targets:
+    """Ask the model (text only, greedy) which objects the question needs;
+    ``should_stop`` is polled during generation."""
     if not isinstance(question, str) or not question.strip():
         raise FocusInputError("the question is empty; ask something about the image")
-    raw = mllm.generate(build_icl_prompt(question.strip()), images=(), max_new_tokens=config.target_max_new_tokens)
+    raw = mllm.generate(
+        build_icl_prompt(question.strip()), images=(), max_new_tokens=config.target_max_new_tokens,
+        should_stop=should_stop,
+    )
     parsed = parse_targets(raw)
     if parsed is not None:
         return Targets(targets=parsed[0], question_type=parsed[1], source="model", raw=raw)

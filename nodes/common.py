@@ -89,6 +89,9 @@ def run_per_image(count: int, work: Callable[[int], Any], bar: Any = None) -> li
             results.append(work(index))
         except FocusError as exc:
             raise ValueError(f"FOCUS: {exc}") from None
+        except InterruptedError:
+            bridge.throw_if_interrupted()  # ComfyUI's own interruption, so it reports a cancel
+            raise
         if own_bar:
             bar.update(1)
     return results

@@ -62,7 +62,7 @@ class FocusExtractTargets:
 
         (found,) = run_per_image(1, lambda _: (
             given_targets(targets_override) if targets_override.strip()
-            else extract_targets(mllm, check_question(question), _config())
+            else extract_targets(mllm, check_question(question), _config(), should_stop=bridge.interrupted)
         ))
         return found, ", ".join(found.targets)
 

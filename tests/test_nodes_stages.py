@@ -88,3 +88,12 @@ def test_node_errors_are_clear(planted):
         FocusRelevanceMap().relevance(planted, images, targets, 2, 99, "values")
     with pytest.raises(ValueError, match="IMAGE batch"):
         FocusRelevanceMap().relevance(planted, torch.zeros(8, 8), targets, 0, 0, "values")
+
+
+def test_cancel_stops_generation(planted, monkeypatch):
+    """A Cancel during target extraction stops generation (stopping criterion)."""
+    from nodes import bridge
+
+    monkeypatch.setattr(bridge, "interrupted", lambda: True)
+    with pytest.raises(InterruptedError):
+        FocusExtractTargets().extract(planted, "What colour is the square?", "")
