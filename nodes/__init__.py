@@ -2,6 +2,7 @@
 module per stage. ComfyUI modules are reached only through ``bridge``."""
 
 from . import bridge
+from .helpers import FocusCropROI, FocusDrawROIs, FocusROIsToMask, FocusVQA
 from .load_mllm import FocusLoadMLLM
 from .stages import FocusAnswer, FocusExtractTargets, FocusProposeROIs, FocusRankROIs, FocusRelevanceMap
 
@@ -14,6 +15,10 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
     "FocusProposeROIs": FocusProposeROIs,
     "FocusRankROIs": FocusRankROIs,
     "FocusAnswer": FocusAnswer,
+    "FocusROIsToMask": FocusROIsToMask,
+    "FocusCropROI": FocusCropROI,
+    "FocusDrawROIs": FocusDrawROIs,
+    "FocusVQA": FocusVQA,
 }
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     "FocusLoadMLLM": "FOCUS · Load MLLM",
@@ -22,4 +27,8 @@ NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     "FocusProposeROIs": "FOCUS · Propose ROIs",
     "FocusRankROIs": "FOCUS · Rank ROIs",
     "FocusAnswer": "FOCUS · Answer",
+    "FocusROIsToMask": "FOCUS · ROIs to Mask",
+    "FocusCropROI": "FOCUS · Crop ROI",
+    "FocusDrawROIs": "FOCUS · Draw ROIs",
+    "FocusVQA": "FOCUS · VQA (one node)",
 }

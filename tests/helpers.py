@@ -45,3 +45,15 @@ def covers_centre(box, target) -> bool:
     """Whether ``box`` contains the centre of ``target``."""
     cx, cy = (target[0] + target[2]) / 2, (target[1] + target[3]) / 2
     return box[0] <= cx < box[2] and box[1] <= cy < box[3]
+
+
+BOXES = [(1000, 100, 1100, 200), (50, 500, 150, 600), (600, 300, 700, 400)]
+"""Where the red square of each image of ``image_batch`` is."""
+
+
+def image_batch(n: int):
+    """A ComfyUI IMAGE batch ``[n, 700, 1200, 3]`` of scenes with a red square at BOXES[i]."""
+    import torch
+
+    arrays = [np.asarray(scene((1200, 700), BOXES[i], seed=i), np.float32) / 255.0 for i in range(n)]
+    return torch.from_numpy(np.stack(arrays))

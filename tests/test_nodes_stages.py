@@ -6,17 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import scene
+from helpers import BOXES, image_batch
 from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
 from nodes.stages import FocusAnswer, FocusExtractTargets, FocusProposeROIs, FocusRankROIs, FocusRelevanceMap
-
-BOXES = [(1000, 100, 1100, 200), (50, 500, 150, 600), (600, 300, 700, 400)]
-
-
-def image_batch(n: int) -> torch.Tensor:
-    arrays = [np.asarray(scene((1200, 700), BOXES[i], seed=i), np.float32) / 255.0 for i in range(n)]
-    return torch.from_numpy(np.stack(arrays))
-
 
 def run_chain(mllm, images, override="red"):
     targets, text = FocusExtractTargets().extract(mllm, "Where is the red square?", override)

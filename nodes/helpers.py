@@ -1,0 +1,184 @@
+"""Helper nodes: ROI masks for editing, crops, drawings, and the whole
+pipeline in one node."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import bridge
+from .common import RoiBatch, check_batch, image_items, pad_to_common_size, run_per_image, to_image_tensor
+from .common import to_mask_tensor
+from .stages import IMAGE_IN, MLLM_IN, ROIS_IN, _config, _pil
+
+MODES = ["best", "all", "top_n", "selected"]
+
+
+def _chosen(rois: RoiBatch, index: int, mode: str, top_n: int) -> list[Any]:
+    ranked = rois.rois[index]
+    if mode == "all":
+        return list(ranked)
+    if mode == "top_n":
+        return list(ranked[:top_n])
+    if mode == "selected" and rois.selected is not None:
+        return list(rois.selected[index])
+    return list(ranked[:1])
+
+
+def _grown(box: tuple[int, int, int, int], pixels: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    width, height = size
+    x0, y0, x1, y1 = box
+    return max(0, x0 - pixels), max(0, y0 - pixels), min(width, x1 + pixels), min(height, y1 + pixels)
+
+
+class FocusROIsToMask:
+    DESCRIPTION = "A MASK of the ROIs at the image's size, grown and feathered in pixels, for mask and inpaint nodes."
+    CATEGORY = "FOCUS"
+    FUNCTION = "to_mask"
+    RETURN_TYPES = ("MASK",)
+    RETURN_NAMES = ("mask",)
+    OUTPUT_TOOLTIPS = ("1 inside the chosen ROIs, 0 outside, feathered edges; one mask per image.",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "rois": ROIS_IN,
+                "mode": (MODES, {"default": "best", "tooltip": (
+                    "best: the top ROI; all: every ROI; top_n: the first n; selected: those the answer uses.")}),
+                "top_n": ("INT", {"default": 3, "min": 1, "max": 100, "tooltip": "How many ROIs for top_n."}),
+                "grow": ("INT", {"default": 0, "min": 0, "max": 4096, "tooltip": "Grow each box by this many pixels."}),
+                "feather": ("INT", {"default": 0, "min": 0, "max": 512, "tooltip": "Blur the mask edges (pixels)."}),
+            }
+        }
+
+    def to_mask(self, rois: RoiBatch, mode: str, top_n: int, grow: int, feather: int) -> tuple[Any]:
+        from PIL import Image, ImageFilter
+
+        from focus_engine.render import roi_mask
+
+        masks = []
+        for index, size in enumerate(rois.image_sizes):
+            boxes = [_grown(r.box, grow, size) for r in _chosen(rois, index, mode, top_n)]
+            mask = roi_mask(size, boxes)
+            if feather > 0:
+                blurred = Image.fromarray((mask * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(feather))
+                mask = np.asarray(blurred, np.float32) / 255.0
+            masks.append(mask)
+        return (to_mask_tensor(masks),)
+
+
+class FocusCropROI:
+    DESCRIPTION = "Crops one ROI (with context padding) out of each image, and gives its MASK at the image's size."
+    CATEGORY = "FOCUS"
+    FUNCTION = "crop"
+    RETURN_TYPES = ("IMAGE", "MASK")
+    RETURN_NAMES = ("crop", "mask")
+    OUTPUT_TOOLTIPS = (
+        "The crop of each image (padded with black to a common size in a batch).",
+        "1 inside the cropped region, at the image's size.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "image": IMAGE_IN,
+                "rois": ROIS_IN,
+                "index": ("INT", {"default": 0, "min": 0, "max": 1000, "tooltip": "Which ROI: 0 = the best."}),
+                "padding": ("INT", {"default": 32, "min": 0, "max": 4096, "tooltip": "Context kept around the ROI (pixels)."}),
+            }
+        }
+
+    def crop(self, image: Any, rois: RoiBatch, index: int, padding: int) -> tuple[Any, Any]:
+        from focus_engine.render import roi_mask
+
+        items = image_items(image)
+        check_batch("the ROI list", len(rois.rois), len(items))
+        crops, masks = [], []
+        for i, item in enumerate(items):
+            if index >= len(rois.rois[i]):
+                raise ValueError(f"FOCUS: image {i} has {len(rois.rois[i])} ROIs; index {index} does not exist")
+            box = _grown(rois.rois[i][index].box, padding, rois.image_sizes[i])
+            x0, y0, x1, y1 = box
+            crops.append(item[y0:y1, x0:x1].cpu().numpy())
+            masks.append(roi_mask(rois.image_sizes[i], [box]))
+        return to_image_tensor(pad_to_common_size(crops)), to_mask_tensor(masks)
+
+
+class FocusDrawROIs:
+    DESCRIPTION = "Draws the ROIs on the images: the top proposals thin in yellow, the selected ones thick in red."
+    CATEGORY = "FOCUS"
+    FUNCTION = "draw"
+    RETURN_TYPES = ("IMAGE",)
+    RETURN_NAMES = ("image",)
+    OUTPUT_TOOLTIPS = ("The images with the boxes drawn.",)
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "image": IMAGE_IN,
+                "rois": ROIS_IN,
+                "top_n": ("INT", {"default": 10, "min": 0, "max": 200, "tooltip": "How many proposals to draw."}),
+            }
+        }
+
+    def draw(self, image: Any, rois: RoiBatch, top_n: int) -> tuple[Any]:
+        from focus_engine.render import draw_rois
+
+        items = image_items(image)
+        check_batch("the ROI list", len(rois.rois), len(items))
+        pictures = []
+        for i, item in enumerate(items):
+            selected = rois.selected[i] if rois.selected is not None else []
+            pictures.append(np.asarray(draw_rois(_pil(item), rois.rois[i], selected, max_proposals=top_n)))
+        return (to_image_tensor(pictures),)
+
+
+class FocusVQA:
+    DESCRIPTION = (
+        "The whole FOCUS pipeline in one node: targets, relevance maps, ROIs, verification and the answer on the "
+        "crop. Outputs the answer, the MASK of the ROIs the answer used, and a preview (heatmap, ROIs, crop)."
+    )
+    CATEGORY = "FOCUS"
+    FUNCTION = "run"
+    RETURN_TYPES = ("STRING", "MASK", "IMAGE")
+    RETURN_NAMES = ("answer", "mask", "preview")
+    OUTPUT_TOOLTIPS = (
+        "The answer (one line per image).",
+        "1 inside the ROIs the answer used, at the image's size.",
+        "The first image's heatmap, ROIs and answer crop side by side.",
+    )
+
+    @classmethod
+    def INPUT_TYPES(cls) -> dict[str, Any]:
+        return {
+            "required": {
+                "mllm": MLLM_IN,
+                "image": IMAGE_IN,
+                "question": ("STRING", {"multiline": True, "default": "", "tooltip": "The question about the image."}),
+                "n_steps": ("INT", {"default": 4, "min": 1, "max": 32, "tooltip": "ROIs verified per target."}),
+            },
+            "optional": {
+                "options": ("STRING", {"multiline": True, "default": "", "tooltip": "Multiple-choice options, one per line."}),
+                "targets_override": ("STRING", {"default": "", "tooltip": "Objects to look for, comma-separated (skips target extraction)."}),
+            },
+        }
+
+    def run(self, mllm: Any, image: Any, question: str, n_steps: int, options: str = "", targets_override: str = ""):
+        from focus_engine import FocusPipeline
+        from focus_engine.render import roi_mask, summary_figure
+
+        items = image_items(image)
+        choices = [line.strip() for line in options.splitlines() if line.strip()] or None
+        pipe = FocusPipeline(mllm, _config(n_steps=n_steps))
+        results = run_per_image(len(items), lambda i: pipe.run(
+            _pil(items[i]), question, options=choices, targets=targets_override.strip() or None,
+            should_stop=bridge.interrupted,
+        ))
+        masks = [roi_mask(r.image_size, [roi.box for roi in r.selected]) for r in results]
+        preview = np.asarray(summary_figure(_pil(items[0]), results[0]))
+        answers = "\n".join(" ".join(r.answer.split()) for r in results)
+        return answers, to_mask_tensor(masks), to_image_tensor([preview])
