@@ -78,7 +78,7 @@ def run_per_image(count: int, work: Callable[[int], Any], bar: Any = None) -> li
     """``work(i)`` for each image, with ComfyUI's progress bar (one step per
     image unless the caller's ``bar`` counts finer steps) and an interruption
     check between model calls; engine errors become node errors."""
-    from focus_engine.errors import FocusError
+    from ..focus_engine.errors import FocusError
 
     own_bar = bar is None
     bar = bridge.progress_bar(count) if own_bar else bar

@@ -56,7 +56,7 @@ class FocusROIsToMask:
     def to_mask(self, rois: RoiBatch, mode: str, top_n: int, grow: int, feather: int) -> tuple[Any]:
         from PIL import Image, ImageFilter
 
-        from focus_engine.render import roi_mask
+        from ..focus_engine.render import roi_mask
 
         masks = []
         for index, size in enumerate(rois.image_sizes):
@@ -92,7 +92,7 @@ class FocusCropROI:
         }
 
     def crop(self, image: Any, rois: RoiBatch, index: int, padding: int) -> tuple[Any, Any]:
-        from focus_engine.render import roi_mask
+        from ..focus_engine.render import roi_mask
 
         items = image_items(image)
         check_batch("the ROI list", len(rois.rois), len(items))
@@ -126,7 +126,7 @@ class FocusDrawROIs:
         }
 
     def draw(self, image: Any, rois: RoiBatch, top_n: int) -> tuple[Any]:
-        from focus_engine.render import draw_rois
+        from ..focus_engine.render import draw_rois
 
         items = image_items(image)
         check_batch("the ROI list", len(rois.rois), len(items))
@@ -168,8 +168,8 @@ class FocusVQA:
         }
 
     def run(self, mllm: Any, image: Any, question: str, n_steps: int, options: str = "", targets_override: str = ""):
-        from focus_engine import FocusPipeline
-        from focus_engine.render import roi_mask, summary_figure
+        from ..focus_engine import FocusPipeline
+        from ..focus_engine.render import roi_mask, summary_figure
 
         items = image_items(image)
         choices = [line.strip() for line in options.splitlines() if line.strip()] or None

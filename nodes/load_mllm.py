@@ -17,8 +17,8 @@ _loaded: dict[tuple[str, str, str, str], Any] = {}
 
 def _attention_or_fallback(attention: str, device: str, precision: str) -> str:
     """flash_attention_2 without flash-attn (or off CUDA) falls back to sdpa, with the reason logged."""
-    from focus_engine.errors import FocusModelError
-    from focus_engine.mllm.loader import resolve_attention, resolve_device, resolve_dtype
+    from ..focus_engine.errors import FocusModelError
+    from ..focus_engine.mllm.loader import resolve_attention, resolve_device, resolve_dtype
 
     if attention != "flash_attention_2":
         return attention
@@ -60,7 +60,7 @@ class FocusLoadMLLM:
         }
 
     def load(self, model: str, precision: str, attention: str, device: str, keep_loaded: bool) -> tuple[Any]:
-        from focus_engine import load_mllm
+        from ..focus_engine import load_mllm
 
         bridge.register_model_folder()
         if model == NO_MODELS:

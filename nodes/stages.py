@@ -17,14 +17,14 @@ ROIS_IN = ("FOCUS_ROIS", {"tooltip": "Regions of interest from FOCUS · Propose 
 
 
 def _pil(item: Any) -> Any:
-    from focus_engine.images import to_pil_rgb
+    from ..focus_engine.images import to_pil_rgb
 
     return to_pil_rgb(item)
 
 
 def _config(**fields: Any) -> Any:
-    from focus_engine import FocusConfig
-    from focus_engine.errors import FocusConfigError
+    from ..focus_engine import FocusConfig
+    from ..focus_engine.errors import FocusConfigError
 
     try:
         return FocusConfig(**fields)
@@ -57,8 +57,8 @@ class FocusExtractTargets:
         }
 
     def extract(self, mllm: Any, question: str, targets_override: str = "") -> tuple[Any, str]:
-        from focus_engine.answer import check_question
-        from focus_engine.targets import extract_targets, given_targets
+        from ..focus_engine.answer import check_question
+        from ..focus_engine.targets import extract_targets, given_targets
 
         (found,) = run_per_image(1, lambda _: (
             given_targets(targets_override) if targets_override.strip()
@@ -100,7 +100,7 @@ class FocusRelevanceMap:
         }
 
     def relevance(self, mllm: Any, image: Any, targets: Any, layer_start: int, layer_end: int, source: str):
-        from focus_engine.render import heatmap_overlay
+        from ..focus_engine.render import heatmap_overlay
 
         layers = None if layer_end == 0 else (layer_start, layer_end)
         config = _config(source=source, layers=layers)
@@ -156,8 +156,8 @@ class FocusProposeROIs:
 
     def propose(self, relevance: Any, anchors: int, spacing: float, min_size: int, max_size: int,
                 threshold: float, nms_iou: float):
-        from focus_engine.render import roi_mask
-        from focus_engine.rois import propose_rois_for_config
+        from ..focus_engine.render import roi_mask
+        from ..focus_engine.rois import propose_rois_for_config
 
         config = _config(
             n_anchors=anchors or None, anchor_spacing=spacing, s_min=min_size, s_max=max_size or None,
@@ -205,10 +205,10 @@ class FocusRankROIs:
         }
 
     def rank(self, mllm: Any, image: Any, rois: Any, targets: Any, n_steps: int, overrun: bool):
-        from focus_engine.answer import select_rois
-        from focus_engine.images import crop
-        from focus_engine.ranking import rank_rois
-        from focus_engine.render import roi_mask
+        from ..focus_engine.answer import select_rois
+        from ..focus_engine.images import crop
+        from ..focus_engine.ranking import rank_rois
+        from ..focus_engine.render import roi_mask
 
         items = image_items(image)
         check_batch("the ROI list", len(rois.rois), len(items))
@@ -258,8 +258,8 @@ class FocusAnswer:
         }
 
     def answer(self, mllm: Any, image: Any, question: str, rois: Any, targets: Any, options: str = ""):
-        from focus_engine.answer import answer_question, select_rois
-        from focus_engine.render import draw_rois
+        from ..focus_engine.answer import answer_question, select_rois
+        from ..focus_engine.render import draw_rois
 
         items = image_items(image)
         check_batch("the ROI list", len(rois.rois), len(items))

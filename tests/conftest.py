@@ -84,3 +84,29 @@ def onevision_shrunk(tmp_path_factory: pytest.TempPathFactory):
     from focus_engine import load_mllm
 
     return load_mllm(str(build_planted_llava_onevision(tmp_path_factory.mktemp("ov_max4"), seed=6, max_crops=4)))
+
+
+@pytest.fixture(scope="session")
+def pack():
+    """The node pack loaded the way ComfyUI loads it: the repository root as a
+    package (here named comfyui_focus), its nodes importing the engine beside them."""
+    import importlib.util
+
+    root = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location(
+        "comfyui_focus", root / "__init__.py", submodule_search_locations=[str(root)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["comfyui_focus"] = module
+    spec.loader.exec_module(module)
+    import comfyui_focus.focus_engine  # noqa: F401 - the engine as the nodes see it
+    import comfyui_focus.nodes.helpers  # noqa: F401
+    import comfyui_focus.nodes.stages  # noqa: F401
+
+    return module
+
+
+@pytest.fixture(scope="session")
+def pack_planted(pack, planted_dir: Path):
+    """The planted LLaVA loaded through the pack's own engine (same classes the nodes use)."""
+    return pack.focus_engine.load_mllm(str(planted_dir))

@@ -5,62 +5,72 @@ from __future__ import annotations
 import pytest
 import torch
 
-from focus_engine.rois import ROI
-from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-from nodes.common import RoiBatch
-from nodes.helpers import FocusCropROI, FocusDrawROIs, FocusROIsToMask, FocusVQA
 from helpers import BOXES, image_batch
 
 
-def rois_for(n: int) -> RoiBatch:
+@pytest.fixture(scope="module")
+def nodes(pack):
+    return pack.nodes
+
+
+@pytest.fixture(scope="module")
+def pack_types(pack):
+    """ROI and RoiBatch as the nodes see them."""
+    return pack.focus_engine.rois.ROI, pack.nodes.common.RoiBatch
+
+
+def rois_for(types, n: int):
+    ROI, RoiBatch = types
     per_image = [[ROI(box=(100, 100, 200, 150), target="x", score=1.0), ROI(box=(400, 300, 500, 400), target="x", score=0.5)]
                  for _ in range(n)]
     return RoiBatch(per_image, [(1200, 700)] * n, selected=[[r[1]] for r in per_image])
 
 
-def test_rois_to_mask_modes_grow_and_feather():
-    rois = rois_for(2)
-    (best,) = FocusROIsToMask().to_mask(rois, "best", 1, 0, 0)
+def test_rois_to_mask_modes_grow_and_feather(nodes, pack_types):
+    rois = rois_for(pack_types, 2)
+    (best,) = nodes.helpers.FocusROIsToMask().to_mask(rois, "best", 1, 0, 0)
     assert best.shape == (2, 700, 1200) and best[0, 120, 150] == 1 and best[0, 350, 450] == 0
-    (every,) = FocusROIsToMask().to_mask(rois, "all", 1, 0, 0)
+    (every,) = nodes.helpers.FocusROIsToMask().to_mask(rois, "all", 1, 0, 0)
     assert every[1, 350, 450] == 1
-    (selected,) = FocusROIsToMask().to_mask(rois, "selected", 1, 0, 0)
+    (selected,) = nodes.helpers.FocusROIsToMask().to_mask(rois, "selected", 1, 0, 0)
     assert selected[0, 120, 150] == 0 and selected[0, 350, 450] == 1
-    (grown,) = FocusROIsToMask().to_mask(rois, "best", 1, 20, 0)
+    (grown,) = nodes.helpers.FocusROIsToMask().to_mask(rois, "best", 1, 20, 0)
     assert grown[0, 85, 150] == 1 and grown[0, 75, 150] == 0
-    (soft,) = FocusROIsToMask().to_mask(rois, "best", 1, 0, 8)
+    (soft,) = nodes.helpers.FocusROIsToMask().to_mask(rois, "best", 1, 0, 8)
     edge = float(soft[0, 100, 150])
     assert 0.2 < edge < 0.8 and float(soft[0, 125, 150]) > 0.95  # feathered edge, solid inside
 
 
-def test_crop_roi_and_draw():
+def test_crop_roi_and_draw(nodes, pack_types):
     images = image_batch(2)
-    crop, mask = FocusCropROI().crop(images, rois_for(2), 1, 10)
+    crop, mask = nodes.helpers.FocusCropROI().crop(images, rois_for(pack_types, 2), 1, 10)
     assert crop.shape == (2, 120, 120, 3) and mask.shape == (2, 700, 1200)
     torch.testing.assert_close(crop[0], images[0, 290:410, 390:510])
     assert mask[0, 295, 395] == 1 and mask[0, 280, 395] == 0
     with pytest.raises(ValueError, match="index 5 does not exist"):
-        FocusCropROI().crop(images, rois_for(2), 5, 0)
+        nodes.helpers.FocusCropROI().crop(images, rois_for(pack_types, 2), 5, 0)
     with pytest.raises(ValueError, match="IMAGE batch has 1"):
-        FocusCropROI().crop(image_batch(1), rois_for(2), 0, 0)
-    (drawn,) = FocusDrawROIs().draw(images, rois_for(2), 10)
+        nodes.helpers.FocusCropROI().crop(image_batch(1), rois_for(pack_types, 2), 0, 0)
+    (drawn,) = nodes.helpers.FocusDrawROIs().draw(images, rois_for(pack_types, 2), 10)
     assert drawn.shape == images.shape and not torch.equal(drawn, images)
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_vqa_node(planted, batch):
+def test_vqa_node(nodes, pack_planted, batch):
+    planted = pack_planted
     images = image_batch(batch)
-    answer, mask, preview = FocusVQA().run(planted, images, "Where is the red square?", 2, "", "red")
+    answer, mask, preview = nodes.helpers.FocusVQA().run(planted, images, "Where is the red square?", 2, "", "red")
     assert answer.count("\n") == batch - 1
     assert mask.shape == (batch, 700, 1200) and preview.shape[0] == 1 and preview.shape[-1] == 3
     for i in range(batch):
         x0, y0, x1, y1 = BOXES[i]
         assert mask[i, (y0 + y1) // 2, (x0 + x1) // 2] == 1
     with pytest.raises(ValueError, match="question is empty"):
-        FocusVQA().run(planted, images, " ", 2)
+        nodes.helpers.FocusVQA().run(planted, images, " ", 2)
 
 
-def test_every_node_is_documented():
+def test_every_node_is_documented(pack):
+    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS
     assert len(NODE_CLASS_MAPPINGS) == 10
     for node_id, node in NODE_CLASS_MAPPINGS.items():
         assert NODE_DISPLAY_NAME_MAPPINGS[node_id].startswith("FOCUS · ")

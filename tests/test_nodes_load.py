@@ -10,7 +10,7 @@ import pytest
 
 
 @pytest.fixture
-def comfy(tmp_path, monkeypatch):
+def comfy(pack, tmp_path, monkeypatch):
     """Minimal stand-ins for folder_paths and comfy.model_management / comfy.utils."""
     calls = {"unload": 0, "empty": 0}
     roots: dict[str, list[str]] = {}
@@ -25,22 +25,18 @@ def comfy(tmp_path, monkeypatch):
     comfy_pkg.model_management = mm
     for name, module in {"folder_paths": folder_paths, "comfy": comfy_pkg, "comfy.model_management": mm}.items():
         monkeypatch.setitem(sys.modules, name, module)
-    from nodes import load_mllm
-
-    monkeypatch.setattr(load_mllm, "_loaded", {})
+    monkeypatch.setattr(pack.nodes.load_mllm, "_loaded", {})
     return types.SimpleNamespace(models=tmp_path / "models" / "LLM", calls=calls, roots=roots)
 
 
-def test_registry_and_display_names():
-    from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-
-    assert NODE_DISPLAY_NAME_MAPPINGS["FocusLoadMLLM"] == "FOCUS · Load MLLM"
-    node = NODE_CLASS_MAPPINGS["FocusLoadMLLM"]
+def test_registry_and_display_names(pack):
+    assert pack.NODE_DISPLAY_NAME_MAPPINGS["FocusLoadMLLM"] == "FOCUS · Load MLLM"
+    node = pack.NODE_CLASS_MAPPINGS["FocusLoadMLLM"]
     assert node.CATEGORY == "FOCUS" and node.DESCRIPTION and node.OUTPUT_TOOLTIPS
 
 
-def test_widgets_in_contract_order_with_tooltips(comfy):
-    from nodes.load_mllm import FocusLoadMLLM
+def test_widgets_in_contract_order_with_tooltips(pack, comfy):
+    FocusLoadMLLM = pack.nodes.load_mllm.FocusLoadMLLM
 
     required = FocusLoadMLLM.INPUT_TYPES()["required"]
     assert list(required) == ["model", "precision", "attention", "device", "keep_loaded"]
@@ -48,8 +44,8 @@ def test_widgets_in_contract_order_with_tooltips(comfy):
     assert comfy.roots["LLM"] == [str(comfy.models)]  # models/LLM registered with folder_paths
 
 
-def test_empty_model_folder_says_where_to_put_models(comfy):
-    from nodes.load_mllm import NO_MODELS, FocusLoadMLLM
+def test_empty_model_folder_says_where_to_put_models(pack, comfy):
+    NO_MODELS, FocusLoadMLLM = pack.nodes.load_mllm.NO_MODELS, pack.nodes.load_mllm.FocusLoadMLLM
 
     assert FocusLoadMLLM.INPUT_TYPES()["required"]["model"][0] == [NO_MODELS]
     with pytest.raises(ValueError, match="models/LLM/llava-1.5-7b-hf"):
@@ -58,8 +54,8 @@ def test_empty_model_folder_says_where_to_put_models(comfy):
         FocusLoadMLLM().load("gone", "auto", "auto", "auto", True)
 
 
-def test_load_cache_and_release(comfy, planted_dir):
-    from nodes.load_mllm import FocusLoadMLLM
+def test_load_cache_and_release(pack, comfy, planted_dir):
+    FocusLoadMLLM = pack.nodes.load_mllm.FocusLoadMLLM
 
     shutil.copytree(planted_dir, comfy.models / "tiny-llava")
     (comfy.models / "not-a-model").mkdir()
@@ -77,9 +73,9 @@ def test_load_cache_and_release(comfy, planted_dir):
     assert fresh is not first
 
 
-def test_missing_flash_attn_falls_back_to_sdpa(comfy, planted_dir, monkeypatch, caplog):
-    from focus_engine.mllm import loader
-    from nodes.load_mllm import FocusLoadMLLM
+def test_missing_flash_attn_falls_back_to_sdpa(pack, comfy, planted_dir, monkeypatch, caplog):
+    loader = pack.focus_engine.mllm.loader
+    FocusLoadMLLM = pack.nodes.load_mllm.FocusLoadMLLM
 
     shutil.copytree(planted_dir, comfy.models / "tiny-llava")
     monkeypatch.setattr(loader, "flash_attn_available", lambda: False)

@@ -7,22 +7,33 @@ import pytest
 import torch
 
 from helpers import BOXES, image_batch
-from nodes import NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS
-from nodes.stages import FocusAnswer, FocusExtractTargets, FocusProposeROIs, FocusRankROIs, FocusRelevanceMap
 
-def run_chain(mllm, images, override="red"):
-    targets, text = FocusExtractTargets().extract(mllm, "Where is the red square?", override)
-    relevance, heatmap, preview = FocusRelevanceMap().relevance(mllm, images, targets, 0, 0, "values")
-    rois, proposals = FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
-    ranked, selected_mask, best = FocusRankROIs().rank(mllm, images, rois, targets, 2, True)
-    answer, annotated = FocusAnswer().answer(mllm, images, "What colour is the square?", ranked, targets, "red\nblue")
+
+@pytest.fixture(scope="module")
+def stages(pack):
+    return pack.nodes.stages
+
+
+@pytest.fixture
+def planted(pack_planted):
+    """Node tests use the model loaded through the pack's engine."""
+    return pack_planted
+
+def run_chain(stages, mllm, images, override="red"):
+    targets, text = stages.FocusExtractTargets().extract(mllm, "Where is the red square?", override)
+    relevance, heatmap, preview = stages.FocusRelevanceMap().relevance(mllm, images, targets, 0, 0, "values")
+    rois, proposals = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
+    ranked, selected_mask, best = stages.FocusRankROIs().rank(mllm, images, rois, targets, 2, True)
+    answer, annotated = stages.FocusAnswer().answer(
+        mllm, images, "What colour is the square?", ranked, targets, "red\nblue"
+    )
     return locals()
 
 
 @pytest.mark.parametrize("batch", [1, 3])
-def test_chain_outputs(planted, batch):
+def test_chain_outputs(stages, planted, batch):
     images = image_batch(batch)
-    out = run_chain(planted, images)
+    out = run_chain(stages, planted, images)
     assert out["text"] == "red"
     assert out["heatmap"].shape == (batch, 700, 1200) and out["heatmap"].dtype == torch.float32
     assert 0.0 <= float(out["heatmap"].min()) and float(out["heatmap"].max()) <= 1.0
@@ -41,7 +52,8 @@ def test_chain_outputs(planted, batch):
         assert x0 <= x < x1 and y0 <= y < y1
 
 
-def test_registry_has_the_stage_nodes():
+def test_registry_has_the_stage_nodes(pack):
+    NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS
     for node_id, name in [("FocusExtractTargets", "Extract Targets"), ("FocusRelevanceMap", "Relevance Map"),
                           ("FocusProposeROIs", "Propose ROIs"), ("FocusRankROIs", "Rank ROIs"),
                           ("FocusAnswer", "Answer")]:
@@ -54,38 +66,36 @@ def test_registry_has_the_stage_nodes():
             assert all(options.get("tooltip") for _, options in section.values())
 
 
-def test_widget_orders_are_the_contract():
-    assert list(FocusRelevanceMap.INPUT_TYPES()["required"]) == [
+def test_widget_orders_are_the_contract(stages):
+    assert list(stages.FocusRelevanceMap.INPUT_TYPES()["required"]) == [
         "mllm", "image", "targets", "layer_start", "layer_end", "source"]
-    assert list(FocusProposeROIs.INPUT_TYPES()["required"]) == [
+    assert list(stages.FocusProposeROIs.INPUT_TYPES()["required"]) == [
         "relevance", "anchors", "spacing", "min_size", "max_size", "threshold", "nms_iou"]
-    assert list(FocusRankROIs.INPUT_TYPES()["required"]) == ["mllm", "image", "rois", "targets", "n_steps", "overrun"]
+    assert list(stages.FocusRankROIs.INPUT_TYPES()["required"]) == ["mllm", "image", "rois", "targets", "n_steps", "overrun"]
 
 
-def test_node_errors_are_clear(planted):
+def test_node_errors_are_clear(stages, planted):
     images = image_batch(1)
     with pytest.raises(ValueError, match="question is empty"):
-        FocusExtractTargets().extract(planted, "   ", "")
+        stages.FocusExtractTargets().extract(planted, "   ", "")
     with pytest.raises(ValueError, match="FOCUS: .*empty"):
-        FocusExtractTargets().extract(planted, "Q?", " , ")
-    targets, _ = FocusExtractTargets().extract(planted, "Q?", "red")
-    relevance, _, _ = FocusRelevanceMap().relevance(planted, images, targets, 0, 0, "values")
-    rois, _ = FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
+        stages.FocusExtractTargets().extract(planted, "Q?", " , ")
+    targets, _ = stages.FocusExtractTargets().extract(planted, "Q?", "red")
+    relevance, _, _ = stages.FocusRelevanceMap().relevance(planted, images, targets, 0, 0, "values")
+    rois, _ = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
     with pytest.raises(ValueError, match="IMAGE batch has 3"):
-        FocusRankROIs().rank(planted, image_batch(3), rois, targets, 2, True)
+        stages.FocusRankROIs().rank(planted, image_batch(3), rois, targets, 2, True)
     rois.rois[0] = []
     with pytest.raises(ValueError, match="no ROI to rank"):
-        FocusRankROIs().rank(planted, images, rois, targets, 2, True)
+        stages.FocusRankROIs().rank(planted, images, rois, targets, 2, True)
     with pytest.raises(ValueError, match="decoder layers"):
-        FocusRelevanceMap().relevance(planted, images, targets, 2, 99, "values")
+        stages.FocusRelevanceMap().relevance(planted, images, targets, 2, 99, "values")
     with pytest.raises(ValueError, match="IMAGE batch"):
-        FocusRelevanceMap().relevance(planted, torch.zeros(8, 8), targets, 0, 0, "values")
+        stages.FocusRelevanceMap().relevance(planted, torch.zeros(8, 8), targets, 0, 0, "values")
 
 
-def test_cancel_stops_generation(planted, monkeypatch):
+def test_cancel_stops_generation(pack, stages, planted, monkeypatch):
     """A Cancel during target extraction stops generation (stopping criterion)."""
-    from nodes import bridge
-
-    monkeypatch.setattr(bridge, "interrupted", lambda: True)
+    monkeypatch.setattr(pack.nodes.bridge, "interrupted", lambda: True)
     with pytest.raises(InterruptedError):
-        FocusExtractTargets().extract(planted, "What colour is the square?", "")
+        stages.FocusExtractTargets().extract(planted, "What colour is the square?", "")
