@@ -10,7 +10,7 @@ import numpy as np
 from . import bridge
 from .common import RoiBatch, check_batch, image_items, pad_to_common_size, run_per_image, to_image_tensor
 from .common import to_mask_tensor
-from .stages import IMAGE_IN, MLLM_IN, ROIS_IN, _config, _pil
+from .stages import IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN, _config, _pil, parse_options
 
 MODES = ["best", "all", "top_n", "selected"]
 
@@ -158,12 +158,12 @@ class FocusVQA:
             "required": {
                 "mllm": MLLM_IN,
                 "image": IMAGE_IN,
-                "question": ("STRING", {"multiline": True, "default": "", "tooltip": "The question about the image."}),
+                "question": QUESTION_IN,
                 "n_steps": ("INT", {"default": 4, "min": 1, "max": 32, "tooltip": "ROIs verified per target."}),
             },
             "optional": {
-                "options": ("STRING", {"multiline": True, "default": "", "tooltip": "Multiple-choice options, one per line."}),
-                "targets_override": ("STRING", {"default": "", "tooltip": "Objects to look for, comma-separated (skips target extraction)."}),
+                "options": OPTIONS_IN,
+                "targets_override": TARGETS_OVERRIDE_IN,
             },
         }
 
@@ -172,7 +172,7 @@ class FocusVQA:
         from ..focus_engine.render import roi_mask, summary_figure
 
         items = image_items(image)
-        choices = [line.strip() for line in options.splitlines() if line.strip()] or None
+        choices = parse_options(options)
         pipe = FocusPipeline(mllm, _config(n_steps=n_steps))
         results = run_per_image(len(items), lambda i: pipe.run(
             _pil(items[i]), question, options=choices, targets=targets_override.strip() or None,

@@ -14,6 +14,16 @@ MLLM_IN = ("FOCUS_MLLM", {"tooltip": "The model from FOCUS · Load MLLM."})
 IMAGE_IN = ("IMAGE", {"tooltip": "The image batch (the same batch through the whole FOCUS chain)."})
 TARGETS_IN = ("FOCUS_TARGETS", {"tooltip": "The objects to look for, from FOCUS · Extract Targets."})
 ROIS_IN = ("FOCUS_ROIS", {"tooltip": "Regions of interest from FOCUS · Propose ROIs or Rank ROIs."})
+QUESTION_IN = ("STRING", {"multiline": True, "default": "", "tooltip": "The question about the image."})
+OPTIONS_IN = ("STRING", {"multiline": True, "default": "", "tooltip": (
+    "Multiple-choice options, one per line; the answer is then a letter.")})
+TARGETS_OVERRIDE_IN = ("STRING", {"default": "", "tooltip": (
+    "Objects to look for, comma-separated (e.g. 'red car, all people'); skips the model when set.")})
+
+
+def parse_options(options: str) -> list[str] | None:
+    """Multiple-choice options typed one per line (None when there are none)."""
+    return [line.strip() for line in options.splitlines() if line.strip()] or None
 
 
 def _pil(item: Any) -> Any:
@@ -48,11 +58,10 @@ class FocusExtractTargets:
         return {
             "required": {
                 "mllm": MLLM_IN,
-                "question": ("STRING", {"multiline": True, "default": "", "tooltip": "The question about the image."}),
+                "question": QUESTION_IN,
             },
             "optional": {
-                "targets_override": ("STRING", {"default": "", "tooltip": (
-                    "Objects to look for, comma-separated (e.g. 'red car, all people'); skips the model when set.")}),
+                "targets_override": TARGETS_OVERRIDE_IN,
             },
         }
 
@@ -247,13 +256,12 @@ class FocusAnswer:
             "required": {
                 "mllm": MLLM_IN,
                 "image": IMAGE_IN,
-                "question": ("STRING", {"multiline": True, "default": "", "tooltip": "The question about the image."}),
+                "question": QUESTION_IN,
                 "rois": ROIS_IN,
                 "targets": TARGETS_IN,
             },
             "optional": {
-                "options": ("STRING", {"multiline": True, "default": "", "tooltip": (
-                    "Multiple-choice options, one per line; the answer is then a letter.")}),
+                "options": OPTIONS_IN,
             },
         }
 
@@ -263,7 +271,7 @@ class FocusAnswer:
 
         items = image_items(image)
         check_batch("the ROI list", len(rois.rois), len(items))
-        choices = [line.strip() for line in options.splitlines() if line.strip()] or None
+        choices = parse_options(options)
         config = _config().resolved(mllm.family_defaults())
 
         def one(index: int) -> tuple[str, np.ndarray]:
