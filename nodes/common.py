@@ -32,6 +32,23 @@ class RoiBatch:
     selected: list[list[Any]] | None = None
 
 
+def boxes_json(rois: Sequence[Sequence[Any]], selected: Sequence[Sequence[Any]] | None = None) -> str:
+    """The ROIs as a JSON STRING for other nodes and scripts: one entry per
+    image, boxes in original pixels ``[x0, y0, x1, y1]`` (exclusive right/bottom)."""
+    import json
+
+    images = []
+    for index, per_image in enumerate(rois):
+        chosen = {id(r) for r in selected[index]} if selected is not None else set()
+        images.append({"image": index, "rois": [
+            {"box": [int(v) for v in r.box], "target": r.target, "score": round(float(r.score), 4),
+             "confidence": None if r.confidence is None else round(float(r.confidence), 4),
+             "selected": id(r) in chosen}
+            for r in per_image
+        ]})
+    return json.dumps(images)
+
+
 def image_items(image: Any) -> list[Any]:
     """A ComfyUI IMAGE batch as a list of ``[H, W, C]`` tensors."""
     if image is None or getattr(image, "ndim", 0) != 4 or image.shape[0] == 0:

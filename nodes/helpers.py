@@ -8,9 +8,9 @@ from typing import Any
 import numpy as np
 
 from . import bridge
-from .common import RoiBatch, check_batch, image_items, pad_to_common_size, run_per_image, to_image_tensor
-from .common import to_mask_tensor
-from .stages import IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN, _config, _pil, parse_options
+from .common import RoiBatch, boxes_json, check_batch, image_items, pad_to_common_size, run_per_image
+from .common import to_image_tensor, to_mask_tensor
+from .stages import BOXES_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN, _config, _pil, parse_options
 
 MODES = ["best", "all", "top_n", "selected"]
 
@@ -144,12 +144,13 @@ class FocusVQA:
     )
     CATEGORY = "FOCUS"
     FUNCTION = "run"
-    RETURN_TYPES = ("STRING", "MASK", "IMAGE")
-    RETURN_NAMES = ("answer", "mask", "preview")
+    RETURN_TYPES = ("STRING", "MASK", "IMAGE", "STRING")
+    RETURN_NAMES = ("answer", "mask", "preview", "boxes_json")
     OUTPUT_TOOLTIPS = (
         "The answer (one line per image).",
         "1 inside the ROIs the answer used, at the image's size.",
         "The first image's heatmap, ROIs and answer crop side by side.",
+        BOXES_JSON_TIP,
     )
 
     @classmethod
@@ -181,4 +182,5 @@ class FocusVQA:
         masks = [roi_mask(r.image_size, [roi.box for roi in r.selected]) for r in results]
         preview = np.asarray(summary_figure(_pil(items[0]), results[0]))
         answers = "\n".join(" ".join(r.answer.split()) for r in results)
-        return answers, to_mask_tensor(masks), to_image_tensor([preview])
+        return (answers, to_mask_tensor(masks), to_image_tensor([preview]),
+                boxes_json([r.rois for r in results], [r.selected for r in results]))

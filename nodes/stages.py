@@ -7,9 +7,13 @@ from typing import Any
 import numpy as np
 
 from . import bridge
-from .common import RelevanceBatch, RoiBatch, check_batch, image_items, pad_to_common_size, run_per_image
-from .common import to_image_tensor, to_mask_tensor
+from .common import RelevanceBatch, RoiBatch, boxes_json, check_batch, image_items, pad_to_common_size
+from .common import run_per_image, to_image_tensor, to_mask_tensor
 
+BOXES_JSON_TIP = (
+    'The ROIs as JSON, one entry per image: [{"image": 0, "rois": [{"box": [x0, y0, x1, y1], "target", "score", '
+    '"confidence", "selected"}]}], boxes in original-image pixels (right/bottom exclusive).'
+)
 MLLM_IN = ("FOCUS_MLLM", {"tooltip": "The model from FOCUS · Load MLLM."})
 IMAGE_IN = ("IMAGE", {"tooltip": "The image batch (the same batch through the whole FOCUS chain)."})
 TARGETS_IN = ("FOCUS_TARGETS", {"tooltip": "The objects to look for, from FOCUS · Extract Targets."})
@@ -140,9 +144,10 @@ class FocusProposeROIs:
     )
     CATEGORY = "FOCUS"
     FUNCTION = "propose"
-    RETURN_TYPES = ("FOCUS_ROIS", "MASK")
-    RETURN_NAMES = ("rois", "proposals_mask")
-    OUTPUT_TOOLTIPS = ("The proposals, best anchor first.", "1 inside any proposal, at the image's size.")
+    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "STRING")
+    RETURN_NAMES = ("rois", "proposals_mask", "boxes_json")
+    OUTPUT_TOOLTIPS = ("The proposals, best anchor first.", "1 inside any proposal, at the image's size.",
+                       BOXES_JSON_TIP)
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -179,7 +184,7 @@ class FocusProposeROIs:
         ])
         sizes = [next(iter(m.values())).image_size for m in relevance.maps]
         masks = [roi_mask(size, [r.box for r in per_image]) for size, per_image in zip(sizes, rois)]
-        return RoiBatch(rois, sizes), to_mask_tensor(masks)
+        return RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois)
 
 
 class FocusRankROIs:
@@ -190,12 +195,13 @@ class FocusRankROIs:
     )
     CATEGORY = "FOCUS"
     FUNCTION = "rank"
-    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "IMAGE")
-    RETURN_NAMES = ("rois", "selected_mask", "best_crop")
+    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "IMAGE", "STRING")
+    RETURN_NAMES = ("rois", "selected_mask", "best_crop", "boxes_json")
     OUTPUT_TOOLTIPS = (
         "The ROIs re-ranked by verification confidence (selected ones marked for the answer).",
         "1 inside the ROIs the answer will use, at the image's size.",
         "The best ROI's crop of each image (padded to a common size in a batch).",
+        BOXES_JSON_TIP,
     )
 
     @classmethod
@@ -236,7 +242,8 @@ class FocusRankROIs:
         selected = [s for _, s in results]
         masks = [roi_mask(size, [r.box for r in sel]) for size, sel in zip(rois.image_sizes, selected)]
         crops = [np.asarray(crop(_pil(items[i]), selected[i][0].box)) for i in range(len(items))]
-        return RoiBatch(ranked, rois.image_sizes, selected), to_mask_tensor(masks), to_image_tensor(pad_to_common_size(crops))
+        return (RoiBatch(ranked, rois.image_sizes, selected), to_mask_tensor(masks),
+                to_image_tensor(pad_to_common_size(crops)), boxes_json(ranked, selected))
 
 
 class FocusAnswer:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -59,12 +61,15 @@ def test_crop_roi_and_draw(nodes, pack_types):
 def test_vqa_node(nodes, pack_planted, batch):
     planted = pack_planted
     images = image_batch(batch)
-    answer, mask, preview = nodes.helpers.FocusVQA().run(planted, images, "Where is the red square?", 2, "", "red")
+    answer, mask, preview, boxes = nodes.helpers.FocusVQA().run(
+        planted, images, "Where is the red square?", 2, "", "red")
     assert answer.count("\n") == batch - 1
     assert mask.shape == (batch, 700, 1200) and preview.shape[0] == 1 and preview.shape[-1] == 3
     for i in range(batch):
         x0, y0, x1, y1 = BOXES[i]
         assert mask[i, (y0 + y1) // 2, (x0 + x1) // 2] == 1
+        selected = [roi["box"] for roi in json.loads(boxes)[i]["rois"] if roi["selected"]]
+        assert selected and all(float(mask[i, y0 + 1, x0 + 1]) == 1 for x0, y0, _, _ in selected)
     with pytest.raises(ValueError, match="question is empty"):
         nodes.helpers.FocusVQA().run(planted, images, " ", 2)
 

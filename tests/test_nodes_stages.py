@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
@@ -22,8 +24,8 @@ def planted(pack_planted):
 def run_chain(stages, mllm, images, override="red"):
     targets, text = stages.FocusExtractTargets().extract(mllm, "Where is the red square?", override)
     relevance, heatmap, preview = stages.FocusRelevanceMap().relevance(mllm, images, targets, 0, 0, "values")
-    rois, proposals = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
-    ranked, selected_mask, best = stages.FocusRankROIs().rank(mllm, images, rois, targets, 2, True)
+    rois, proposals, proposals_json = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
+    ranked, selected_mask, best, ranked_json = stages.FocusRankROIs().rank(mllm, images, rois, targets, 2, True)
     answer, annotated = stages.FocusAnswer().answer(
         mllm, images, "What colour is the square?", ranked, targets, "red\nblue"
     )
@@ -43,6 +45,10 @@ def test_chain_outputs(stages, planted, batch):
     assert out["annotated"].shape == (batch, 700, 1200, 3)
     assert out["best"].shape[0] == batch and out["best"].shape[-1] == 3
     assert out["answer"].count("\n") == batch - 1  # one line per image
+    proposals_json, ranked_json = json.loads(out["proposals_json"]), json.loads(out["ranked_json"])
+    assert [entry["image"] for entry in ranked_json] == list(range(batch))
+    assert len(proposals_json[0]["rois"]) == len(out["rois"].rois[0])
+    assert not any(roi["selected"] for roi in proposals_json[0]["rois"])
     for i in range(batch):
         x0, y0, x1, y1 = BOXES[i]
         cy, cx = (y0 + y1) // 2, (x0 + x1) // 2
@@ -50,6 +56,9 @@ def test_chain_outputs(stages, planted, batch):
         heat = out["heatmap"][i].numpy()
         y, x = np.unravel_index(int(np.argmax(heat)), heat.shape)
         assert x0 <= x < x1 and y0 <= y < y1
+        chosen = [roi["box"] for roi in ranked_json[i]["rois"] if roi["selected"]]
+        assert chosen == [list(r.box) for r in out["ranked"].selected[i]] and chosen
+        assert chosen[0][0] <= cx < chosen[0][2] and chosen[0][1] <= cy < chosen[0][3]
 
 
 def test_registry_has_the_stage_nodes(pack):
@@ -82,7 +91,7 @@ def test_node_errors_are_clear(stages, planted):
         stages.FocusExtractTargets().extract(planted, "Q?", " , ")
     targets, _ = stages.FocusExtractTargets().extract(planted, "Q?", "red")
     relevance, _, _ = stages.FocusRelevanceMap().relevance(planted, images, targets, 0, 0, "values")
-    rois, _ = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
+    rois, _, _ = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
     with pytest.raises(ValueError, match="IMAGE batch has 3"):
         stages.FocusRankROIs().rank(planted, image_batch(3), rois, targets, 2, True)
     rois.rois[0] = []
