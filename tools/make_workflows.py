@@ -1,0 +1,313 @@
+"""Writes the shipped workflows: ``workflows/<name>.json`` (UI format, for
+drag-and-drop and ComfyUI's template browser) and ``workflows/api/<name>.json``
+(API format, for ``/prompt``), both from one description per workflow, so the
+twins cannot drift apart. Run from the repository root after changing a node's
+inputs: ``python tools/make_workflows.py``. ``tests/test_workflows.py`` checks
+the result against the node specs on its own.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from workflow_check import load_core_specs, pack_specs, socket_inputs, widget_inputs, widgets_layout  # noqa: E402
+
+MODEL = "llava-1.5-7b-hf"  # a folder name in models/LLM; the user picks their own
+IMAGE = "focus_example.png"
+NODE_WIDTH = 320
+
+
+def load_pack_mappings() -> dict[str, Any]:
+    spec = importlib.util.spec_from_file_location(
+        "comfyui_focus", ROOT / "__init__.py", submodule_search_locations=[str(ROOT)]
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["comfyui_focus"] = module
+    spec.loader.exec_module(module)
+    return module.NODE_CLASS_MAPPINGS
+
+
+class Node:
+    def __init__(self, graph: "Graph", node_id: int, kind: str, widgets: dict[str, Any], pos: tuple[int, int],
+                 height: int, title: str | None) -> None:
+        self.graph, self.id, self.kind, self.widgets, self.pos, self.height = graph, node_id, kind, widgets, pos, height
+        self.title = title
+        self.links_in: dict[str, int] = {}
+        self.links_out: dict[int, list[int]] = {}
+
+    def __getitem__(self, output: str) -> tuple["Node", int]:
+        names = self.graph.specs[self.kind]["output_name"]
+        return self, names.index(output)
+
+
+class Graph:
+    """One workflow: nodes with their widget values, links by socket names."""
+
+    def __init__(self, specs: dict[str, Any]) -> None:
+        self.specs = specs
+        self.nodes: list[Node] = []
+        self.notes: list[dict[str, Any]] = []
+        self.groups: list[dict[str, Any]] = []
+        self.links: list[list[Any]] = []
+
+    def add(self, kind: str, pos: tuple[int, int], height: int = 120, title: str | None = None,
+            **inputs: Any) -> Node:
+        node = Node(self, len(self.nodes) + len(self.notes) + 1, kind, {}, pos, height, title)
+        self.nodes.append(node)
+        widget_names = [n for n, _, _ in widget_inputs(self.specs[kind])]
+        for name, value in inputs.items():
+            if isinstance(value, tuple):
+                self.connect(value, node, name)
+            elif name in widget_names:
+                node.widgets[name] = value
+            else:
+                raise KeyError(f"{kind} has no widget {name}")
+        return node
+
+    def connect(self, source: tuple[Node, int], target: Node, name: str) -> None:
+        origin, slot = source
+        link_id = len(self.links) + 1
+        self.links.append([link_id, origin.id, slot, target.id, name, origin.graph.specs[origin.kind]["output"][slot]])
+        target.links_in[name] = link_id
+        origin.links_out.setdefault(slot, []).append(link_id)
+
+    def note(self, text: str, pos: tuple[int, int], size: tuple[int, int] = (NODE_WIDTH, 160)) -> None:
+        node_id = len(self.nodes) + len(self.notes) + 1
+        self.notes.append({
+            "id": node_id, "type": "Note", "pos": list(pos), "size": list(size), "flags": {}, "order": 0, "mode": 0,
+            "inputs": [], "outputs": [], "properties": {"text": ""}, "widgets_values": [text],
+            "color": "#432", "bgcolor": "#653",
+        })
+
+    def group(self, title: str, box: tuple[int, int, int, int], color: str = "#3f789e") -> None:
+        self.groups.append({"title": title, "bounding": list(box), "color": color, "font_size": 24, "flags": {}})
+
+    # -- serialisation ---------------------------------------------------------------------------------------
+    def _inputs_of(self, node: Node) -> tuple[list[dict[str, Any]], dict[str, int]]:
+        """The UI node's input slots: every socket input, then each widget that
+        takes a link (the frontend keeps its value in widgets_values)."""
+        spec = self.specs[node.kind]
+        entries, slots = [], {}
+        for name, kind, required in socket_inputs(spec):
+            if required or name in node.links_in:
+                slots[name] = len(entries)
+                entries.append({"name": name, "type": kind, "link": node.links_in.get(name)})
+        for name, kind, _ in widget_inputs(spec):
+            if name in node.links_in:
+                slots[name] = len(entries)
+                entries.append({"name": name, "type": "COMBO" if isinstance(kind, list) else kind,
+                                "widget": {"name": name}, "link": node.links_in[name]})
+        return entries, slots
+
+    def _widgets_values(self, node: Node) -> list[Any]:
+        spec = self.specs[node.kind]
+        defaults = {n: o.get("default", (k[0] if isinstance(k, list) and k else None))
+                    for n, k, o in widget_inputs(spec)}
+        values = []
+        for slot, name in enumerate(widgets_layout(spec)):
+            if name is not None:
+                values.append(node.widgets.get(name, defaults[name]))
+            else:
+                previous = widgets_layout(spec)[slot - 1]
+                values.append("image" if previous == "image" and node.kind == "LoadImage" else "fixed")
+        return values
+
+    def _order(self) -> list[Node]:
+        by_id = {n.id: n for n in self.nodes}
+        sources = {n.id: {link[1] for link in self.links if link[3] == n.id} for n in self.nodes}
+        done: list[Node] = []
+        while len(done) < len(self.nodes):
+            for node in self.nodes:
+                if node not in done and all(by_id[s] in done for s in sources[node.id]):
+                    done.append(node)
+        return done
+
+    def ui(self) -> dict[str, Any]:
+        slots_by_node = {}
+        nodes = []
+        order = {node.id: i for i, node in enumerate(self._order())}
+        for node in self.nodes:
+            inputs, slots = self._inputs_of(node)
+            slots_by_node[node.id] = slots
+            spec = self.specs[node.kind]
+            outputs = [{"name": name, "type": kind, "links": node.links_out.get(slot, []), "slot_index": slot}
+                       for slot, (name, kind) in enumerate(zip(spec["output_name"], spec["output"]))]
+            entry = {
+                "id": node.id, "type": node.kind, "pos": list(node.pos), "size": [NODE_WIDTH, node.height],
+                "flags": {}, "order": order[node.id], "mode": 0, "inputs": inputs, "outputs": outputs,
+                "properties": {"Node name for S&R": node.kind}, "widgets_values": self._widgets_values(node),
+            }
+            if node.title:
+                entry["title"] = node.title
+            nodes.append(entry)
+        links = [[link_id, origin, slot, target, slots_by_node[target][name], kind]
+                 for link_id, origin, slot, target, name, kind in self.links]
+        all_nodes = sorted(nodes + self.notes, key=lambda n: n["id"])
+        return {
+            "last_node_id": max(n["id"] for n in all_nodes), "last_link_id": len(self.links),
+            "nodes": all_nodes, "links": links, "groups": self.groups, "config": {},
+            "extra": {"ds": {"scale": 0.8, "offset": [40, 40]}}, "version": 0.4,
+        }
+
+    def api(self) -> dict[str, Any]:
+        prompt = {}
+        for node in self.nodes:
+            inputs = {}
+            for name, _, _ in widget_inputs(self.specs[node.kind]):
+                if name not in node.links_in:
+                    inputs[name] = self._widgets_values(node)[widgets_layout(self.specs[node.kind]).index(name)]
+            for name, link_id in node.links_in.items():
+                link = self.links[link_id - 1]
+                inputs[name] = [str(link[1]), link[2]]
+            prompt[str(node.id)] = {"class_type": node.kind, "inputs": inputs,
+                                    "_meta": {"title": node.title or node.kind}}
+        return prompt
+
+
+def _model_and_image(g: Graph, question: str, x: int = 0) -> tuple[Node, Node, Node]:
+    mllm = g.add("FocusLoadMLLM", (x, 0), 190, model=MODEL, precision="auto", attention="auto",
+                 device="auto", keep_loaded=True)
+    image = g.add("LoadImage", (x, 230), 330, image=IMAGE)
+    text = g.add("PrimitiveStringMultiline", (x, 600), 140, title="Question", value=question)
+    return mllm, image, text
+
+
+def step_by_step(specs: dict[str, Any]) -> Graph:
+    g = Graph(specs)
+    mllm, image, question = _model_and_image(g, "What is the colour of the sign next to the door?")
+    targets = g.add("FocusExtractTargets", (380, 0), 150, mllm=mllm["mllm"], question=question["STRING"])
+    g.add("PreviewAny", (380, 190), 120, title="Targets", source=targets["targets_text"])
+    relevance = g.add("FocusRelevanceMap", (760, 0), 190, mllm=mllm["mllm"], image=image["IMAGE"],
+                      targets=targets["targets"], layer_start=0, layer_end=0, source="values")
+    g.add("PreviewImage", (760, 230), 260, title="Relevance overlay", images=relevance["preview"])
+    proposals = g.add("FocusProposeROIs", (1140, 0), 250, relevance=relevance["relevance"], anchors=0, spacing=3.0,
+                      min_size=3, max_size=0, threshold=0.5, nms_iou=0.3)
+    proposals_image = g.add("MaskToImage", (1140, 290), 60, mask=proposals["proposals_mask"])
+    g.add("PreviewImage", (1140, 390), 260, title="All proposals", images=proposals_image["IMAGE"])
+    ranked = g.add("FocusRankROIs", (1520, 0), 190, mllm=mllm["mllm"], image=image["IMAGE"],
+                   rois=proposals["rois"], targets=targets["targets"], n_steps=4, overrun=True)
+    g.add("PreviewImage", (1520, 230), 260, title="Best crop", images=ranked["best_crop"])
+    g.add("PreviewAny", (1520, 530), 160, title="Ranked boxes (JSON)", source=ranked["boxes_json"])
+    answer = g.add("FocusAnswer", (1900, 0), 190, mllm=mllm["mllm"], image=image["IMAGE"],
+                   question=question["STRING"], rois=ranked["rois"], targets=targets["targets"], options="")
+    g.add("PreviewAny", (1900, 230), 120, title="Answer", source=answer["answer"])
+    g.add("SaveImage", (1900, 390), 300, images=answer["annotated"], filename_prefix="focus/annotated")
+    g.note(
+        "FOCUS step by step.\n\n1. Put a model folder in ComfyUI/models/LLM (LLaVA-1.5, LLaVA-OneVision or "
+        "Qwen2.5-VL, a whole Hugging Face folder) and pick it in Load MLLM.\n2. Load a high-resolution image and "
+        "type the question once (the String node feeds both Extract Targets and Answer).\n3. Queue: the previews "
+        "show the targets, the relevance heatmap, every proposal, the verified best crop, and the answer.\n\n"
+        "Multiple choice: one option per line in Answer's 'options' widget.",
+        (0, 790), (NODE_WIDTH, 260),
+    )
+    g.note("Layer range 0/0 = the family default (LLaVA-1.5: 14-32). source: values (FOCUS), keys or random "
+           "(the paper's ablations). Rank ROIs n_steps: ROIs verified per target; 1 without overrun skips "
+           "verification.", (760, 540), (NODE_WIDTH, 150))
+    g.group("Visual search", (370, -40, 1520, 760))
+    return g
+
+
+def _vqa_node(g: Graph, question: str) -> tuple[Node, Node]:
+    mllm, image, text = _model_and_image(g, question)
+    vqa = g.add("FocusVQA", (380, 0), 220, mllm=mllm["mllm"], image=image["IMAGE"], question=text["STRING"],
+                n_steps=4, options="", targets_override="")
+    return image, vqa
+
+
+def one_node(specs: dict[str, Any]) -> Graph:
+    g = Graph(specs)
+    _, vqa = _vqa_node(g, "What is the colour of the sign next to the door?")
+    g.add("PreviewAny", (760, 0), 120, title="Answer", source=vqa["answer"])
+    g.add("PreviewImage", (760, 160), 300, title="Heatmap, ROIs, crop", images=vqa["preview"])
+    mask_image = g.add("MaskToImage", (380, 260), 60, mask=vqa["mask"])
+    g.add("PreviewImage", (380, 360), 260, title="ROI mask", images=mask_image["IMAGE"])
+    g.add("PreviewAny", (760, 500), 160, title="Boxes (JSON)", source=vqa["boxes_json"])
+    g.note("The whole FOCUS pipeline in one node. Pick your model folder (ComfyUI/models/LLM) in Load MLLM, load "
+           "an image, type the question. The mask output is 1 inside the ROIs the answer used, at the image's "
+           "size: feed it to any mask, composite or inpaint node.", (0, 790), (NODE_WIDTH, 200))
+    return g
+
+
+def _visual_search(g: Graph, question: str) -> tuple[Node, Node]:
+    mllm, image, text = _model_and_image(g, question)
+    targets = g.add("FocusExtractTargets", (380, 0), 150, mllm=mllm["mllm"], question=text["STRING"])
+    relevance = g.add("FocusRelevanceMap", (380, 190), 190, mllm=mllm["mllm"], image=image["IMAGE"],
+                      targets=targets["targets"], layer_start=0, layer_end=0, source="values")
+    proposals = g.add("FocusProposeROIs", (380, 420), 250, relevance=relevance["relevance"], anchors=0,
+                      spacing=3.0, min_size=3, max_size=0, threshold=0.5, nms_iou=0.3)
+    ranked = g.add("FocusRankROIs", (380, 710), 190, mllm=mllm["mllm"], image=image["IMAGE"],
+                   rois=proposals["rois"], targets=targets["targets"], n_steps=4, overrun=True)
+    g.group("FOCUS: find the region", (370, -40, 340, 980))
+    return image, ranked
+
+
+def roi_edit(specs: dict[str, Any]) -> Graph:
+    g = Graph(specs)
+    image, ranked = _visual_search(g, "Where is the red car?")
+    grown = g.add("GrowMask", (760, 0), 110, mask=ranked["selected_mask"], expand=24, tapered_corners=True)
+    feathered = g.add("FeatherMask", (760, 150), 160, mask=grown["MASK"], left=32, top=32, right=32, bottom=32)
+    blurred = g.add("ImageBlur", (760, 350), 110, image=image["IMAGE"], blur_radius=15, sigma=8.0)
+    composite = g.add("ImageCompositeMasked", (1140, 0), 190, title="ROI sharp, background blurred",
+                      destination=blurred["IMAGE"], source=image["IMAGE"], x=0, y=0, resize_source=False,
+                      mask=feathered["MASK"])
+    g.add("SaveImage", (1520, 0), 300, images=composite["IMAGE"], filename_prefix="focus/roi_edit")
+    crop = g.add("FocusCropROI", (760, 500), 150, image=image["IMAGE"], rois=ranked["rois"], index=0, padding=32)
+    upscaled = g.add("ImageScaleBy", (1140, 500), 110, image=crop["crop"], upscale_method="lanczos", scale_by=2.0)
+    g.add("SaveImage", (1520, 500), 300, images=upscaled["IMAGE"], filename_prefix="focus/roi_zoom")
+    g.note("ROI editing with core nodes only (no extra model). The verified ROI's mask is grown and feathered, "
+           "then the sharp original is composited over a blurred copy: a depth-of-field 'focus' effect on the "
+           "region the question is about. Below: the best ROI cropped with context and upscaled 2x.\n\nSwap "
+           "ImageBlur for any image edit; feed the mask to any mask node.", (1140, 250), (NODE_WIDTH, 220))
+    return g
+
+
+def roi_inpaint(specs: dict[str, Any]) -> Graph:
+    g = Graph(specs)
+    image, vqa = _vqa_node(g, "Where is the red car?")
+    g.add("PreviewImage", (380, 260), 300, title="FOCUS preview", images=vqa["preview"])
+    checkpoint = g.add("CheckpointLoaderSimple", (760, 0), 100, ckpt_name="v1-5-pruned-emaonly-fp16.safetensors")
+    positive = g.add("CLIPTextEncode", (760, 140), 150, title="Positive", clip=checkpoint["CLIP"],
+                     text="a small blue bicycle, photo, detailed")
+    negative = g.add("CLIPTextEncode", (760, 330), 150, title="Negative", clip=checkpoint["CLIP"],
+                     text="blurry, low quality")
+    latent = g.add("VAEEncodeForInpaint", (760, 520), 140, pixels=image["IMAGE"], vae=checkpoint["VAE"],
+                   mask=vqa["mask"], grow_mask_by=16)
+    sampled = g.add("KSampler", (1140, 0), 270, model=checkpoint["MODEL"], positive=positive["CONDITIONING"],
+                    negative=negative["CONDITIONING"], latent_image=latent["LATENT"], seed=42, steps=20, cfg=7.0,
+                    sampler_name="euler", scheduler="normal", denoise=1.0)
+    decoded = g.add("VAEDecode", (1140, 310), 60, samples=sampled["LATENT"], vae=checkpoint["VAE"])
+    g.add("SaveImage", (1520, 0), 300, images=decoded["IMAGE"], filename_prefix="focus/roi_inpaint")
+    g.note("Inpaint the region FOCUS found: the mask of the ROIs the answer used goes to VAE Encode (for "
+           "Inpainting). Needs a Stable Diffusion 1.5 inpainting-capable checkpoint in models/checkpoints (pick it "
+           "in Load Checkpoint). Large images: scale down first (Upscale Image By 0.5) - SD 1.5 works best near "
+           "512-768 px.", (1140, 420), (NODE_WIDTH, 200))
+    return g
+
+
+WORKFLOWS = {
+    "focus_vqa_step_by_step": step_by_step,
+    "focus_vqa_one_node": one_node,
+    "focus_roi_edit": roi_edit,
+    "focus_roi_inpaint": roi_inpaint,
+}
+
+
+def main() -> None:
+    specs = {**load_core_specs(), **pack_specs(load_pack_mappings())}
+    (ROOT / "workflows" / "api").mkdir(parents=True, exist_ok=True)
+    for name, build in WORKFLOWS.items():
+        graph = build(specs)
+        (ROOT / "workflows" / f"{name}.json").write_text(json.dumps(graph.ui(), indent=1) + "\n")
+        (ROOT / "workflows" / "api" / f"{name}.json").write_text(json.dumps(graph.api(), indent=1) + "\n")
+        print(f"wrote workflows/{name}.json and workflows/api/{name}.json")
+
+
+if __name__ == "__main__":
+    main()
