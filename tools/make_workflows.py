@@ -153,7 +153,7 @@ class Graph:
         return {
             "last_node_id": max(n["id"] for n in all_nodes), "last_link_id": len(self.links),
             "nodes": all_nodes, "links": links, "groups": self.groups, "config": {},
-            "extra": {"ds": {"scale": 0.8, "offset": [40, 40]}}, "version": 0.4,
+            "extra": {"ds": {"scale": 0.8, "offset": [60, 120]}}, "version": 0.4,
         }
 
     def api(self) -> dict[str, Any]:
@@ -210,7 +210,7 @@ def step_by_step(specs: dict[str, Any]) -> Graph:
     g.note("Layer range 0/0 = the family default (LLaVA-1.5: 14-32). source: values (FOCUS), keys or random "
            "(the paper's ablations). Rank ROIs n_steps: ROIs verified per target; 1 without overrun skips "
            "verification.", (760, 540), (NODE_WIDTH, 150))
-    g.group("Visual search", (370, -40, 1520, 760))
+    g.group("Visual search", (370, -80, 1520, 800))
     return g
 
 
@@ -244,7 +244,7 @@ def _visual_search(g: Graph, question: str) -> tuple[Node, Node]:
                       spacing=3.0, min_size=3, max_size=0, threshold=0.5, nms_iou=0.3)
     ranked = g.add("FocusRankROIs", (380, 710), 190, mllm=mllm["mllm"], image=image["IMAGE"],
                    rois=proposals["rois"], targets=targets["targets"], n_steps=4, overrun=True)
-    g.group("FOCUS: find the region", (370, -40, 340, 980))
+    g.group("FOCUS: find the region", (370, -80, 340, 1020))
     return image, ranked
 
 
