@@ -85,6 +85,7 @@ def test_hrbench_tsv_round_trip(tmp_path):
     assert items[0].load_image().getpixel((5, 5)) == (200, 10, 10)
     assert items[1].load_image().size == (50, 20)
     assert items[2].load_image().getpixel((0, 0)) == (200, 10, 10)  # the image of row 0, stored once
+    assert [i.id for i in load_dataset(tmp_path)] == ["0", "1", "2"]  # a folder holding one TSV
 
 
 def test_hrbench_errors(tmp_path):

@@ -333,8 +333,7 @@ def load_mme_realworld(
     if not records:
         raise FocusInputError(f"{annotation} holds no questions: the dataset is empty")
     roots = [Path(image_root)] if image_root else [annotation.parent / d for d in MME_IMAGE_DIRS]
-    items = [_mme_item(annotation, i, r, roots, name or annotation.stem) for i, r in enumerate(records)]
-    return items
+    return [_mme_item(annotation, i, r, roots, name or annotation.stem) for i, r in enumerate(records)]
 
 
 def _mme_annotation_file(path: Path) -> Path:
@@ -401,6 +400,13 @@ def _existing_dir(folder: str | Path) -> Path:
     return root
 
 
+def _single_tsv(folder: Path) -> Path:
+    tsvs = sorted(folder.glob("*.tsv")) if folder.is_dir() else []
+    if len(tsvs) != 1:
+        raise FocusInputError(f"{folder}: expected exactly one .tsv file, found {len(tsvs)}; give the TSV file itself")
+    return tsvs[0]
+
+
 def detect_kind(path: str | Path) -> str:
     """``vstar`` for a folder of category folders with JSON + image pairs,
     ``hrbench`` for a ``.tsv`` file, ``mme`` for a JSON file or a folder
@@ -419,8 +425,7 @@ def detect_kind(path: str | Path) -> str:
         return "vstar"
     if any((path / n).is_file() for n in MME_ANNOTATION_NAMES) or any(path.glob("*[Rr]eal[Ww]orld*.json")):
         return "mme"
-    tsvs = sorted(path.glob("*.tsv"))
-    if len(tsvs) == 1:
+    if len(list(path.glob("*.tsv"))) == 1:
         return "hrbench"
     raise FocusInputError(
         f"cannot tell what dataset {path} holds: expected V*Bench category folders (NAME.jpg + NAME.json), "
@@ -445,8 +450,7 @@ def load_dataset(
     if kind == "vstar":
         items = load_vstar(path, option_seed=option_seed)
     elif kind == "hrbench":
-        tsv = path if path.is_file() else next(iter(sorted(path.glob("*.tsv"))), path / "missing.tsv")
-        items = load_hrbench_tsv(tsv)
+        items = load_hrbench_tsv(path if path.is_file() else _single_tsv(path))
     else:
         items = load_mme_realworld(path, image_root=image_root)
     if limit is not None:

@@ -157,7 +157,7 @@ class BenchmarkResult:
     def to_json(self) -> dict[str, Any]:
         return {
             "model": self.model, "datasets": self.datasets, "n_items": self.n_items, "settings": self.settings,
-            "summary": [{"label": r.label, **{k: v for k, v in r.metrics.items()}} for r in self.runs],
+            "summary": [{"label": r.label, **r.metrics} for r in self.runs],
             "runs": [r.to_json() for r in self.runs],
         }
 

@@ -25,7 +25,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -96,7 +96,7 @@ class WorldSpec:
     object_fraction: tuple[float, float] = (0.02, 0.035)
     """Object size (shape side, sign plate side) as a fraction of the long side:
     in a 336-px global view a sign's letter is then 4-7 px tall (unreadable),
-    in a crop of 4-8 object sizes resized to 336 px, 25-50 px."""
+    in a crop of 4-8 object sizes resized to 336 px, 20-40 px."""
     distractors: tuple[int, int] = (12, 40)
     """Range of the number of non-target objects."""
     sign_fraction: float = 0.35
@@ -615,7 +615,8 @@ class _Placer:
         x, y = int(self.rng.integers(self.margin, high_x + 1)), int(self.rng.integers(self.margin, high_y + 1))
         return x, y, x + w, y + h
 
-    def place(self, obj: SceneObject, accept=lambda box: True, tries: int = 400) -> bool:
+    def place(self, obj: SceneObject, accept: Callable[[Box], bool] = lambda box: True, tries: int = 400) -> bool:
+        """Give ``obj`` a free box that ``accept`` approves; False if none was found."""
         extent = _object_extent(obj, self.size())
         for _ in range(tries):
             box = self.candidate(extent)
