@@ -1,5 +1,6 @@
 """The ``focus`` command: ``focus run`` on your model and image, ``focus demo``
-on the embedded default model and a bundled scene."""
+on the embedded default model and a bundled scene, ``focus bench`` for the
+synthetic world and benchmark runs."""
 
 from __future__ import annotations
 
@@ -157,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--model-dir", default=None, help="where to build/keep the demo model (default: user cache)")
     demo.add_argument("--n-steps", type=int, default=4)
     demo.set_defaults(func=cmd_demo)
+
+    from .bench.commands import add_bench_commands
+
+    add_bench_commands(sub)
     return parser
 
 

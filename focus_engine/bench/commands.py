@@ -1,0 +1,131 @@
+"""``focus bench ...``: the world spec, synthetic sets, and benchmark runs.
+
+    focus bench world-spec [--out FILE]
+    focus bench make-synthetic --seed S --n N --out DIR [--spec FILE]
+    focus bench run --data DIR_OR_TSV_OR_JSON [--model PATH] --methods vanilla,focus
+                    --n-steps 1,2,4,8 [--limit N] --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from ..errors import FocusInputError
+
+
+def _say(message: str) -> None:
+    print(f"[focus] {message}", file=sys.stderr, flush=True)
+
+
+def _world_spec(path: str | None) -> Any:
+    from .world import WorldSpec
+
+    if not path:
+        return WorldSpec()
+    try:
+        return WorldSpec.from_json(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise FocusInputError(f"world spec file {path!r} does not exist; write one with `focus bench world-spec`") from None
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise FocusInputError(f"--n-steps {text!r}: give comma-separated integers, e.g. 1,2,4,8") from None
+    if not values:
+        raise FocusInputError("--n-steps: give at least one value")
+    return values
+
+
+def cmd_world_spec(args: argparse.Namespace) -> int:
+    text = _world_spec(args.spec).to_json()
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+        print(f"wrote    : {args.out}")
+    else:
+        print(text)
+    return 0
+
+
+def cmd_make_synthetic(args: argparse.Namespace) -> int:
+    from .world import make_synthetic
+
+    spec = _world_spec(args.spec)
+    _say(f"rendering {args.n} items of seed {args.seed} into {args.out}")
+    manifest = make_synthetic(args.out, args.seed, args.n, spec)
+    counts = Counter(entry["subtype"] for entry in manifest["items"])
+    print(f"items    : {manifest['n']} ({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+    print(f"spec     : {manifest['spec_hash']}")
+    print(f"wrote    : {Path(args.out) / 'manifest.json'}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..config import FocusConfig
+    from ..mllm import load_mllm
+    from .datasets import load_dataset
+    from .runner import format_summary, parse_methods, run_benchmark
+
+    methods = parse_methods(args.methods)  # bad names fail before the model loads
+    n_steps = _int_list(args.n_steps)
+    items = load_dataset(args.data, args.kind, option_seed=args.option_seed, limit=args.limit)
+    _say(f"{len(items)} questions from {args.data}")
+    if args.model:
+        _say(f"loading {args.model}")
+        mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention)
+    else:
+        from ..demo import DEMO_DISCLAIMER, ensure_demo_model
+
+        print(DEMO_DISCLAIMER)
+        mllm = load_mllm(str(ensure_demo_model(args.model_dir)), device="cpu", dtype="fp32")
+    config = FocusConfig(answer_max_new_tokens=args.max_new_tokens)
+    result = run_benchmark(
+        mllm, items, methods, config, n_steps, progress=None, out_dir=args.out,
+        use_gt_targets=args.gt_targets, peak_margin=args.peak_margin,
+    )
+    print(format_summary(result))
+    print(f"wrote    : {Path(args.out) / 'results.json'}")
+    return 0
+
+
+def add_bench_commands(sub: Any) -> None:
+    """Register ``focus bench`` and its subcommands on the top-level parser."""
+    bench = sub.add_parser("bench", help="synthetic fine-grained VQA world and benchmark runs")
+    commands = bench.add_subparsers(dest="bench_command", required=True)
+
+    spec = commands.add_parser("world-spec", help="print (or write) the world's default spec as JSON")
+    spec.add_argument("--out", help="write the JSON here instead of printing it")
+    spec.add_argument("--spec", help="start from this spec file (normalised and validated)")
+    spec.set_defaults(func=cmd_world_spec)
+
+    make = commands.add_parser("make-synthetic", help="render a synthetic set in V*Bench's folder layout")
+    make.add_argument("--seed", type=int, required=True, help="the set's seed (same seed = identical files)")
+    make.add_argument("--n", type=int, required=True, help="number of questions")
+    make.add_argument("--out", required=True, help="output folder")
+    make.add_argument("--spec", help="world spec JSON (default: the built-in spec)")
+    make.set_defaults(func=cmd_make_synthetic)
+
+    run = commands.add_parser("run", help="run vanilla / FOCUS / ablations on a benchmark")
+    run.add_argument("--data", required=True, help="V*Bench-layout folder, HRBench .tsv or MME-RealWorld JSON")
+    run.add_argument("--kind", default="auto", choices=["auto", "vstar", "hrbench", "mme"])
+    run.add_argument("--model", help="model folder or hub id (default: the embedded demo model)")
+    run.add_argument("--model-dir", default=None, help="where the demo model is built/kept (without --model)")
+    run.add_argument("--methods", default="vanilla,focus",
+                     help="comma-separated: vanilla, focus, random, no-ranking, keys, layers:A-B")
+    run.add_argument("--n-steps", default="4", help="comma-separated verification budgets, e.g. 1,2,4,8")
+    run.add_argument("--limit", type=int, help="only the first N questions")
+    run.add_argument("--out", default="focus_bench_out", help="output folder (default: focus_bench_out)")
+    run.add_argument("--gt-targets", action="store_true", help="give FOCUS the dataset's target names")
+    run.add_argument("--peak-margin", type=float, default=0.0, help="px tolerance of the relevance-peak hit")
+    run.add_argument("--option-seed", type=int, default=0, help="shuffle of V*Bench options (correct-first files)")
+    run.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit")
+    run.add_argument("--device", default="auto")
+    run.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
+    run.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flash_attention_2", "eager"])
+    run.set_defaults(func=cmd_run)

@@ -1,0 +1,129 @@
+"""Benchmark metrics: pure functions over plain data (lists, tuples, arrays).
+
+Definitions (kept here so results.json means one thing):
+- accuracy: the plain mean of per-question correctness (as the paper).
+- ROI coverage of a ground-truth box: ``area(ROI ∩ GT) / area(GT)``; a GT
+  box is *covered* when some ROI's coverage is at least 0.5 (the paper's
+  "ROI overlapping the GT box by >= 50 %"; our reading: half of the object
+  lies inside the ROI, so a large ROI around a small object counts).
+- ROI recall: covered GT boxes / all GT boxes, pooled over questions; two
+  variants, over every *ranked* ROI a method returned, and over the
+  *selected* ROIs its answer looked at.
+- relevance-peak hit: the argmax pixel of a target's relevance map at image
+  resolution lies inside that target's GT box, grown by ``margin`` pixels.
+- forward passes and seconds per question: plain means.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+Box = Sequence[float]  # (x0, y0, x1, y1), exclusive right/bottom
+
+ROI_COVERAGE_THRESHOLD = 0.5
+
+
+def accuracy(correct: Sequence[bool]) -> float | None:
+    """Fraction of True; None for no questions."""
+    return float(np.mean([bool(c) for c in correct])) if len(correct) else None
+
+
+def accuracy_by_category(correct: Sequence[bool], categories: Sequence[str]) -> dict[str, float]:
+    """Accuracy per category, categories sorted by name."""
+    if len(correct) != len(categories):
+        raise ValueError(f"{len(correct)} results but {len(categories)} categories")
+    groups: dict[str, list[bool]] = defaultdict(list)
+    for ok, category in zip(correct, categories):
+        groups[category].append(bool(ok))
+    return {category: float(np.mean(groups[category])) for category in sorted(groups)}
+
+
+def box_area(box: Box) -> float:
+    return max(0.0, float(box[2]) - float(box[0])) * max(0.0, float(box[3]) - float(box[1]))
+
+
+def gt_coverage(roi: Box, gt: Box) -> float:
+    """``area(roi ∩ gt) / area(gt)`` in [0, 1] (0 for an empty GT box)."""
+    area = box_area(gt)
+    if area <= 0:
+        return 0.0
+    inter = (max(roi[0], gt[0]), max(roi[1], gt[1]), min(roi[2], gt[2]), min(roi[3], gt[3]))
+    return box_area(inter) / area
+
+
+def covered_boxes(gt_boxes: Sequence[Box], rois: Sequence[Box], threshold: float = ROI_COVERAGE_THRESHOLD) -> int:
+    """How many GT boxes some ROI covers by at least ``threshold``."""
+    return sum(any(gt_coverage(roi, gt) >= threshold for roi in rois) for gt in gt_boxes)
+
+
+def roi_recall(
+    questions: Iterable[tuple[Sequence[Box], Sequence[Box]]], threshold: float = ROI_COVERAGE_THRESHOLD
+) -> float | None:
+    """Pooled recall over ``(gt_boxes, roi_boxes)`` pairs, one per question;
+    None when there are no GT boxes at all."""
+    covered = total = 0
+    for gt_boxes, rois in questions:
+        covered += covered_boxes(gt_boxes, rois, threshold)
+        total += len(gt_boxes)
+    return covered / total if total else None
+
+
+def peak_pixel(relevance_image: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the maximum of an ``[H, W]`` map (first in row-major order on ties)."""
+    image = np.asarray(relevance_image)
+    if image.ndim != 2 or image.size == 0:
+        raise ValueError(f"a relevance image must be a non-empty [H, W] array, got shape {image.shape}")
+    y, x = np.unravel_index(int(np.argmax(image)), image.shape)
+    return int(x), int(y)
+
+
+def point_in_box(point: tuple[float, float], box: Box, margin: float = 0.0) -> bool:
+    """``box`` grown by ``margin`` px contains ``point`` (exclusive right/bottom)."""
+    x, y = point
+    return box[0] - margin <= x < box[2] + margin and box[1] - margin <= y < box[3] + margin
+
+
+def peak_hit(relevance_image: np.ndarray, gt_box: Box, margin: float = 0.0) -> bool:
+    """The map's argmax pixel lies in ``gt_box`` grown by ``margin`` px."""
+    return point_in_box(peak_pixel(relevance_image), gt_box, margin)
+
+
+def rate(flags: Iterable[bool]) -> float | None:
+    values = [bool(f) for f in flags]
+    return float(np.mean(values)) if values else None
+
+
+def mean(values: Iterable[float | None]) -> float | None:
+    """Mean of the values that are not None; None if there are none."""
+    kept = [float(v) for v in values if v is not None]
+    return float(np.mean(kept)) if kept else None
+
+
+def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Aggregate per-question records of one run (the runner's format):
+    ``correct``, ``category``, ``forward_passes``, ``seconds``, optional
+    ``gt_boxes``, ``ranked_boxes``, ``selected_boxes`` (None when the method
+    has no ROIs), ``peak_hits`` (list of bools), ``chosen_index``, ``error``."""
+    correct = [bool(r.get("correct")) for r in records]
+    with_rois = [r for r in records if r.get("ranked_boxes") is not None]
+    return {
+        "n": len(records),
+        "accuracy": accuracy(correct),
+        "accuracy_by_category": accuracy_by_category(correct, [str(r.get("category", "")) for r in records]),
+        "forward_passes": mean(r.get("forward_passes") for r in records),
+        "seconds": mean(r.get("seconds") for r in records),
+        "roi_recall_ranked": roi_recall((r.get("gt_boxes") or [], r["ranked_boxes"]) for r in with_rois),
+        "roi_recall_selected": roi_recall((r.get("gt_boxes") or [], r.get("selected_boxes") or []) for r in with_rois),
+        "peak_hit_rate": rate(hit for r in records for hit in (r.get("peak_hits") or [])),
+        "unparsed_answers": sum(1 for r in records if r.get("chosen_index") is None and not r.get("error")),
+        "errors": sum(1 for r in records if r.get("error")),
+    }
+
+
+__all__ = [
+    "ROI_COVERAGE_THRESHOLD", "accuracy", "accuracy_by_category", "box_area", "covered_boxes", "gt_coverage",
+    "mean", "peak_hit", "peak_pixel", "point_in_box", "rate", "roi_recall", "summarize",
+]

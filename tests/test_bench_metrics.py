@@ -1,0 +1,87 @@
+"""Benchmark metrics on hand-computed cases."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from focus_engine.bench.metrics import (
+    accuracy, accuracy_by_category, covered_boxes, gt_coverage, mean, peak_hit, peak_pixel, roi_recall, summarize,
+)
+
+
+def test_accuracy_overall_and_per_category():
+    correct = [True, False, True, True]
+    categories = ["spatial", "attr", "attr", "spatial"]
+    assert accuracy(correct) == 0.75
+    assert accuracy([]) is None
+    assert accuracy_by_category(correct, categories) == {"attr": 0.5, "spatial": 1.0}
+    with pytest.raises(ValueError):
+        accuracy_by_category(correct, categories[:2])
+
+
+def test_gt_coverage_is_intersection_over_gt_area():
+    gt = (10, 10, 30, 30)  # 400 px
+    assert gt_coverage((0, 0, 100, 100), gt) == 1.0  # a large ROI around a small object covers it
+    assert gt_coverage((20, 10, 40, 30), gt) == 0.5  # right half
+    assert gt_coverage((20, 20, 40, 40), gt) == 0.25
+    assert gt_coverage((30, 30, 50, 50), gt) == 0.0  # touching corners only
+    assert gt_coverage((0, 0, 5, 5), (3, 3, 3, 9)) == 0.0  # empty GT box
+
+
+def test_roi_recall_any_roi_at_half_coverage():
+    gts = [(10, 10, 30, 30), (100, 100, 120, 120)]
+    assert covered_boxes(gts, [(20, 10, 40, 30)]) == 1  # exactly 50 % counts
+    assert covered_boxes(gts, [(21, 10, 40, 30)]) == 0  # 45 % does not
+    assert covered_boxes(gts, [(0, 0, 200, 200)]) == 2
+    questions = [
+        (gts, [(0, 0, 35, 35), (500, 500, 600, 600)]),  # 1 of 2
+        ([(0, 0, 10, 10)], [(0, 0, 10, 10)]),  # 1 of 1
+        ([], [(0, 0, 10, 10)]),  # no GT: does not count
+    ]
+    assert roi_recall(questions) == pytest.approx(2 / 3)
+    assert roi_recall([([], [])]) is None
+    assert roi_recall([(gts, [(20, 20, 40, 40)])], threshold=0.25) == 0.5
+
+
+def test_peak_hit_uses_the_argmax_pixel_and_a_margin():
+    image = np.zeros((50, 80), dtype=np.float32)
+    image[12, 40] = 1.0
+    assert peak_pixel(image) == (40, 12)
+    assert peak_hit(image, (35, 10, 45, 20))
+    assert not peak_hit(image, (41, 10, 50, 20))  # just right of the peak
+    assert peak_hit(image, (41, 10, 50, 20), margin=1)
+    assert not peak_hit(image, (30, 13, 50, 20))  # exclusive bottom/top edges: y=12 is above
+    flat = np.ones((4, 4))
+    assert peak_pixel(flat) == (0, 0)  # ties: first in row-major order
+    with pytest.raises(ValueError):
+        peak_pixel(np.zeros(5))
+
+
+def test_mean_skips_missing_values():
+    assert mean([1, None, 3]) == 2.0
+    assert mean([None]) is None
+
+
+def test_summarize_records():
+    records = [
+        {"correct": True, "category": "a", "forward_passes": 4, "seconds": 1.0, "chosen_index": 0,
+         "gt_boxes": [[0, 0, 10, 10]], "ranked_boxes": [[50, 50, 60, 60], [0, 0, 10, 10]],
+         "selected_boxes": [[50, 50, 60, 60]], "peak_hits": [True]},
+        {"correct": False, "category": "b", "forward_passes": 6, "seconds": 3.0, "chosen_index": None,
+         "gt_boxes": [[0, 0, 10, 10], [20, 20, 30, 30]], "ranked_boxes": [[0, 0, 30, 30]],
+         "selected_boxes": [[0, 0, 30, 30]], "peak_hits": [False, False]},
+        {"correct": False, "category": "b", "forward_passes": None, "seconds": 0.5, "chosen_index": None,
+         "error": "boom", "ranked_boxes": None},
+    ]
+    summary = summarize(records)
+    assert summary["n"] == 3 and summary["accuracy"] == pytest.approx(1 / 3)
+    assert summary["accuracy_by_category"] == {"a": 1.0, "b": 0.0}
+    assert summary["forward_passes"] == 5.0 and summary["seconds"] == 1.5
+    assert summary["roi_recall_ranked"] == 1.0  # 3 of 3 GT boxes covered by some ranked ROI
+    assert summary["roi_recall_selected"] == pytest.approx(2 / 3)  # the first question's choice missed
+    assert summary["peak_hit_rate"] == pytest.approx(1 / 3)
+    assert summary["unparsed_answers"] == 1 and summary["errors"] == 1
+    vanilla = summarize([{"correct": True, "category": "a", "forward_passes": 0, "seconds": 1.0, "chosen_index": 1,
+                          "ranked_boxes": None}])
+    assert vanilla["roi_recall_ranked"] is None and vanilla["peak_hit_rate"] is None
