@@ -129,6 +129,8 @@ def parse_targets(text: str) -> tuple[list[str], int] | None:
     """Targets and question type from a model answer, or None if unparsable."""
     if not text:
         return None
+    # word-level tokenizers decode with spaces around punctuation ("objects : a .")
+    text = re.sub(r"\s*'\s*s\b", "'s", re.sub(r"\s+([:.,;!?])", r"\1", text))
     at = text.lower().rfind(LEAD_IN.lower())
     if at < 0:
         return None

@@ -28,6 +28,9 @@ from focus_engine.targets import (
         (f"{LEAD_IN} cat and cat.", ["cat"], 1),
         # the model repeats the lead-in of an example first: the last one counts
         (f"{LEAD_IN} cup and laptop. Now: {LEAD_IN} green bottle.", ["green bottle"], 1),
+        # a word-level tokenizer decodes with spaces around punctuation
+        (f"{LEAD_IN[:-1]} : purple sign .", ["purple sign"], 1),
+        (f"{LEAD_IN[:-1]} : woman ' s bag , red car .", ["woman's bag", "red car"], 1),
     ],
 )
 def test_parse_targets(answer, targets, qtype):
