@@ -60,8 +60,9 @@ class FocusConfig:
     """Top-k anchor cells; ``None`` = 15 if n_steps < 4 else 30."""
     anchor_spacing: float = 3.0
     """s_dist: minimum Euclidean distance in cells between anchors (2 on V*)."""
-    s_min: int = 3
-    """Side of the initial box around each anchor, in cells."""
+    s_min: int | None = None
+    """Side of the initial box around each anchor, in cells; ``None`` = family
+    default (3; LLaVA geometries other than 24x24 scale it with the grid)."""
     s_max: int | None = None
     """Largest box side in cells; ``None`` = family default (LLaVA-1.5: 5)."""
     expand_threshold: float = 0.5
@@ -115,9 +116,9 @@ class FocusConfig:
             raise bad("n_steps", "must be at least 1")
         if self.n_anchors is not None and self.n_anchors < 1:
             raise bad("n_anchors", "must be at least 1 or None")
-        if self.s_min < 1:
+        if self.s_min is not None and self.s_min < 1:
             raise bad("s_min", "must be at least 1 cell")
-        if self.s_max is not None and self.s_max < self.s_min:
+        if self.s_max is not None and self.s_min is not None and self.s_max < self.s_min:
             raise bad("s_max", f"must be at least s_min={self.s_min}")
         if self.anchor_spacing < 0:
             raise bad("anchor_spacing", "must be >= 0")
@@ -151,6 +152,8 @@ class FocusConfig:
         }
         if self.n_anchors is None and "n_anchors" not in updates:
             updates["n_anchors"] = 15 if self.n_steps < 4 else 30
+        if self.s_min is None and "s_min" not in updates:
+            updates["s_min"] = 3
         return dataclasses.replace(self, **updates)
 
     def to_dict(self) -> dict[str, Any]:

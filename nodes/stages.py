@@ -158,7 +158,8 @@ class FocusProposeROIs:
                     "Anchor cells per target; 0 = 30 (15 when verifying fewer than 4 ROIs).")}),
                 "spacing": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 50.0, "step": 0.5, "tooltip": (
                     "Minimum distance between anchors, in grid cells.")}),
-                "min_size": ("INT", {"default": 3, "min": 1, "max": 64, "tooltip": "Initial box side, in cells."}),
+                "min_size": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": (
+                    "Initial box side in cells; 0 = the family default (3 on LLaVA-1.5's 24x24 grid).")}),
                 "max_size": ("INT", {"default": 0, "min": 0, "max": 128, "tooltip": (
                     "Largest box side in cells; 0 = the family default (LLaVA-1.5 5, OneVision/Qwen 9).")}),
                 "threshold": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
@@ -174,7 +175,7 @@ class FocusProposeROIs:
         from ..focus_engine.rois import propose_rois_for_config
 
         config = _config(
-            n_anchors=anchors or None, anchor_spacing=spacing, s_min=min_size, s_max=max_size or None,
+            n_anchors=anchors or None, anchor_spacing=spacing, s_min=min_size or None, s_max=max_size or None,
             expand_threshold=threshold, nms_iou=nms_iou,
         ).resolved(relevance.family_defaults)
         if config.s_max < config.s_min:

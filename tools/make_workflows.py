@@ -188,7 +188,7 @@ def step_by_step(specs: dict[str, Any]) -> Graph:
                       targets=targets["targets"], layer_start=0, layer_end=0, source="values")
     g.add("PreviewImage", (760, 230), 260, title="Relevance overlay", images=relevance["preview"])
     proposals = g.add("FocusProposeROIs", (1140, 0), 250, relevance=relevance["relevance"], anchors=0, spacing=3.0,
-                      min_size=3, max_size=0, threshold=0.5, nms_iou=0.3)
+                      min_size=0, max_size=0, threshold=0.5, nms_iou=0.3)
     proposals_image = g.add("MaskToImage", (1140, 290), 60, mask=proposals["proposals_mask"])
     g.add("PreviewImage", (1140, 390), 260, title="All proposals", images=proposals_image["IMAGE"])
     ranked = g.add("FocusRankROIs", (1520, 0), 190, mllm=mllm["mllm"], image=image["IMAGE"],
@@ -241,7 +241,7 @@ def _visual_search(g: Graph, question: str) -> tuple[Node, Node]:
     relevance = g.add("FocusRelevanceMap", (380, 190), 190, mllm=mllm["mllm"], image=image["IMAGE"],
                       targets=targets["targets"], layer_start=0, layer_end=0, source="values")
     proposals = g.add("FocusProposeROIs", (380, 420), 250, relevance=relevance["relevance"], anchors=0,
-                      spacing=3.0, min_size=3, max_size=0, threshold=0.5, nms_iou=0.3)
+                      spacing=3.0, min_size=0, max_size=0, threshold=0.5, nms_iou=0.3)
     ranked = g.add("FocusRankROIs", (380, 710), 190, mllm=mllm["mllm"], image=image["IMAGE"],
                    rois=proposals["rois"], targets=targets["targets"], n_steps=4, overrun=True)
     g.group("FOCUS: find the region", (370, -80, 340, 1020))

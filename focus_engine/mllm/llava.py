@@ -41,8 +41,12 @@ class LlavaAdapter(MLLM):
 
     def family_defaults(self) -> dict[str, Any]:
         # a 5-cell box at 24 cells per side spans 1-2x the 336 px encoder input
-        # on typical 2-4K images (FOCUS.md)
-        return {"layers": self.default_layers(), "s_max": 5, "type2_threshold": 0.6}
+        # on typical 2-4K images (FOCUS.md); other grids keep the boxes' share
+        # of the image (16 cells: 2..3)
+        scale = self.tokens_per_side / 24
+        s_min = max(1, round(3 * scale))
+        return {"layers": self.default_layers(), "s_min": s_min, "s_max": max(s_min, round(5 * scale)),
+                "type2_threshold": 0.6}
 
     def view(self, image: Image.Image) -> VisualView:
         canvas, content = letterbox(image, self.canvas_side, self.pad_colour)
