@@ -17,7 +17,8 @@ from focus_engine.bench.world import (
 )
 from focus_engine.errors import FocusConfigError, FocusInputError
 
-SMALL = WorldSpec(scene_long_side=(520, 700), distractors=(8, 14))
+SMALL = WorldSpec(scene_long_side=(520, 700), distractors=(8, 14),
+                  question_mix={"label": 0.2, "shape": 0.2, "colour": 0.2, "spatial": 0.4})
 """Small scenes keep the tests fast; the geometry rules are the same."""
 
 

@@ -103,9 +103,13 @@ class WorldSpec:
     """Share of distractors that are signs (the rest are plain shapes)."""
     backgrounds: tuple[str, ...] = BACKGROUNDS
     question_mix: dict[str, float] = field(
-        default_factory=lambda: {"label": 0.2, "shape": 0.2, "colour": 0.2, "spatial": 0.4}
+        default_factory=lambda: {"label": 0.3, "shape": 0.3, "colour": 0.0, "spatial": 0.4}
     )
-    """Relative weights of the question subtypes (V*Bench: ~60 % attribute, ~40 % spatial)."""
+    """Relative weights of the question subtypes (V*Bench: ~60 % attribute, ~40 % spatial).
+    ``colour`` questions are off by default: they refer to an object by its
+    shape, which the downsampled global view does not show, so no map made from
+    that view can find it (the world keeps the referring attribute visible and
+    the asked one small)."""
     gap: float = 0.5
     """Free space kept around every object, in object sizes."""
     edge_margin: float = 0.02
