@@ -1,0 +1,78 @@
+"""Quick probes of a demo-model checkpoint on held-out world items (a training
+aid; the full evaluation is ``focus bench run``): relevance-peak hit rate,
+multiple-choice accuracy on a crop around the target and on the whole scene,
+and the yes/no check on crops with and without the target.
+
+    python tools/probe_demo_model.py MODEL_DIR --seed 1 --n 40
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from focus_engine import load_mllm  # noqa: E402
+from focus_engine.answer import format_question, parse_option  # noqa: E402
+from focus_engine.bench.metrics import peak_hit  # noqa: E402
+from focus_engine.bench.world import generate_item  # noqa: E402
+
+
+def crop_around(image, box, cells: float = 2.5, grid: int = 16):
+    side = cells * max(image.size) / grid
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    region = (int(max(0, cx - side / 2)), int(max(0, cy - side / 2)),
+              int(min(image.width, cx + side / 2)), int(min(image.height, cy + side / 2)))
+    return image.crop(region)
+
+
+def probe(folder: str, seed: int, n: int, layers: tuple[int, int] | None) -> dict[str, float]:
+    mllm = load_mllm(folder)
+    hits, crop_ok, scene_ok, yes_pos, yes_neg = [], [], [], [], []
+    for index in range(n):
+        item = generate_item(None, seed, index)
+        options = list(item.options)
+        np.random.default_rng(index).shuffle(options)
+        correct = "ABCD"[options.index(item.answer)]
+        for name, box in zip(item.target_names, item.target_boxes):
+            rmap = mllm.relevance_map(item.image, name, layers=layers)
+            hits.append(peak_hit(rmap.to_image(), box))
+        prompt = format_question(item.question, options)
+        scene_ok.append(parse_option(mllm.generate(prompt, images=[item.image], max_new_tokens=4), options) == correct)
+        if item.subtype != "spatial":
+            crop = crop_around(item.image, item.target_boxes[0])
+            answer = mllm.generate(prompt, images=[crop], max_new_tokens=4)
+            crop_ok.append(parse_option(answer, options) == correct)
+            other = next(o for o in item.objects if o.colour != item.objects[0].colour)
+            confidences = mllm.yes_no_confidence(
+                [crop, crop_around(item.image, other.box)], [item.target_names[0]] * 2)
+            yes_pos.append(confidences[0])
+            yes_neg.append(confidences[1])
+    result = {
+        "peak_hit": float(np.mean(hits)), "crop_accuracy": float(np.mean(crop_ok)),
+        "scene_accuracy": float(np.mean(scene_ok)),
+        "yes_on_target": float(np.mean(yes_pos)), "yes_elsewhere": float(np.mean(yes_neg)),
+        "yes_no_correct": float(np.mean([p > 0.5 for p in yes_pos] + [q < 0.5 for q in yes_neg])),
+    }
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("folder")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--layers", default=None, help="start,end (half-open); default: the family's")
+    args = parser.parse_args()
+    layers = tuple(int(v) for v in args.layers.split(",")) if args.layers else None
+    print(json.dumps(probe(args.folder, args.seed, args.n, layers)))
+
+
+if __name__ == "__main__":
+    main()

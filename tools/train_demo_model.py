@@ -1,0 +1,420 @@
+"""Trains the embedded demo model: a small real LLaVA
+(``LlavaForConditionalGeneration``: CLIP-style vision tower, Llama language
+model, a word-level tokenizer built locally) on the synthetic fine-grained
+world, from a seed, on a CPU.
+
+Two stages, one loop:
+1. alignment: crops -> short captions ("a purple sign with the letter K"),
+   plus the auxiliary patch-word loss below;
+2. instructions: multiple-choice questions on ROI-like crops and on whole
+   scenes, the yes/no existence question FOCUS verifies crops with, and the
+   exact few-shot target-extraction prompt the engine sends.
+
+Auxiliary loss (stated in the README): every image token's projected feature
+(the vector the language model receives) is pulled, by a cosine-softmax over
+vocabulary words, toward the input embedding of the words that describe the
+object under that patch (its colour, its kind or shape, "object"; its letter
+when readable) and toward "background" elsewhere. Large MLLMs get this
+word-patch agreement from pretraining; ours is a stand-in that has to be
+taught it. Nothing trains the relevance map itself.
+
+    python tools/demo_model_data.py --seed 1000 --n 1000 --out /tmp/bank
+    python tools/train_demo_model.py --bank /tmp/bank --out /tmp/demo-model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+from demo_model_data import CELLS, SIDE, load_bank  # noqa: E402
+from focus_engine.answer import MC_INSTRUCTION, format_question  # noqa: E402
+from focus_engine.bench.world import DEFAULT_LABELS, DEFAULT_SHAPES, QUESTION_TEMPLATES, WorldSpec  # noqa: E402
+from focus_engine.demo import CHAT_TEMPLATE  # noqa: E402
+from focus_engine.mllm.base import EXISTENCE_PROMPT  # noqa: E402
+from focus_engine.targets import ICL_EXAMPLES, LEAD_IN, build_icl_prompt  # noqa: E402
+
+COLOURS = list(WorldSpec().colours)
+SHAPES = list(DEFAULT_SHAPES)
+LETTERS = list(DEFAULT_LABELS)
+KINDS = ["sign", *SHAPES]
+SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
+CAPTION_PROMPT = "Describe the object in the centre of the image."
+READABLE_LETTER = 14.0  # a letter is taught only when the sign plate is this many view pixels tall
+
+
+# ---------------------------------------------------------------- tokenizer
+def corpus_words() -> list[str]:
+    """Every word the engine's prompts and the world's texts use."""
+    texts = [build_icl_prompt("x"), LEAD_IN, EXISTENCE_PROMPT, MC_INSTRUCTION, CAPTION_PROMPT,
+             *QUESTION_TEMPLATES.values(), "USER: ASSISTANT: Yes No left right above below object background",
+             "To answer the question, I need to find the and compare their positions.",
+             "a with the letter", " ".join(COLOURS + SHAPES + LETTERS + KINDS),
+             " ".join("ABCDEFGHIJKLMNOPQRSTUVWXYZ") + " 0 1 2 3 4 5 6 7 8 9"]
+    for question, answer in ICL_EXAMPLES:
+        texts += [question, answer]
+    import re
+
+    words: list[str] = []
+    for text in texts:
+        words += re.findall(r"\w+|[^\w\s]", text)
+    return list(dict.fromkeys(words + ["\n"]))
+
+
+def build_tokenizer() -> Any:
+    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    words = [w for w in corpus_words() if w not in SPECIAL]
+    vocab = {token: i for i, token in enumerate(SPECIAL + words)}
+    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"),
+                                                     pre_tokenizers.Whitespace()])
+    backend.decoder = decoders.WordPiece(prefix="##")
+    backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL])
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
+                                   pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+
+
+# -------------------------------------------------------------------- model
+def build_model(tokenizer: Any, args: argparse.Namespace) -> tuple[Any, Any]:
+    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
+
+    try:
+        from transformers import CLIPImageProcessorPil as CLIPImageProcessor
+    except ImportError:
+        from transformers import CLIPImageProcessor
+    vision = CLIPVisionConfig(hidden_size=args.vision_hidden, intermediate_size=4 * args.vision_hidden,
+                              num_hidden_layers=args.vision_layers, num_attention_heads=args.vision_hidden // 32,
+                              image_size=SIDE, patch_size=SIDE // CELLS)
+    text = LlamaConfig(hidden_size=args.text_hidden, intermediate_size=int(2.75 * args.text_hidden),
+                       num_hidden_layers=args.text_layers, num_attention_heads=args.text_hidden // 32,
+                       num_key_value_heads=args.text_hidden // 32, vocab_size=len(tokenizer),
+                       max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
+                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                       tie_word_embeddings=False)
+    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
+                         vision_feature_layer=-1, vision_feature_select_strategy="default",
+                         projector_hidden_act="gelu")
+    model = LlavaForConditionalGeneration(config)
+    image_processor = CLIPImageProcessor(size={"shortest_edge": SIDE}, crop_size={"height": SIDE, "width": SIDE})
+    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=SIDE // CELLS,
+                               vision_feature_select_strategy="default", image_token="<image>",
+                               num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
+    return model, processor
+
+
+# ------------------------------------------------------------------ samples
+class Samples:
+    """Draws training texts and images from the bank of views."""
+
+    def __init__(self, pixels: np.ndarray, scenes: list[dict[str, Any]], rng: random.Random) -> None:
+        self.pixels, self.scenes, self.rng = pixels, scenes, rng
+
+    def _obj(self, scene: dict[str, Any], index: int) -> dict[str, Any]:
+        return scene["objects"][index]
+
+    @staticmethod
+    def phrase_kind(obj: dict[str, Any]) -> str:
+        return "sign" if obj["kind"] == "sign" else obj["shape"]
+
+    def caption(self, obj: dict[str, Any]) -> str:
+        if obj["kind"] == "sign":
+            return f"a {obj['colour']} sign with the letter {obj['label']}"
+        return f"a {obj['colour']} {obj['shape']}"
+
+    def mc(self, question: str, correct: str, pool: list[str], k: int = 4) -> tuple[str, str]:
+        wrong = self.rng.sample([p for p in pool if p != correct], k - 1)
+        options = wrong + [correct]
+        self.rng.shuffle(options)
+        return format_question(question, options), "ABCD"[options.index(correct)]
+
+    def _scene_view(self, kinds: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
+        having = [s for s in self.scenes if any(v["kind"] in kinds for v in s["views"])]
+        if not having:
+            raise ValueError(f"the bank has no {kinds} views; build it from more items")
+        scene = self.rng.choice(having)
+        return scene, self.rng.choice([v for v in scene["views"] if v["kind"] in kinds])
+
+    def _unique_colour_focus(self, scene: dict[str, Any], view: dict[str, Any]) -> dict[str, Any] | None:
+        """The crop's focus object, if no other object in view shares its colour."""
+        if view["focus"] is None:
+            return None
+        focus = self._obj(scene, view["focus"])
+        shown = [self._obj(scene, o["index"]) for o in view["objects"]]
+        if focus not in shown or sum(o["colour"] == focus["colour"] for o in shown) != 1:
+            return None
+        return focus
+
+    def draw(self, kind: str) -> tuple[int | None, str, str]:
+        """(pixel index or None, user text, assistant answer) of one sample."""
+        if kind == "targets":
+            return None, *self.target_extraction()
+        if kind == "scene_mc":
+            scene, view = self._scene_view(("global",))
+            text, answer = self._item_question(scene)
+            return view["pixels"], text, answer
+        if kind == "union_mc":
+            scene, view = self._scene_view(("union",))
+            text, answer = self._item_question(scene)
+            return view["pixels"], text, answer
+        while True:
+            scene, view = self._scene_view(("crop",) if kind != "yesno" else ("crop", "random"))
+            if kind == "yesno":
+                return view["pixels"], *self.existence(scene, view)
+            focus = self._unique_colour_focus(scene, view)
+            if focus is None:
+                continue
+            if kind == "caption":
+                return view["pixels"], CAPTION_PROMPT, self.caption(focus)
+            if focus["kind"] == "sign" and self.rng.random() < 0.6:
+                question = QUESTION_TEMPLATES["label"].format(colour=focus["colour"])
+                return view["pixels"], *self.mc(question, focus["label"], LETTERS)
+            if focus["kind"] == "shape":
+                question = QUESTION_TEMPLATES["shape"].format(colour=focus["colour"])
+                return view["pixels"], *self.mc(question, focus["shape"], SHAPES)
+
+    def _item_question(self, scene: dict[str, Any]) -> tuple[str, str]:
+        options = list(scene["options"])
+        self.rng.shuffle(options)
+        return format_question(scene["question"], options), "ABCD"[options.index(scene["answer"])]
+
+    def existence(self, scene: dict[str, Any], view: dict[str, Any]) -> tuple[str, str]:
+        shown = [self._obj(scene, o["index"]) for o in view["objects"]]
+        candidates = shown if shown and self.rng.random() < 0.5 else scene["objects"]
+        obj = self.rng.choice(candidates)
+        form = self.rng.random()
+        if form < 0.4:
+            phrase = f"{obj['colour']} {'sign' if obj['kind'] == 'sign' else 'object'}"
+            match = lambda o: o["colour"] == obj["colour"] and (o["kind"] == "sign") == (obj["kind"] == "sign")  # noqa: E731
+        elif form < 0.8:
+            phrase = f"{obj['colour']} {self.phrase_kind(obj)}"
+            match = lambda o: o["colour"] == obj["colour"] and self.phrase_kind(o) == self.phrase_kind(obj)  # noqa: E731
+        else:
+            phrase = f"{obj['colour']} object"
+            match = lambda o: o["colour"] == obj["colour"]  # noqa: E731
+        return EXISTENCE_PROMPT.format(target=phrase), "Yes" if any(match(o) for o in shown) else "No"
+
+    def target_extraction(self) -> tuple[str, str]:
+        colour, other = self.rng.sample(COLOURS, 2)
+        subtype = self.rng.choice(["label", "shape", "spatial"])
+        if subtype == "spatial":
+            a, b = f"{colour} {self.rng.choice(SHAPES)}", f"{other} {self.rng.choice(SHAPES)}"
+            question = QUESTION_TEMPLATES["spatial"].format(
+                colour1=a.split()[0], shape1=a.split()[1], colour2=b.split()[0], shape2=b.split()[1])
+            answer = (f"To answer the question, I need to find the {a} and the {b} and compare their positions. "
+                      f"{LEAD_IN} {a} and {b}.")
+        else:
+            target = f"{colour} {'sign' if subtype == 'label' else 'object'}"
+            question = QUESTION_TEMPLATES[subtype].format(colour=colour)
+            answer = f"To answer the question, I need to find the {target}. {LEAD_IN} {target}."
+        return build_icl_prompt(question), " " + answer
+
+
+def patch_labels(scene: dict[str, Any], view: dict[str, Any], vocab: dict[str, int]) -> dict[str, np.ndarray]:
+    """Per patch of the view (CELLS x CELLS): the word ids of its colour, kind,
+    objectness and letter (-1 = not taught there)."""
+    cell = SIDE / CELLS
+    centres = (np.arange(CELLS) + 0.5) * cell
+    labels = {name: np.full((CELLS, CELLS), -1, dtype=np.int64) for name in ("colour", "kind", "object", "letter")}
+    labels["colour"][:] = vocab["background"]
+    labels["kind"][:] = vocab["background"]
+    labels["object"][:] = vocab["background"]
+    for shown in view["objects"]:
+        obj = scene["objects"][shown["index"]]
+        x0, y0, x1, y1 = shown["box"]
+        cols = np.nonzero((centres >= x0) & (centres < x1))[0]
+        rows = np.nonzero((centres >= y0) & (centres < y1))[0]
+        if len(cols) == 0:  # smaller than a patch: the patch holding its centre
+            cols = np.array([min(CELLS - 1, int((x0 + x1) / 2 // cell))])
+        if len(rows) == 0:
+            rows = np.array([min(CELLS - 1, int((y0 + y1) / 2 // cell))])
+        block = np.ix_(rows, cols)
+        labels["colour"][block] = vocab[obj["colour"]]
+        labels["kind"][block] = vocab["sign" if obj["kind"] == "sign" else obj["shape"]]
+        labels["object"][block] = vocab["object"]
+        if obj["kind"] == "sign" and shown["size"] >= READABLE_LETTER:
+            labels["letter"][block] = vocab[obj["label"]]
+    return labels
+
+
+# ------------------------------------------------------------------- training
+STAGE_MIX = {
+    "align": {"caption": 0.7, "yesno": 0.15, "targets": 0.15},
+    "instruct": {"caption": 0.1, "crop_mc": 0.3, "scene_mc": 0.15, "union_mc": 0.05, "yesno": 0.25, "targets": 0.15},
+}
+WORD_GROUPS = {"colour": ["background", *COLOURS], "kind": ["background", *KINDS], "object": ["background", "object"],
+               "letter": LETTERS}
+
+
+class Trainer:
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        torch.manual_seed(args.seed)
+        self.rng = random.Random(args.seed)
+        self.tokenizer = build_tokenizer()
+        self.model, self.processor = build_model(self.tokenizer, args)
+        self.vocab = self.tokenizer.get_vocab()
+        self.pixels, self.scenes = load_bank(args.bank)
+        self.samples = Samples(self.pixels, self.scenes, self.rng)
+        mean = torch.tensor(self.processor.image_processor.image_mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.processor.image_processor.image_std).view(1, 3, 1, 1)
+        self.norm = (mean, std)
+        self.group_ids = {g: torch.tensor([self.vocab[w] for w in words]) for g, words in WORD_GROUPS.items()}
+        self.view_of_pixels = {v["pixels"]: (s, v) for s in self.scenes for v in s["views"]}
+        self.image_token = self.vocab["<image>"]
+
+    def encode(self, user: str, answer: str, with_image: bool) -> tuple[list[int], list[int]]:
+        content = ([{"type": "image"}] if with_image else []) + [{"type": "text", "text": user}]
+        prompt = self.processor.apply_chat_template([{"role": "user", "content": content}],
+                                                    add_generation_prompt=True, tokenize=False)
+        prompt_ids = self.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if with_image:  # one <image> becomes CELLS^2 tokens, as the processor expands it
+            at = prompt_ids.index(self.image_token)
+            prompt_ids = prompt_ids[:at] + [self.image_token] * CELLS**2 + prompt_ids[at + 1:]
+        answer_ids = self.tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
+
+    def batch(self, stage: str) -> dict[str, Any]:
+        mix = STAGE_MIX[stage]
+        kinds = self.rng.choices(list(mix), weights=list(mix.values()), k=self.args.batch)
+        drawn = [self.samples.draw(kind) for kind in kinds]
+        image_rows = [i for i, (p, _, _) in enumerate(drawn) if p is not None]
+        encoded = [self.encode(user, answer, p is not None) for p, user, answer in drawn]
+        length = max(len(ids) for ids, _ in encoded)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.full((len(encoded), length), pad)
+        labels = torch.full((len(encoded), length), -100)
+        attention = torch.zeros((len(encoded), length), dtype=torch.long)
+        for row, (ids, lab) in enumerate(encoded):
+            input_ids[row, : len(ids)] = torch.tensor(ids)
+            labels[row, : len(lab)] = torch.tensor(lab)
+            attention[row, : len(ids)] = 1
+        pixel_index = [drawn[i][0] for i in image_rows]
+        images = torch.from_numpy(self.pixels[pixel_index]).permute(0, 3, 1, 2).float() / 255.0 if image_rows else None
+        patch = None
+        if image_rows:
+            images = (images - self.norm[0]) / self.norm[1]
+            per_view = [patch_labels(*self.view_of_pixels[p], self.vocab) for p in pixel_index]
+            patch = {g: torch.from_numpy(np.stack([v[g] for v in per_view])).view(len(per_view), -1) for g in WORD_GROUPS}
+        return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "image_rows": image_rows,
+                "pixel_values": images, "patch_labels": patch}
+
+    def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        model = self.model
+        embed = model.get_input_embeddings()
+        inputs = embed(batch["input_ids"])
+        out: dict[str, torch.Tensor] = {}
+        if batch["pixel_values"] is not None:
+            features = model.model.get_image_features(pixel_values=batch["pixel_values"])
+            features = features.pooler_output if hasattr(features, "pooler_output") else features
+            features = torch.stack(list(features)) if isinstance(features, (list, tuple)) else features
+            features = features.view(len(batch["image_rows"]), CELLS**2, -1)
+            rows = torch.tensor(batch["image_rows"])
+            image_mask = batch["input_ids"][rows] == self.image_token
+            merged = inputs[rows].clone()
+            merged[image_mask] = features.reshape(-1, features.shape[-1]).to(merged.dtype)
+            inputs = inputs.index_copy(0, rows, merged)
+            out["align"] = self.alignment_loss(features, batch["patch_labels"])
+        hidden = model.model.language_model(inputs_embeds=inputs, attention_mask=batch["attention_mask"]).last_hidden_state
+        logits = model.lm_head(hidden[:, :-1])
+        out["lm"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1),
+                                    ignore_index=-100)
+        return out
+
+    def alignment_loss(self, features: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
+        table = F.normalize(self.model.get_input_embeddings().weight, dim=-1)
+        feats = F.normalize(features, dim=-1)
+        total = features.new_zeros(())
+        for group, ids in self.group_ids.items():
+            logits = feats @ table[ids].T / self.args.align_temperature  # [B, P, words]
+            target = labels[group]
+            position = torch.full_like(target, -100)
+            for k, word in enumerate(ids.tolist()):
+                position[target == word] = k
+            if (position >= 0).any():
+                total = total + F.cross_entropy(logits.reshape(-1, len(ids)), position.reshape(-1), ignore_index=-100)
+        return total
+
+    def train(self) -> None:
+        args = self.args
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        optimiser = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+        total = args.align_steps + args.instruct_steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / 100) * (
+            0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))))
+        self.model.train()
+        started = time.time()
+        log = open(Path(args.out) / "train_log.jsonl", "a")
+        for step in range(total):
+            stage = "align" if step < args.align_steps else "instruct"
+            batch = self.batch(stage)
+            parts = self.losses(batch)
+            loss = parts["lm"] + args.align_weight * parts.get("align", 0.0)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimiser.step()
+            schedule.step()
+            if step % 25 == 0 or step == total - 1:
+                record = {"step": step, "stage": stage, "seconds": round(time.time() - started, 1),
+                          **{k: round(float(v.detach()), 4) for k, v in parts.items()}}
+                print(json.dumps(record), flush=True)
+                log.write(json.dumps(record) + "\n")
+                log.flush()
+            if (step + 1) % args.save_every == 0 or step == total - 1:
+                self.save(Path(args.out) / "model")
+        log.close()
+
+    def save(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        # fp16 on disk (the 20 MB budget); the training copy stays fp32
+        half = {k: v.detach().to(torch.float16) for k, v in self.model.state_dict().items()}
+        self.model.config.dtype = "float16"
+        self.model.save_pretrained(folder, state_dict=half)
+        self.processor.save_pretrained(folder)
+        (folder / "focus_demo.json").write_text(json.dumps({
+            "version": "trained-llava-v1", "seed": self.args.seed, "trained_by": "tools/train_demo_model.py",
+            "args": vars(self.args),
+        }, indent=1))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Train the embedded demo model on the synthetic world.")
+    parser.add_argument("--bank", required=True, help="views from tools/demo_model_data.py")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--align-steps", type=int, default=300)
+    parser.add_argument("--instruct-steps", type=int, default=1500)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--align-weight", type=float, default=1.0)
+    parser.add_argument("--align-temperature", type=float, default=0.1)
+    parser.add_argument("--vision-hidden", type=int, default=128)
+    parser.add_argument("--vision-layers", type=int, default=4)
+    parser.add_argument("--text-hidden", type=int, default=192)
+    parser.add_argument("--text-layers", type=int, default=4)
+    parser.add_argument("--save-every", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    Trainer(args).train()
+
+
+if __name__ == "__main__":
+    main()
