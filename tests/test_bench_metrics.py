@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from focus_engine.bench.metrics import (
-    accuracy, accuracy_by_category, covered_boxes, gt_coverage, mean, peak_hit, peak_pixel, roi_recall, summarize,
+    accuracy, accuracy_by_category, covered_boxes, gt_coverage, mean, peak_cell_hit, peak_hit, peak_pixel, roi_recall,
+    summarize,
 )
 
 
@@ -85,3 +86,16 @@ def test_summarize_records():
     vanilla = summarize([{"correct": True, "category": "a", "forward_passes": 0, "seconds": 1.0, "chosen_index": 1,
                           "ranked_boxes": None}])
     assert vanilla["roi_recall_ranked"] is None and vanilla["peak_hit_rate"] is None
+
+
+def test_peak_cell_hit_judges_the_map_at_its_own_resolution():
+    from focus_engine.grid import GridGeometry, RelevanceMap
+
+    grid = np.zeros((4, 4), dtype=np.float32)
+    grid[1, 2] = 1.0  # the cell x 200..300, y 100..200 of a 400x400 image
+    rmap = RelevanceMap(grid=grid, geometry=GridGeometry.uniform((400, 400), (4, 4)), target="x")
+    assert peak_cell_hit(rmap, (210, 110, 230, 130))  # a small object inside the cell, off its centre
+    assert not peak_hit(rmap.to_image(), (210, 110, 230, 130))  # the upsampled argmax is the cell centre
+    assert peak_cell_hit(rmap, (290, 190, 320, 220))  # overlapping the cell's corner
+    assert not peak_cell_hit(rmap, (300, 100, 340, 140))  # the next cell (exclusive right edge)
+    assert peak_cell_hit(rmap, (302, 100, 340, 140), margin=3)

@@ -160,8 +160,13 @@ class Samples:
             return None
         return focus
 
-    def draw(self, kind: str) -> tuple[int | None, str, str]:
-        """(pixel index or None, user text, assistant answer) of one sample."""
+    def draw(self, kind: str) -> tuple[int | None, str, str, list[tuple[str, str]] | None]:
+        """(pixel index or None, user text, assistant answer, the existence
+        question's (word, patch-label group) pairs or None) of one sample."""
+        self.words = None
+        return (*self._draw(kind), self.words)
+
+    def _draw(self, kind: str) -> tuple[int | None, str, str]:
         if kind == "targets":
             return None, *self.target_extraction()
         if kind == "scene_mc":
@@ -172,6 +177,9 @@ class Samples:
             scene, view = self._scene_view(("union",))
             text, answer = self._item_question(scene)
             return view["pixels"], text, answer
+        if kind == "scene_yesno":  # the relevance prefill's own question, on the global view
+            scene, view = self._scene_view(("global",))
+            return view["pixels"], *self.existence(scene, view)
         while True:
             scene, view = self._scene_view(("crop",) if kind != "yesno" else ("crop", "random"))
             if kind == "yesno":
@@ -194,20 +202,23 @@ class Samples:
         return format_question(scene["question"], options), "ABCD"[options.index(scene["answer"])]
 
     def existence(self, scene: dict[str, Any], view: dict[str, Any]) -> tuple[str, str]:
+        """The existence question FOCUS asks, about a phrase that is in view
+        (half the time) or made up so that nothing in view matches it."""
         shown = [self._obj(scene, o["index"]) for o in view["objects"]]
-        candidates = shown if shown and self.rng.random() < 0.5 else scene["objects"]
-        obj = self.rng.choice(candidates)
-        form = self.rng.random()
-        if form < 0.4:
-            phrase = f"{obj['colour']} {'sign' if obj['kind'] == 'sign' else 'object'}"
-            match = lambda o: o["colour"] == obj["colour"] and (o["kind"] == "sign") == (obj["kind"] == "sign")  # noqa: E731
-        elif form < 0.8:
-            phrase = f"{obj['colour']} {self.phrase_kind(obj)}"
-            match = lambda o: o["colour"] == obj["colour"] and self.phrase_kind(o) == self.phrase_kind(obj)  # noqa: E731
+        if shown and self.rng.random() < 0.5:
+            obj = self.rng.choice(shown)
+            colour, kind = obj["colour"], self.phrase_kind(obj)
         else:
-            phrase = f"{obj['colour']} object"
-            match = lambda o: o["colour"] == obj["colour"]  # noqa: E731
-        return EXISTENCE_PROMPT.format(target=phrase), "Yes" if any(match(o) for o in shown) else "No"
+            colour, kind = self.rng.choice(COLOURS), self.rng.choice(KINDS)
+        form = self.rng.random()
+        if form < 0.4:  # "{colour} sign" / "{colour} object", as the world's questions name targets
+            noun = "sign" if kind == "sign" else "object"
+            match = lambda o: o["colour"] == colour and (noun == "object" or o["kind"] == "sign")  # noqa: E731
+        else:
+            noun = kind
+            match = lambda o: o["colour"] == colour and self.phrase_kind(o) == kind  # noqa: E731
+        self.words = [(colour, "colour"), (noun, "object" if noun == "object" else "kind")]
+        return EXISTENCE_PROMPT.format(target=f"{colour} {noun}"), "Yes" if any(map(match, shown)) else "No"
 
     def target_extraction(self) -> tuple[str, str]:
         colour, other = self.rng.sample(COLOURS, 2)
@@ -254,9 +265,11 @@ def patch_labels(scene: dict[str, Any], view: dict[str, Any], vocab: dict[str, i
 
 # ------------------------------------------------------------------- training
 STAGE_MIX = {
-    "align": {"caption": 0.7, "yesno": 0.15, "targets": 0.15},
-    "instruct": {"caption": 0.1, "crop_mc": 0.3, "scene_mc": 0.15, "union_mc": 0.05, "yesno": 0.25, "targets": 0.15},
+    "align": {"caption": 0.4, "scene_yesno": 0.35, "yesno": 0.1, "targets": 0.15},
+    "instruct": {"caption": 0.05, "crop_mc": 0.3, "scene_mc": 0.1, "union_mc": 0.05, "yesno": 0.2,
+                 "scene_yesno": 0.15, "targets": 0.15},
 }
+BACKGROUND_WEIGHT = 0.2  # object patches are few (one per object in a global view): weigh background less
 WORD_GROUPS = {"colour": ["background", *COLOURS], "kind": ["background", *KINDS], "object": ["background", "object"],
                "letter": LETTERS}
 
@@ -268,6 +281,12 @@ class Trainer:
         self.rng = random.Random(args.seed)
         self.tokenizer = build_tokenizer()
         self.model, self.processor = build_model(self.tokenizer, args)
+        if args.init:
+            from transformers import LlavaForConditionalGeneration
+
+            saved = LlavaForConditionalGeneration.from_pretrained(args.init, dtype=torch.float32)
+            self.model.load_state_dict(saved.state_dict())
+            print(f"init from {args.init}", flush=True)
         self.vocab = self.tokenizer.get_vocab()
         self.pixels, self.scenes = load_bank(args.bank)
         self.samples = Samples(self.pixels, self.scenes, self.rng)
@@ -293,8 +312,18 @@ class Trainer:
         mix = STAGE_MIX[stage]
         kinds = self.rng.choices(list(mix), weights=list(mix.values()), k=self.args.batch)
         drawn = [self.samples.draw(kind) for kind in kinds]
-        image_rows = [i for i, (p, _, _) in enumerate(drawn) if p is not None]
-        encoded = [self.encode(user, answer, p is not None) for p, user, answer in drawn]
+        image_rows = [i for i, (p, _, _, _) in enumerate(drawn) if p is not None]
+        encoded = [self.encode(user, answer, p is not None) for p, user, answer, _ in drawn]
+        value_targets = []  # (batch row, image row, token position, group, word id)
+        for row, (p, _, _, words) in enumerate(drawn):
+            if p is None or not words:
+                continue
+            ids = encoded[row][0]
+            after = len(ids) - 1 - ids[::-1].index(self.image_token)
+            for word, group in words:
+                word_id = self.vocab[word]
+                if word_id in ids[after:]:
+                    value_targets.append((row, image_rows.index(row), after + ids[after:].index(word_id), group, word_id))
         length = max(len(ids) for ids, _ in encoded)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(encoded), length), pad)
@@ -312,7 +341,7 @@ class Trainer:
             per_view = [patch_labels(*self.view_of_pixels[p], self.vocab) for p in pixel_index]
             patch = {g: torch.from_numpy(np.stack([v[g] for v in per_view])).view(len(per_view), -1) for g in WORD_GROUPS}
         return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "image_rows": image_rows,
-                "pixel_values": images, "patch_labels": patch}
+                "pixel_values": images, "patch_labels": patch, "value_targets": value_targets}
 
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         model = self.model
@@ -330,11 +359,34 @@ class Trainer:
             merged[image_mask] = features.reshape(-1, features.shape[-1]).to(merged.dtype)
             inputs = inputs.index_copy(0, rows, merged)
             out["align"] = self.alignment_loss(features, batch["patch_labels"])
-        hidden = model.model.language_model(inputs_embeds=inputs, attention_mask=batch["attention_mask"]).last_hidden_state
+        lm_out = model.model.language_model(inputs_embeds=inputs, attention_mask=batch["attention_mask"],
+                                            use_cache=bool(batch["value_targets"]))
+        hidden = lm_out.last_hidden_state
+        if batch["value_targets"] and self.args.value_weight > 0:
+            out["values"] = self.value_alignment_loss(lm_out.past_key_values, batch)
         logits = model.lm_head(hidden[:, :-1])
         out["lm"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1),
                                     ignore_index=-100)
         return out
+
+    def value_alignment_loss(self, cache: Any, batch: dict[str, Any]) -> torch.Tensor:
+        """For the existence question's colour and kind words: the per-head
+        cosine of their value vectors with every image token's (what FOCUS
+        reads from the cache), softmax over the image tokens, pulled onto the
+        patches that show the word; every layer."""
+        losses = []
+        image_mask = batch["input_ids"] == self.image_token
+        for layer in cache.layers:
+            values = F.normalize(layer.values, dim=-1)  # [B, heads, S, head_dim]
+            for row, image_row, position, group, word_id in batch["value_targets"]:
+                positive = batch["patch_labels"][group][image_row] == word_id
+                if not positive.any():
+                    continue
+                image_values = values[row][:, image_mask[row]]  # [heads, P, head_dim]
+                similarity = (image_values * values[row][:, position, None]).sum(-1).mean(0)
+                logits = similarity / self.args.align_temperature
+                losses.append(torch.logsumexp(logits, 0) - torch.logsumexp(logits[positive], 0))
+        return torch.stack(losses).mean() if losses else torch.zeros(())
 
     def alignment_loss(self, features: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
         table = F.normalize(self.model.get_input_embeddings().weight, dim=-1)
@@ -346,8 +398,12 @@ class Trainer:
             position = torch.full_like(target, -100)
             for k, word in enumerate(ids.tolist()):
                 position[target == word] = k
-            if (position >= 0).any():
-                total = total + F.cross_entropy(logits.reshape(-1, len(ids)), position.reshape(-1), ignore_index=-100)
+            per_patch = F.cross_entropy(logits.reshape(-1, len(ids)), position.reshape(-1).clamp(min=0),
+                                        reduction="none")
+            taught = position.reshape(-1) >= 0
+            weight = torch.where(target.reshape(-1) == self.vocab["background"], BACKGROUND_WEIGHT, 1.0) * taught
+            if taught.any():
+                total = total + (per_patch * weight).sum() / weight.sum()
         return total
 
     def train(self) -> None:
@@ -364,7 +420,7 @@ class Trainer:
             stage = "align" if step < args.align_steps else "instruct"
             batch = self.batch(stage)
             parts = self.losses(batch)
-            loss = parts["lm"] + args.align_weight * parts.get("align", 0.0)
+            loss = parts["lm"] + args.align_weight * parts.get("align", 0.0) + args.value_weight * parts.get("values", 0.0)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -404,6 +460,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--align-weight", type=float, default=1.0)
     parser.add_argument("--align-temperature", type=float, default=0.1)
+    parser.add_argument("--value-weight", type=float, default=1.0)
+    parser.add_argument("--init", default=None, help="start from the weights of a saved checkpoint folder")
     parser.add_argument("--vision-hidden", type=int, default=128)
     parser.add_argument("--vision-layers", type=int, default=4)
     parser.add_argument("--text-hidden", type=int, default=192)

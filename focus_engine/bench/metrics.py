@@ -91,6 +91,18 @@ def peak_hit(relevance_image: np.ndarray, gt_box: Box, margin: float = 0.0) -> b
     return point_in_box(peak_pixel(relevance_image), gt_box, margin)
 
 
+def peak_cell_hit(rmap: Any, gt_box: Box, margin: float = 0.0) -> bool:
+    """The map's highest cell, as a pixel box of the original image, overlaps
+    ``gt_box`` grown by ``margin`` px. This judges a map at its own resolution:
+    on a 16x16 grid over a 2000-px scene a cell is 125 px, so a perfect map's
+    upsampled argmax (a cell centre) can sit outside a 50-px object's box."""
+    grid = np.asarray(rmap.grid)
+    row, col = np.unravel_index(int(np.argmax(grid)), grid.shape)
+    x0, y0, x1, y1 = rmap.cell_box(int(row), int(col))
+    return (x0 < gt_box[2] + margin and gt_box[0] - margin < x1
+            and y0 < gt_box[3] + margin and gt_box[1] - margin < y1)
+
+
 def rate(flags: Iterable[bool]) -> float | None:
     values = [bool(f) for f in flags]
     return float(np.mean(values)) if values else None

@@ -35,7 +35,7 @@ from ..config import FocusConfig
 from ..errors import FocusConfigError, FocusError
 from ..pipeline import FocusPipeline
 from .datasets import BenchItem
-from .metrics import peak_hit, summarize
+from .metrics import peak_cell_hit, summarize
 from .world import scalable_font
 
 ProgressFn = Callable[[int, int, str], None]
@@ -306,7 +306,8 @@ def _focus_fields(result: Any, item: BenchItem, peak_margin: float) -> dict[str,
 def peak_hits(
     relevance: Mapping[str, Any], names: Sequence[str], boxes: Sequence[Sequence[int]], margin: float = 0.0
 ) -> list[bool]:
-    """For each GT target, whether its relevance map peaks inside its box.
+    """For each GT target, whether its relevance map's highest cell overlaps
+    its box (``metrics.peak_cell_hit``).
     A GT target is paired with the map of the same name (case-insensitive);
     failing that, by position when there are as many maps as GT boxes; GT
     targets without a map are left out."""
@@ -317,7 +318,7 @@ def peak_hits(
         name = names[index].lower() if index < len(names) else ""
         rmap = by_name.get(name) or (maps[index] if len(maps) == len(boxes) else None)
         if rmap is not None:
-            hits.append(peak_hit(rmap.to_image(), box, margin))
+            hits.append(peak_cell_hit(rmap, box, margin))
     return hits
 
 
