@@ -10,7 +10,8 @@ import numpy as np
 from . import bridge
 from .common import RoiBatch, boxes_json, check_batch, image_items, pad_to_common_size, run_per_image
 from .common import to_image_tensor, to_mask_tensor
-from .stages import BOXES_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN, _config, _pil, parse_options
+from .stages import BOXES_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN
+from .stages import _config, _pil, parse_options
 
 MODES = ["best", "all", "top_n", "selected"]
 
