@@ -309,7 +309,7 @@ class Trainer:
         return prompt_ids + answer_ids, [-100] * len(prompt_ids) + answer_ids
 
     def batch(self, stage: str) -> dict[str, Any]:
-        mix = STAGE_MIX[stage]
+        mix = self.args.mix.get(stage) or STAGE_MIX[stage]
         kinds = self.rng.choices(list(mix), weights=list(mix.values()), k=self.args.batch)
         drawn = [self.samples.draw(kind) for kind in kinds]
         image_rows = [i for i, (p, _, _, _) in enumerate(drawn) if p is not None]
@@ -341,7 +341,7 @@ class Trainer:
             per_view = [patch_labels(*self.view_of_pixels[p], self.vocab) for p in pixel_index]
             patch = {g: torch.from_numpy(np.stack([v[g] for v in per_view])).view(len(per_view), -1) for g in WORD_GROUPS}
         return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "image_rows": image_rows,
-                "pixel_values": images, "patch_labels": patch, "value_targets": value_targets}
+                "pixel_values": images, "patch_labels": patch, "value_targets": value_targets, "kinds": kinds}
 
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         model = self.model
@@ -365,8 +365,15 @@ class Trainer:
         if batch["value_targets"] and self.args.value_weight > 0:
             out["values"] = self.value_alignment_loss(lm_out.past_key_values, batch)
         logits = model.lm_head(hidden[:, :-1])
-        out["lm"] = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["labels"][:, 1:].reshape(-1),
-                                    ignore_index=-100)
+        labels = batch["labels"][:, 1:]
+        per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
+                                    reduction="none").view(labels.shape)
+        # mean per sample first: a one-letter answer weighs as much as a long target-extraction answer
+        per_sample = per_token.sum(1) / (labels != -100).sum(1).clamp(min=1)
+        out["lm"] = per_sample.mean()
+        for kind in set(batch["kinds"]):  # logged per task, not trained separately
+            rows = [i for i, k in enumerate(batch["kinds"]) if k == kind]
+            out[f"lm_{kind}"] = per_sample[rows].mean().detach()
         return out
 
     def value_alignment_loss(self, cache: Any, batch: dict[str, Any]) -> torch.Tensor:
@@ -462,6 +469,8 @@ def main() -> None:
     parser.add_argument("--align-temperature", type=float, default=0.1)
     parser.add_argument("--value-weight", type=float, default=1.0)
     parser.add_argument("--init", default=None, help="start from the weights of a saved checkpoint folder")
+    parser.add_argument("--mix", type=json.loads, default={},
+                        help='override a stage\'s sample mix, e.g. \'{"instruct": {"caption": 0.5, "crop_mc": 0.5}}\'')
     parser.add_argument("--vision-hidden", type=int, default=128)
     parser.add_argument("--vision-layers", type=int, default=4)
     parser.add_argument("--text-hidden", type=int, default=192)
