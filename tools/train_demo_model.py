@@ -359,6 +359,12 @@ class Trainer:
             merged[image_mask] = features.reshape(-1, features.shape[-1]).to(merged.dtype)
             inputs = inputs.index_copy(0, rows, merged)
             out["align"] = self.alignment_loss(features, batch["patch_labels"])
+            if self.args.feature_norm_weight > 0:
+                # keep image features at the text embeddings' scale: a shared component hundreds of times
+                # larger than a word embedding survives the cosine losses (it is common to every patch) but
+                # leaves the patches nearly identical after the language model's RMSNorm
+                word_norm = embed.weight.norm(dim=-1).mean().detach()
+                out["feature_norm"] = (features.norm(dim=-1) / word_norm).log().pow(2).mean()
         lm_out = model.model.language_model(inputs_embeds=inputs, attention_mask=batch["attention_mask"],
                                             use_cache=bool(batch["value_targets"]))
         hidden = lm_out.last_hidden_state
@@ -427,7 +433,8 @@ class Trainer:
             stage = "align" if step < args.align_steps else "instruct"
             batch = self.batch(stage)
             parts = self.losses(batch)
-            loss = parts["lm"] + args.align_weight * parts.get("align", 0.0) + args.value_weight * parts.get("values", 0.0)
+            loss = (parts["lm"] + args.align_weight * parts.get("align", 0.0) + args.value_weight * parts.get("values", 0.0)
+                    + args.feature_norm_weight * parts.get("feature_norm", 0.0))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -468,6 +475,7 @@ def main() -> None:
     parser.add_argument("--align-weight", type=float, default=1.0)
     parser.add_argument("--align-temperature", type=float, default=0.1)
     parser.add_argument("--value-weight", type=float, default=1.0)
+    parser.add_argument("--feature-norm-weight", type=float, default=0.1)
     parser.add_argument("--init", default=None, help="start from the weights of a saved checkpoint folder")
     parser.add_argument("--mix", type=json.loads, default={},
                         help='override a stage\'s sample mix, e.g. \'{"instruct": {"caption": 0.5, "crop_mc": 0.5}}\'')
