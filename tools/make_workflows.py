@@ -110,13 +110,13 @@ class Graph:
         spec = self.specs[node.kind]
         defaults = {n: o.get("default", (k[0] if isinstance(k, list) and k else None))
                     for n, k, o in widget_inputs(spec)}
+        layout = widgets_layout(spec)
         values = []
-        for slot, name in enumerate(widgets_layout(spec)):
+        for slot, name in enumerate(layout):
             if name is not None:
                 values.append(node.widgets.get(name, defaults[name]))
             else:
-                previous = widgets_layout(spec)[slot - 1]
-                values.append("image" if previous == "image" and node.kind == "LoadImage" else "fixed")
+                values.append("image" if layout[slot - 1] == "image" and node.kind == "LoadImage" else "fixed")
         return values
 
     def _order(self) -> list[Node]:
@@ -159,10 +159,9 @@ class Graph:
     def api(self) -> dict[str, Any]:
         prompt = {}
         for node in self.nodes:
-            inputs = {}
-            for name, _, _ in widget_inputs(self.specs[node.kind]):
-                if name not in node.links_in:
-                    inputs[name] = self._widgets_values(node)[widgets_layout(self.specs[node.kind]).index(name)]
+            values = dict(zip(widgets_layout(self.specs[node.kind]), self._widgets_values(node)))
+            inputs = {name: values[name] for name, _, _ in widget_inputs(self.specs[node.kind])
+                      if name not in node.links_in}
             for name, link_id in node.links_in.items():
                 link = self.links[link_id - 1]
                 inputs[name] = [str(link[1]), link[2]]

@@ -122,8 +122,9 @@ def build_model(tokenizer: Any, args: argparse.Namespace) -> tuple[Any, Any]:
 class Samples:
     """Draws training texts and images from the bank of views."""
 
-    def __init__(self, pixels: np.ndarray, scenes: list[dict[str, Any]], rng: random.Random) -> None:
-        self.pixels, self.scenes, self.rng = pixels, scenes, rng
+    def __init__(self, scenes: list[dict[str, Any]], rng: random.Random) -> None:
+        self.scenes, self.rng = scenes, rng
+        self._having: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # scenes with views of some kinds
 
     def _obj(self, scene: dict[str, Any], index: int) -> dict[str, Any]:
         return scene["objects"][index]
@@ -144,7 +145,9 @@ class Samples:
         return format_question(question, options), "ABCD"[options.index(correct)]
 
     def _scene_view(self, kinds: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
-        having = [s for s in self.scenes if any(v["kind"] in kinds for v in s["views"])]
+        if kinds not in self._having:  # once per kind set, not per drawn sample
+            self._having[kinds] = [s for s in self.scenes if any(v["kind"] in kinds for v in s["views"])]
+        having = self._having[kinds]
         if not having:
             raise ValueError(f"the bank has no {kinds} views; build it from more items")
         scene = self.rng.choice(having)
@@ -289,7 +292,7 @@ class Trainer:
             print(f"init from {args.init}", flush=True)
         self.vocab = self.tokenizer.get_vocab()
         self.pixels, self.scenes = load_bank(args.bank)
-        self.samples = Samples(self.pixels, self.scenes, self.rng)
+        self.samples = Samples(self.scenes, self.rng)
         mean = torch.tensor(self.processor.image_processor.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(self.processor.image_processor.image_std).view(1, 3, 1, 1)
         self.norm = (mean, std)
