@@ -3,7 +3,11 @@
 model, a word-level tokenizer built locally) on the synthetic fine-grained
 world, from a seed, on a CPU.
 
-Two stages, one loop:
+Three stages, one loop:
+0. vision: the vision tower and projector alone, on the auxiliary patch-word
+   loss below (no language model in the step, so large batches are cheap);
+   it teaches the encoder colours, shapes and letters before the language
+   model has to read them;
 1. alignment: crops -> short captions ("a purple sign with the letter K"),
    plus the auxiliary patch-word loss below;
 2. instructions: multiple-choice questions on ROI-like crops and on whole
@@ -346,28 +350,49 @@ class Trainer:
         return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "image_rows": image_rows,
                 "pixel_values": images, "patch_labels": patch, "value_targets": value_targets, "kinds": kinds}
 
+    def vision_batch(self) -> dict[str, Any]:
+        pixel_index = self.rng.sample(range(len(self.view_of_pixels)), self.args.vision_batch)
+        images = torch.from_numpy(self.pixels[pixel_index]).permute(0, 3, 1, 2).float() / 255.0
+        per_view = [patch_labels(*self.view_of_pixels[p], self.vocab) for p in pixel_index]
+        patch = {g: torch.from_numpy(np.stack([v[g] for v in per_view])).view(len(per_view), -1) for g in WORD_GROUPS}
+        return {"pixel_values": (images - self.norm[0]) / self.norm[1], "patch_labels": patch}
+
+    def image_features(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        features = self.model.model.get_image_features(pixel_values=pixel_values)
+        features = features.pooler_output if hasattr(features, "pooler_output") else features
+        features = torch.stack(list(features)) if isinstance(features, (list, tuple)) else features
+        return features.view(len(pixel_values), CELLS**2, -1)
+
+    def feature_norm_loss(self, features: torch.Tensor) -> torch.Tensor:
+        # keep image features at the text embeddings' scale: a shared component hundreds of times
+        # larger than a word embedding survives the cosine losses (it is common to every patch) but
+        # leaves the patches nearly identical after the language model's RMSNorm
+        word_norm = self.model.get_input_embeddings().weight.norm(dim=-1).mean().detach()
+        return (features.norm(dim=-1) / word_norm).log().pow(2).mean()
+
+    def vision_losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        features = self.image_features(batch["pixel_values"])
+        out = {"align": self.alignment_loss(features, batch["patch_labels"]), **self.metrics}
+        if self.args.feature_norm_weight > 0:
+            out["feature_norm"] = self.feature_norm_loss(features)
+        return out
+
     def losses(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         model = self.model
         embed = model.get_input_embeddings()
         inputs = embed(batch["input_ids"])
         out: dict[str, torch.Tensor] = {}
         if batch["pixel_values"] is not None:
-            features = model.model.get_image_features(pixel_values=batch["pixel_values"])
-            features = features.pooler_output if hasattr(features, "pooler_output") else features
-            features = torch.stack(list(features)) if isinstance(features, (list, tuple)) else features
-            features = features.view(len(batch["image_rows"]), CELLS**2, -1)
+            features = self.image_features(batch["pixel_values"])
             rows = torch.tensor(batch["image_rows"])
             image_mask = batch["input_ids"][rows] == self.image_token
             merged = inputs[rows].clone()
             merged[image_mask] = features.reshape(-1, features.shape[-1]).to(merged.dtype)
             inputs = inputs.index_copy(0, rows, merged)
             out["align"] = self.alignment_loss(features, batch["patch_labels"])
+            out.update(self.metrics)
             if self.args.feature_norm_weight > 0:
-                # keep image features at the text embeddings' scale: a shared component hundreds of times
-                # larger than a word embedding survives the cosine losses (it is common to every patch) but
-                # leaves the patches nearly identical after the language model's RMSNorm
-                word_norm = embed.weight.norm(dim=-1).mean().detach()
-                out["feature_norm"] = (features.norm(dim=-1) / word_norm).log().pow(2).mean()
+                out["feature_norm"] = self.feature_norm_loss(features)
         lm_out = model.model.language_model(inputs_embeds=inputs, attention_mask=batch["attention_mask"],
                                             use_cache=bool(batch["value_targets"]))
         hidden = lm_out.last_hidden_state
@@ -408,6 +433,7 @@ class Trainer:
         table = F.normalize(self.model.get_input_embeddings().weight, dim=-1)
         feats = F.normalize(features, dim=-1)
         total = features.new_zeros(())
+        self.metrics = {}
         for group, ids in self.group_ids.items():
             logits = feats @ table[ids].T / self.args.align_temperature  # [B, P, words]
             target = labels[group]
@@ -420,23 +446,27 @@ class Trainer:
             weight = torch.where(target.reshape(-1) == self.vocab["background"], BACKGROUND_WEIGHT, 1.0) * taught
             if taught.any():
                 total = total + (per_patch * weight).sum() / weight.sum()
+            on_object = taught & (target.reshape(-1) != self.vocab["background"])
+            if on_object.any():  # logged: how often the patch's nearest word in the group is right, on objects
+                hits = logits.reshape(-1, len(ids)).argmax(-1) == position.reshape(-1)
+                self.metrics[f"acc_{group}"] = hits[on_object].float().mean().detach()
         return total
 
     def train(self) -> None:
         args = self.args
         params = [p for p in self.model.parameters() if p.requires_grad]
         optimiser = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
-        total = args.align_steps + args.instruct_steps
+        total = args.vision_steps + args.align_steps + args.instruct_steps
         schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda s: min(1.0, (s + 1) / 100) * (
             0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / total)))))
         self.model.train()
         started = time.time()
         log = open(Path(args.out) / "train_log.jsonl", "a")
         for step in range(total):
-            stage = "align" if step < args.align_steps else "instruct"
-            batch = self.batch(stage)
-            parts = self.losses(batch)
-            loss = (parts["lm"] + args.align_weight * parts.get("align", 0.0) + args.value_weight * parts.get("values", 0.0)
+            stage = ("vision" if step < args.vision_steps else
+                     "align" if step < args.vision_steps + args.align_steps else "instruct")
+            parts = self.vision_losses(self.vision_batch()) if stage == "vision" else self.losses(self.batch(stage))
+            loss = (parts.get("lm", 0.0) + args.align_weight * parts.get("align", 0.0) + args.value_weight * parts.get("values", 0.0)
                     + args.feature_norm_weight * parts.get("feature_norm", 0.0))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
@@ -471,6 +501,8 @@ def main() -> None:
     parser.add_argument("--bank", required=True, help="views from tools/demo_model_data.py")
     parser.add_argument("--out", required=True)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--vision-steps", type=int, default=1000)
+    parser.add_argument("--vision-batch", type=int, default=48)
     parser.add_argument("--align-steps", type=int, default=300)
     parser.add_argument("--instruct-steps", type=int, default=1500)
     parser.add_argument("--batch", type=int, default=16)
