@@ -47,7 +47,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from demo_model_data import CELLS, SIDE, load_bank  # noqa: E402
 from focus_engine.answer import MC_INSTRUCTION, format_question  # noqa: E402
-from focus_engine.bench.world import DEFAULT_LABELS, DEFAULT_SHAPES, QUESTION_TEMPLATES, WorldSpec  # noqa: E402
+from focus_engine.bench.world import (  # noqa: E402
+    DEFAULT_LABELS, DEFAULT_SHAPES, LETTER_HEIGHT_RATIO, QUESTION_TEMPLATES, SIGN_HEIGHT_RATIO, WorldSpec,
+)
 from focus_engine.demo import CHAT_TEMPLATE  # noqa: E402
 from focus_engine.mllm.base import EXISTENCE_PROMPT  # noqa: E402
 from focus_engine.targets import ICL_EXAMPLES, LEAD_IN, build_icl_prompt  # noqa: E402
@@ -176,6 +178,8 @@ class Samples:
     def _draw(self, kind: str) -> tuple[int | None, str, str]:
         if kind == "targets":
             return None, *self.target_extraction()
+        if kind == "text_mc":
+            return None, *self.text_mc()
         if kind == "scene_mc":
             scene, view = self._scene_view(("global",))
             text, answer = self._item_question(scene)
@@ -202,6 +206,28 @@ class Samples:
             if focus["kind"] == "shape":
                 question = QUESTION_TEMPLATES["shape"].format(colour=focus["colour"])
                 return view["pixels"], *self.mc(question, focus["shape"], SHAPES)
+
+    def text_mc(self) -> tuple[str, str]:
+        """A multiple-choice question with its fact stated in words, no image:
+        teaches the option lookup (find the option that matches, answer its
+        letter) apart from reading the image, which the image questions need too."""
+        colour, other = self.rng.sample(COLOURS, 2)
+        subtype = self.rng.choice(["label", "shape", "spatial"])
+        if subtype == "label":
+            letter = self.rng.choice(LETTERS)
+            fact = f"a {colour} sign with the letter {letter} ."
+            text, answer = self.mc(QUESTION_TEMPLATES["label"].format(colour=colour), letter, LETTERS)
+        elif subtype == "shape":
+            shape = self.rng.choice(SHAPES)
+            fact = f"a {colour} {shape} ."
+            text, answer = self.mc(QUESTION_TEMPLATES["shape"].format(colour=colour), shape, SHAPES)
+        else:
+            shape1, shape2 = self.rng.choice(SHAPES), self.rng.choice(SHAPES)
+            side = self.rng.choice(["left", "right"])
+            fact = f"the {colour} {shape1} is to the {side} of the {other} {shape2} ."
+            question = QUESTION_TEMPLATES["spatial"].format(colour1=colour, shape1=shape1, colour2=other, shape2=shape2)
+            text, answer = self.mc(question, side, ["left", "right"], k=2)
+        return f"{fact}\n{text}", answer
 
     def _item_question(self, scene: dict[str, Any]) -> tuple[str, str]:
         options = list(scene["options"])
@@ -252,21 +278,31 @@ def patch_labels(scene: dict[str, Any], view: dict[str, Any], vocab: dict[str, i
     labels["colour"][:] = vocab["background"]
     labels["kind"][:] = vocab["background"]
     labels["object"][:] = vocab["background"]
+    def span(low: float, high: float) -> np.ndarray:
+        """Patches whose centre lies in [low, high); the one holding the middle if none."""
+        inside = np.nonzero((centres >= low) & (centres < high))[0]
+        return inside if len(inside) else np.array([min(CELLS - 1, max(0, int((low + high) / 2 // cell)))])
+
     for shown in view["objects"]:
         obj = scene["objects"][shown["index"]]
         x0, y0, x1, y1 = shown["box"]
-        cols = np.nonzero((centres >= x0) & (centres < x1))[0]
-        rows = np.nonzero((centres >= y0) & (centres < y1))[0]
-        if len(cols) == 0:  # smaller than a patch: the patch holding its centre
-            cols = np.array([min(CELLS - 1, int((x0 + x1) / 2 // cell))])
-        if len(rows) == 0:
-            rows = np.array([min(CELLS - 1, int((y0 + y1) / 2 // cell))])
-        block = np.ix_(rows, cols)
+        size = shown["size"]
+        whole = abs((x1 - x0) - size) < 2 and abs((y1 - y0) - SIGN_HEIGHT_RATIO * size) < 2
+        if obj["kind"] == "sign" and whole:  # the plate only: the post below it shows neither colour nor letter
+            labels_of_post = np.ix_(span(y0 + size + cell / 2, y1), span(x0, x1))
+            for group in labels:
+                labels[group][labels_of_post] = -1
+            y1 = y0 + size
+        block = np.ix_(span(y0, y1), span(x0, x1))
         labels["colour"][block] = vocab[obj["colour"]]
         labels["kind"][block] = vocab["sign" if obj["kind"] == "sign" else obj["shape"]]
         labels["object"][block] = vocab["object"]
-        if obj["kind"] == "sign" and shown["size"] >= READABLE_LETTER:
-            labels["letter"][block] = vocab[obj["label"]]
+        if obj["kind"] == "sign" and whole and size >= READABLE_LETTER:
+            # the letter is drawn in the plate's middle (LETTER_HEIGHT_RATIO of its side): taught on the
+            # patches that show it, not on the plate's plain corners
+            half = LETTER_HEIGHT_RATIO * size / 2
+            cx, cy = (x0 + x1) / 2, y0 + size / 2
+            labels["letter"][np.ix_(span(cy - half, cy + half), span(cx - half, cx + half))] = vocab[obj["label"]]
     return labels
 
 
