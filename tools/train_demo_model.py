@@ -11,16 +11,21 @@ Three stages, one loop:
 1. alignment: crops -> short captions ("a purple sign with the letter K"),
    plus the auxiliary patch-word loss below;
 2. instructions: multiple-choice questions on ROI-like crops and on whole
-   scenes, the yes/no existence question FOCUS verifies crops with, and the
-   exact few-shot target-extraction prompt the engine sends.
+   scenes, the yes/no existence question FOCUS verifies crops with, the
+   exact few-shot target-extraction prompt the engine sends, and text-only
+   multiple choice that states the fact (the option lookup on its own).
 
 Auxiliary loss (stated in the README): every image token's projected feature
 (the vector the language model receives) is pulled, by a cosine-softmax over
 vocabulary words, toward the input embedding of the words that describe the
 object under that patch (its colour, its kind or shape, "object"; its letter
-when readable) and toward "background" elsewhere. Large MLLMs get this
+when readable) and toward "background" elsewhere. A second auxiliary loss
+(``--value-weight``) does the same inside the language model: the value
+vectors of the existence question's colour and kind words, per layer, toward
+those of the image tokens showing them; that is what FOCUS's relevance map
+reads, so this loss trains the map's signal directly. Large MLLMs get this
 word-patch agreement from pretraining; ours is a stand-in that has to be
-taught it. Nothing trains the relevance map itself.
+taught it.
 
     python tools/demo_model_data.py --seed 1000 --n 1000 --out /tmp/bank
     python tools/train_demo_model.py --bank /tmp/bank --out /tmp/demo-model
@@ -128,8 +133,8 @@ def build_model(tokenizer: Any, args: argparse.Namespace) -> tuple[Any, Any]:
 class Samples:
     """Draws training texts and images from the bank of views."""
 
-    def __init__(self, scenes: list[dict[str, Any]], rng: random.Random) -> None:
-        self.scenes, self.rng = scenes, rng
+    def __init__(self, scenes: list[dict[str, Any]], rng: random.Random, answer_style: str = "letter") -> None:
+        self.scenes, self.rng, self.answer_style = scenes, rng, answer_style
         self._having: dict[tuple[str, ...], list[dict[str, Any]]] = {}  # scenes with views of some kinds
 
     def _obj(self, scene: dict[str, Any], index: int) -> dict[str, Any]:
@@ -148,7 +153,12 @@ class Samples:
         wrong = self.rng.sample([p for p in pool if p != correct], k - 1)
         options = wrong + [correct]
         self.rng.shuffle(options)
-        return format_question(question, options), "ABCD"[options.index(correct)]
+        return format_question(question, options), self._answer(options, correct)
+
+    def _answer(self, options: list[str], correct: str) -> str:
+        """The option's letter, or (``answer_style="text"``) its text, which
+        the engine and the benchmark match to the option as well."""
+        return correct if self.answer_style == "text" else "ABCD"[options.index(correct)]
 
     def _scene_view(self, kinds: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
         if kinds not in self._having:  # once per kind set, not per drawn sample
@@ -232,7 +242,7 @@ class Samples:
     def _item_question(self, scene: dict[str, Any]) -> tuple[str, str]:
         options = list(scene["options"])
         self.rng.shuffle(options)
-        return format_question(scene["question"], options), "ABCD"[options.index(scene["answer"])]
+        return format_question(scene["question"], options), self._answer(options, scene["answer"])
 
     def existence(self, scene: dict[str, Any], view: dict[str, Any]) -> tuple[str, str]:
         """The existence question FOCUS asks, about a phrase that is in view
@@ -310,7 +320,7 @@ def patch_labels(scene: dict[str, Any], view: dict[str, Any], vocab: dict[str, i
 STAGE_MIX = {
     "align": {"caption": 0.4, "scene_yesno": 0.35, "yesno": 0.1, "targets": 0.15},
     "instruct": {"caption": 0.05, "crop_mc": 0.3, "scene_mc": 0.1, "union_mc": 0.05, "yesno": 0.2,
-                 "scene_yesno": 0.15, "targets": 0.15},
+                 "scene_yesno": 0.15, "targets": 0.1, "text_mc": 0.1},
 }
 BACKGROUND_WEIGHT = 0.2  # object patches are few (one per object in a global view): weigh background less
 WORD_GROUPS = {"colour": ["background", *COLOURS], "kind": ["background", *KINDS], "object": ["background", "object"],
@@ -332,7 +342,7 @@ class Trainer:
             print(f"init from {args.init}", flush=True)
         self.vocab = self.tokenizer.get_vocab()
         self.pixels, self.scenes = load_bank(args.bank)
-        self.samples = Samples(self.scenes, self.rng)
+        self.samples = Samples(self.scenes, self.rng, args.answer_style)
         mean = torch.tensor(self.processor.image_processor.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(self.processor.image_processor.image_std).view(1, 3, 1, 1)
         self.norm = (mean, std)
@@ -547,6 +557,8 @@ def main() -> None:
     parser.add_argument("--align-temperature", type=float, default=0.1)
     parser.add_argument("--value-weight", type=float, default=1.0)
     parser.add_argument("--feature-norm-weight", type=float, default=0.1)
+    parser.add_argument("--answer-style", default="letter", choices=["letter", "text"],
+                        help="multiple-choice answers: the option's letter, or its text")
     parser.add_argument("--init", default=None, help="start from the weights of a saved checkpoint folder")
     parser.add_argument("--mix", type=json.loads, default={},
                         help='override a stage\'s sample mix, e.g. \'{"instruct": {"caption": 0.5, "crop_mc": 0.5}}\'')
