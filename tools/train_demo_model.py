@@ -169,6 +169,19 @@ class Samples:
         scene = self.rng.choice(having)
         return scene, self.rng.choice([v for v in scene["views"] if v["kind"] in kinds])
 
+    def _central_object(self, scene: dict[str, Any], view: dict[str, Any]) -> dict[str, Any] | None:
+        """The object nearest the view's centre, if clearly nearer than any
+        other (crops are jittered, so the crop's focus object need not be the
+        central one the caption prompt asks about)."""
+        def distance(shown: dict[str, Any]) -> float:
+            x0, y0, x1, y1 = shown["box"]
+            return math.hypot((x0 + x1) / 2 - SIDE / 2, (y0 + y1) / 2 - SIDE / 2)
+
+        ranked = sorted(view["objects"], key=distance)
+        if not ranked or (len(ranked) > 1 and distance(ranked[1]) < distance(ranked[0]) + SIDE / 8):
+            return None
+        return self._obj(scene, ranked[0]["index"])
+
     def _unique_colour_focus(self, scene: dict[str, Any], view: dict[str, Any]) -> dict[str, Any] | None:
         """The crop's focus object, if no other object in view shares its colour."""
         if view["focus"] is None:
@@ -205,11 +218,14 @@ class Samples:
             scene, view = self._scene_view(("crop",) if kind != "yesno" else ("crop", "random"))
             if kind == "yesno":
                 return view["pixels"], *self.existence(scene, view)
+            if kind == "caption":
+                central = self._central_object(scene, view)
+                if central is None:
+                    continue
+                return view["pixels"], CAPTION_PROMPT, self.caption(central)
             focus = self._unique_colour_focus(scene, view)
             if focus is None:
                 continue
-            if kind == "caption":
-                return view["pixels"], CAPTION_PROMPT, self.caption(focus)
             if focus["kind"] == "sign" and self.rng.random() < 0.6:
                 question = QUESTION_TEMPLATES["label"].format(colour=focus["colour"])
                 return view["pixels"], *self.mc(question, focus["label"], LETTERS)
