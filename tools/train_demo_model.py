@@ -6,8 +6,8 @@ world, from a seed, on a CPU.
 Three stages, one loop:
 0. vision: the vision tower and projector alone, on the auxiliary patch-word
    loss below (no language model in the step, so large batches are cheap);
-   it teaches the encoder colours, shapes and letters before the language
-   model has to read them;
+   it teaches the encoder colours and letters (shapes only partly, so far)
+   before the language model has to read them;
 1. alignment: crops -> short captions ("a purple sign with the letter K"),
    plus the auxiliary patch-word loss below;
 2. instructions: multiple-choice questions on ROI-like crops and on whole
@@ -235,8 +235,8 @@ class Samples:
 
     def text_mc(self) -> tuple[str, str]:
         """A multiple-choice question with its fact stated in words, no image:
-        teaches the option lookup (find the option that matches, answer its
-        letter) apart from reading the image, which the image questions need too."""
+        teaches the option lookup (find the option that matches the fact and
+        answer with it) apart from reading the image."""
         colour, other = self.rng.sample(COLOURS, 2)
         subtype = self.rng.choice(["label", "shape", "spatial"])
         if subtype == "label":
@@ -304,6 +304,7 @@ def patch_labels(scene: dict[str, Any], view: dict[str, Any], vocab: dict[str, i
     labels["colour"][:] = vocab["background"]
     labels["kind"][:] = vocab["background"]
     labels["object"][:] = vocab["background"]
+
     def span(low: float, high: float) -> np.ndarray:
         """Patches whose centre lies in [low, high); the one holding the middle if none."""
         inside = np.nonzero((centres >= low) & (centres < high))[0]
