@@ -1,9 +1,13 @@
 """Quick probes of a demo-model checkpoint on held-out world items (a training
 aid; the full evaluation is ``focus bench run``): relevance-peak hit rate,
 multiple-choice accuracy on a crop around the target and on the whole scene,
-and the yes/no check on crops with and without the target.
+and the yes/no check on crops with and without the target; with
+``--bank``, how much each training task's loss depends on the image (the
+loss with each sample's own image vs with the batch's images shuffled: equal
+losses mean the language model ignores the image for that task).
 
     python tools/probe_demo_model.py MODEL_DIR --seed 1 --n 40
+    python tools/probe_demo_model.py MODEL_DIR --bank BANK --tasks yesno,crop_mc,caption
 """
 
 from __future__ import annotations
@@ -63,13 +67,51 @@ def probe(folder: str, seed: int, n: int, layers: tuple[int, int] | None) -> dic
     return result
 
 
+def image_reliance(folder: str, bank: str, tasks: list[str], answer_style: str = "letter", batch: int = 48,
+                   seed: int = 123) -> dict[str, dict]:
+    """Per task: mean per-sample answer loss with the right images and with
+    the images shuffled across the batch (training views of ``bank``)."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "tools"))
+    import train_demo_model as trainer
+
+    config = json.loads((Path(folder) / "config.json").read_text())
+    vision, text = config["vision_config"], config["text_config"]
+    args = argparse.Namespace(
+        bank=bank, seed=seed, init=folder, mix={}, batch=batch, align_temperature=0.1, answer_style=answer_style,
+        value_weight=0.0, feature_norm_weight=0.0, vision_hidden=vision["hidden_size"],
+        vision_layers=vision["num_hidden_layers"], text_hidden=text["hidden_size"],
+        text_layers=text["num_hidden_layers"])
+    run = trainer.Trainer(args)
+    run.model.eval()
+    out = {}
+    for task in tasks:
+        run.args.mix = {"instruct": {task: 1.0}}
+        drawn = run.batch("instruct")
+        if drawn["pixel_values"] is None:
+            raise SystemExit(f"task {task!r} shows no image")
+        shuffled = dict(drawn, pixel_values=drawn["pixel_values"][torch.randperm(len(drawn["pixel_values"]))])
+        with torch.no_grad():
+            out[task] = {"own_images": round(float(run.losses(drawn)[f"lm_{task}"]), 4),
+                         "shuffled_images": round(float(run.losses(shuffled)[f"lm_{task}"]), 4)}
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("folder")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--layers", default=None, help="start,end (half-open); default: the family's")
+    parser.add_argument("--bank", help="measure image reliance per task on this bank's views instead")
+    parser.add_argument("--tasks", default="yesno,crop_mc,caption")
+    parser.add_argument("--answer-style", default="letter", choices=["letter", "text"],
+                        help="how the checkpoint was taught to answer multiple choice")
     args = parser.parse_args()
+    if args.bank:
+        print(json.dumps(image_reliance(args.folder, args.bank, args.tasks.split(","), args.answer_style)))
+        return
     layers = tuple(int(v) for v in args.layers.split(",")) if args.layers else None
     print(json.dumps(probe(args.folder, args.seed, args.n, layers)))
 
