@@ -363,7 +363,10 @@ class Trainer:
         mean = torch.tensor(self.processor.image_processor.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(self.processor.image_processor.image_std).view(1, 3, 1, 1)
         self.norm = (mean, std)
-        self.group_ids = {g: torch.tensor([self.vocab[w] for w in words]) for g, words in WORD_GROUPS.items()}
+        self.device = torch.device(getattr(args, "device", "cpu"))
+        self.model.to(self.device)
+        self.group_ids = {g: torch.tensor([self.vocab[w] for w in words], device=self.device)
+                          for g, words in WORD_GROUPS.items()}
         self.view_of_pixels = {v["pixels"]: (s, v) for s in self.scenes for v in s["views"]}
         self.image_token = self.vocab["<image>"]
 
@@ -413,6 +416,14 @@ class Trainer:
         return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "image_rows": image_rows,
                 "pixel_values": images, "patch_labels": patch, "value_targets": value_targets, "kinds": kinds}
 
+    def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
+        def move(value: Any) -> Any:
+            if isinstance(value, torch.Tensor):
+                return value.to(self.device)
+            return {k: move(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+        return {key: move(value) for key, value in batch.items()}
+
     def vision_batch(self) -> dict[str, Any]:
         pixel_index = self.rng.sample(range(len(self.view_of_pixels)), self.args.vision_batch)
         images = torch.from_numpy(self.pixels[pixel_index]).permute(0, 3, 1, 2).float() / 255.0
@@ -447,7 +458,7 @@ class Trainer:
         out: dict[str, torch.Tensor] = {}
         if batch["pixel_values"] is not None:
             features = self.image_features(batch["pixel_values"])
-            rows = torch.tensor(batch["image_rows"])
+            rows = torch.tensor(batch["image_rows"], device=self.device)
             image_mask = batch["input_ids"][rows] == self.image_token
             merged = inputs[rows].clone()
             merged[image_mask] = features.reshape(-1, features.shape[-1]).to(merged.dtype)
@@ -528,7 +539,9 @@ class Trainer:
         for step in range(total):
             stage = ("vision" if step < args.vision_steps else
                      "align" if step < args.vision_steps + args.align_steps else "instruct")
-            parts = self.vision_losses(self.vision_batch()) if stage == "vision" else self.losses(self.batch(stage))
+            batch = self.vision_batch() if stage == "vision" else self.batch(stage)
+            batch = self.to_device(batch)
+            parts = self.vision_losses(batch) if stage == "vision" else self.losses(batch)
             loss = (parts.get("lm", 0.0) + args.align_weight * parts.get("align", 0.0) + args.value_weight * parts.get("values", 0.0)
                     + args.feature_norm_weight * parts.get("feature_norm", 0.0))
             optimiser.zero_grad(set_to_none=True)
@@ -549,7 +562,7 @@ class Trainer:
     def save(self, folder: Path) -> None:
         folder.mkdir(parents=True, exist_ok=True)
         # fp16 on disk (the 20 MB budget); the training copy stays fp32
-        half = {k: v.detach().to(torch.float16) for k, v in self.model.state_dict().items()}
+        half = {k: v.detach().to("cpu", torch.float16) for k, v in self.model.state_dict().items()}
         self.model.config.dtype = "float16"
         self.model.save_pretrained(folder, state_dict=half)
         self.processor.save_pretrained(folder)
@@ -585,6 +598,7 @@ def main() -> None:
     parser.add_argument("--text-layers", type=int, default=4)
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (a lent GPU makes each step ~100x cheaper)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
