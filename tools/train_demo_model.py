@@ -598,7 +598,7 @@ def main() -> None:
     parser.add_argument("--text-layers", type=int, default=4)
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (a lent GPU makes each step ~100x cheaper)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (to train on a lent GPU; untested there so far)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
