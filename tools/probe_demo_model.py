@@ -1,5 +1,6 @@
 """Quick probes of a demo-model checkpoint on held-out world items (a training
-aid; the full evaluation is ``focus bench run``): relevance-peak hit rate,
+aid; the full evaluation is ``focus bench run``): relevance-peak hit rate
+(highest map cell overlaps the target, as the benchmark judges it),
 multiple-choice accuracy on a crop around the target and on the whole scene,
 and the yes/no check on crops with and without the target; with
 ``--bank``, how much each training task's loss depends on the image (the
@@ -24,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from focus_engine import load_mllm  # noqa: E402
 from focus_engine.answer import format_question, parse_option  # noqa: E402
-from focus_engine.bench.metrics import peak_hit  # noqa: E402
+from focus_engine.bench.metrics import peak_cell_hit  # noqa: E402
 from focus_engine.bench.world import generate_item  # noqa: E402
 
 
@@ -46,7 +47,7 @@ def probe(folder: str, seed: int, n: int, layers: tuple[int, int] | None) -> dic
         correct = "ABCD"[options.index(item.answer)]
         for name, box in zip(item.target_names, item.target_boxes):
             rmap = mllm.relevance_map(item.image, name, layers=layers)
-            hits.append(peak_hit(rmap.to_image(), box))
+            hits.append(peak_cell_hit(rmap, box))
         prompt = format_question(item.question, options)
         scene_ok.append(parse_option(mllm.generate(prompt, images=[item.image], max_new_tokens=4), options) == correct)
         if item.subtype != "spatial":
