@@ -90,7 +90,8 @@ def parse_option(answer: str, options: Sequence[str] | None) -> str | None:
         return match.group(1)
     lowered = answer.strip().lower()
     for letter, text in zip(letters, options):
-        if lowered.startswith(text.lower()):
+        # whole words only: option "T" must not match "the letter A", nor "red" match "reddish"
+        if re.match(rf"{re.escape(text.strip().lower())}(?!\w)", lowered):
             return letter
     return None
 

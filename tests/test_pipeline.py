@@ -184,3 +184,7 @@ def test_multiple_choice_formatting_and_parsing():
     assert parse_option("(A) red", ["red", "blue"]) == "A"
     assert parse_option("blue, clearly", ["red", "blue"]) == "B"
     assert parse_option("no idea", ["red", "blue"]) is None
+    # an option's text counts only as whole words at the start of the answer
+    assert parse_option("the letter A", ["T", "A", "M", "X"]) is None
+    assert parse_option("reddish", ["red", "blue"]) is None
+    assert parse_option("red.", ["red", "blue"]) == "A"
