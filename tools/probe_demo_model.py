@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from focus_engine import load_mllm  # noqa: E402
-from focus_engine.answer import format_question, parse_option  # noqa: E402
+from focus_engine.answer import format_question  # noqa: E402
+from focus_engine.bench.runner import choose_option  # noqa: E402
 from focus_engine.bench.metrics import peak_cell_hit  # noqa: E402
 from focus_engine.bench.world import generate_item  # noqa: E402
 
@@ -44,16 +45,16 @@ def probe(folder: str, seed: int, n: int, layers: tuple[int, int] | None) -> dic
         item = generate_item(None, seed, index)
         options = list(item.options)
         np.random.default_rng(index).shuffle(options)
-        correct = "ABCD"[options.index(item.answer)]
+        correct = options.index(item.answer)
         for name, box in zip(item.target_names, item.target_boxes):
             rmap = mllm.relevance_map(item.image, name, layers=layers)
             hits.append(peak_cell_hit(rmap, box))
         prompt = format_question(item.question, options)
-        scene_ok.append(parse_option(mllm.generate(prompt, images=[item.image], max_new_tokens=4), options) == correct)
+        scene_ok.append(choose_option(mllm.generate(prompt, images=[item.image], max_new_tokens=4), options) == correct)
         if item.subtype != "spatial":
             crop = crop_around(item.image, item.target_boxes[0])
             answer = mllm.generate(prompt, images=[crop], max_new_tokens=4)
-            crop_ok.append(parse_option(answer, options) == correct)
+            crop_ok.append(choose_option(answer, options) == correct)
             other = next(o for o in item.objects if o.colour != item.objects[0].colour)
             confidences = mllm.yes_no_confidence(
                 [crop, crop_around(item.image, other.box)], [item.target_names[0]] * 2)
@@ -81,7 +82,8 @@ def image_reliance(folder: str, bank: str, tasks: list[str], answer_style: str =
     vision, text = config["vision_config"], config["text_config"]
     args = argparse.Namespace(
         bank=bank, seed=seed, init=folder, mix={}, batch=batch, align_temperature=0.1, answer_style=answer_style,
-        value_weight=0.0, feature_norm_weight=0.0, vision_hidden=vision["hidden_size"],
+        value_weight=0.0, feature_norm_weight=0.0, attention_weight=0.0, attention_layers=[],
+        vision_hidden=vision["hidden_size"],
         vision_layers=vision["num_hidden_layers"], text_hidden=text["hidden_size"],
         text_layers=text["num_hidden_layers"])
     run = trainer.Trainer(args)

@@ -23,9 +23,12 @@ when readable) and toward "background" elsewhere. A second auxiliary loss
 (``--value-weight``) does the same inside the language model: the value
 vectors of the existence question's colour and kind words, per layer, toward
 those of the image tokens showing them; that is what FOCUS's relevance map
-reads, so this loss trains the map's signal directly. Large MLLMs get this
-word-patch agreement from pretraining; ours is a stand-in that has to be
-taught it.
+reads, so this loss trains the map's signal directly. A third
+(``--attention-weight``) supervises attention: at the position that predicts
+the answer, chosen language layers are pulled to attend to the patches of the
+object the answer is about (content lookup by the question's words). Large
+MLLMs get this word-patch agreement and lookup from pretraining; ours is a
+stand-in that has to be taught it. FOCUS itself never reads attention.
 
     python tools/demo_model_data.py --seed 1000 --n 1000 --out /tmp/bank
     python tools/train_demo_model.py --bank /tmp/bank --out /tmp/demo-model
@@ -66,6 +69,8 @@ KINDS = ["sign", *SHAPES]
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 CAPTION_PROMPT = "Describe the object in the centre of the image."
 READABLE_LETTER = 14.0  # a letter is taught only when the sign plate is this many view pixels tall
+READABLE_SHAPE = 16.0  # an object's kind (shape or sign) is taught only when it is this many view pixels wide:
+# in a global view an object is 4-8 px, a fraction of one 14-px patch, and its shape cannot be seen there
 
 
 # ---------------------------------------------------------------- tokenizer
@@ -157,8 +162,12 @@ class Samples:
 
     def _answer(self, options: list[str], correct: str) -> str:
         """The option's letter, or (``answer_style="text"``) its text, which
-        the engine and the benchmark match to the option as well."""
-        return correct if self.answer_style == "text" else "ABCD"[options.index(correct)]
+        the engine and the benchmark match to the option as well; a sign's
+        letter as "the letter X", so that a letter that is also an option
+        letter ("A") is not read as that option."""
+        if self.answer_style != "text":
+            return "ABCD"[options.index(correct)]
+        return f"the letter {correct}" if correct in LETTERS else correct
 
     def _scene_view(self, kinds: tuple[str, ...]) -> tuple[dict[str, Any], dict[str, Any]]:
         if kinds not in self._having:  # once per kind set, not per drawn sample
@@ -192,11 +201,17 @@ class Samples:
             return None
         return focus
 
-    def draw(self, kind: str) -> tuple[int | None, str, str, list[tuple[str, str]] | None]:
+    def draw(self, kind: str) -> tuple[int | None, str, str, list[tuple[str, str]] | None, list[int]]:
         """(pixel index or None, user text, assistant answer, the existence
-        question's (word, patch-label group) pairs or None) of one sample."""
-        self.words = None
-        return (*self._draw(kind), self.words)
+        question's (word, patch-label group) pairs or None, the scene indices
+        of the objects the answer is about) of one sample."""
+        self.words, self.about = None, []
+        return (*self._draw(kind), self.words, self.about)
+
+    @staticmethod
+    def target_indices(scene: dict[str, Any]) -> list[int]:
+        boxes = [list(b) for b in scene["target_boxes"]]
+        return [i for i, o in enumerate(scene["objects"]) if list(o["box"]) in boxes]
 
     def _draw(self, kind: str) -> tuple[int | None, str, str]:
         if kind == "targets":
@@ -206,10 +221,12 @@ class Samples:
         if kind == "scene_mc":
             scene, view = self._scene_view(("global",))
             text, answer = self._item_question(scene)
+            self.about = self.target_indices(scene)
             return view["pixels"], text, answer
         if kind == "union_mc":
             scene, view = self._scene_view(("union",))
             text, answer = self._item_question(scene)
+            self.about = self.target_indices(scene)
             return view["pixels"], text, answer
         if kind == "scene_yesno":  # the relevance prefill's own question, on the global view
             scene, view = self._scene_view(("global",))
@@ -222,10 +239,12 @@ class Samples:
                 central = self._central_object(scene, view)
                 if central is None:
                     continue
+                self.about = [scene["objects"].index(central)]
                 return view["pixels"], CAPTION_PROMPT, self.caption(central)
             focus = self._unique_colour_focus(scene, view)
             if focus is None:
                 continue
+            self.about = [view["focus"]]
             if focus["kind"] == "sign" and self.rng.random() < 0.6:
                 question = QUESTION_TEMPLATES["label"].format(colour=focus["colour"])
                 return view["pixels"], *self.mc(question, focus["label"], LETTERS)
@@ -277,7 +296,8 @@ class Samples:
             noun = kind
             match = lambda o: o["colour"] == colour and self.phrase_kind(o) == kind  # noqa: E731
         self.words = [(colour, "colour"), (noun, "object" if noun == "object" else "kind")]
-        return EXISTENCE_PROMPT.format(target=f"{colour} {noun}"), "Yes" if any(map(match, shown)) else "No"
+        self.about = [o["index"] for o in view["objects"] if match(self._obj(scene, o["index"]))]
+        return EXISTENCE_PROMPT.format(target=f"{colour} {noun}"), "Yes" if self.about else "No"
 
     def target_extraction(self) -> tuple[str, str]:
         colour, other = self.rng.sample(COLOURS, 2)
@@ -295,21 +315,38 @@ class Samples:
         return build_icl_prompt(question), " " + answer
 
 
+def object_patches(scene: dict[str, Any], view: dict[str, Any], indices: list[int]) -> np.ndarray:
+    """Flat CELLS x CELLS mask of the patches that show the given objects of
+    the scene in this view (a sign's plate only, as in ``patch_labels``)."""
+    mask = np.zeros((CELLS, CELLS), dtype=bool)
+    for shown in view["objects"]:
+        if shown["index"] not in indices:
+            continue
+        x0, y0, x1, y1 = shown["box"]
+        if scene["objects"][shown["index"]]["kind"] == "sign":
+            y1 = min(y1, y0 + shown["size"])
+        mask[np.ix_(_span(y0, y1), _span(x0, x1))] = True
+    return mask.reshape(-1)
+
+
+def _span(low: float, high: float) -> np.ndarray:
+    """Patches whose centre lies in [low, high); the one holding the middle if none."""
+    cell = SIDE / CELLS
+    centres = (np.arange(CELLS) + 0.5) * cell
+    inside = np.nonzero((centres >= low) & (centres < high))[0]
+    return inside if len(inside) else np.array([min(CELLS - 1, max(0, int((low + high) / 2 // cell)))])
+
+
 def patch_labels(scene: dict[str, Any], view: dict[str, Any], vocab: dict[str, int]) -> dict[str, np.ndarray]:
     """Per patch of the view (CELLS x CELLS): the word ids of its colour, kind,
     objectness and letter (-1 = not taught there)."""
     cell = SIDE / CELLS
-    centres = (np.arange(CELLS) + 0.5) * cell
     labels = {name: np.full((CELLS, CELLS), -1, dtype=np.int64) for name in ("colour", "kind", "object", "letter")}
     labels["colour"][:] = vocab["background"]
     labels["kind"][:] = vocab["background"]
     labels["object"][:] = vocab["background"]
 
-    def span(low: float, high: float) -> np.ndarray:
-        """Patches whose centre lies in [low, high); the one holding the middle if none."""
-        inside = np.nonzero((centres >= low) & (centres < high))[0]
-        return inside if len(inside) else np.array([min(CELLS - 1, max(0, int((low + high) / 2 // cell)))])
-
+    span = _span
     for shown in view["objects"]:
         obj = scene["objects"][shown["index"]]
         x0, y0, x1, y1 = shown["box"]
@@ -322,7 +359,7 @@ def patch_labels(scene: dict[str, Any], view: dict[str, Any], vocab: dict[str, i
             y1 = y0 + size
         block = np.ix_(span(y0, y1), span(x0, x1))
         labels["colour"][block] = vocab[obj["colour"]]
-        labels["kind"][block] = vocab["sign" if obj["kind"] == "sign" else obj["shape"]]
+        labels["kind"][block] = vocab["sign" if obj["kind"] == "sign" else obj["shape"]] if size >= READABLE_SHAPE else -1
         labels["object"][block] = vocab["object"]
         if obj["kind"] == "sign" and whole and size >= READABLE_LETTER:
             # the letter is drawn in the plate's middle (LETTER_HEIGHT_RATIO of its side): taught on the
@@ -363,6 +400,8 @@ class Trainer:
         mean = torch.tensor(self.processor.image_processor.image_mean).view(1, 3, 1, 1)
         std = torch.tensor(self.processor.image_processor.image_std).view(1, 3, 1, 1)
         self.norm = (mean, std)
+        if args.attention_weight > 0:  # the attention weights are returned by the eager implementation only
+            self.model.set_attn_implementation("eager")
         self.device = torch.device(getattr(args, "device", "cpu"))
         self.model.to(self.device)
         self.group_ids = {g: torch.tensor([self.vocab[w] for w in words], device=self.device)
@@ -385,10 +424,10 @@ class Trainer:
         mix = self.args.mix.get(stage) or STAGE_MIX[stage]
         kinds = self.rng.choices(list(mix), weights=list(mix.values()), k=self.args.batch)
         drawn = [self.samples.draw(kind) for kind in kinds]
-        image_rows = [i for i, (p, _, _, _) in enumerate(drawn) if p is not None]
-        encoded = [self.encode(user, answer, p is not None) for p, user, answer, _ in drawn]
+        image_rows = [i for i, (p, *_) in enumerate(drawn) if p is not None]
+        encoded = [self.encode(user, answer, p is not None) for p, user, answer, *_ in drawn]
         value_targets = []  # (batch row, image row, token position, group, word id)
-        for row, (p, _, _, words) in enumerate(drawn):
+        for row, (p, _, _, words, _) in enumerate(drawn):
             if p is None or not words:
                 continue
             ids = encoded[row][0]
@@ -413,8 +452,18 @@ class Trainer:
             images = (images - self.norm[0]) / self.norm[1]
             per_view = [patch_labels(*self.view_of_pixels[p], self.vocab) for p in pixel_index]
             patch = {g: torch.from_numpy(np.stack([v[g] for v in per_view])).view(len(per_view), -1) for g in WORD_GROUPS}
+        attend = []  # (batch row, answer-predicting position, first image token, patch mask)
+        for row, (p, _, _, _, about) in enumerate(drawn):
+            if p is None or not about:
+                continue
+            scene, view = self.view_of_pixels[p]
+            mask = object_patches(scene, view, about)
+            if mask.any():
+                prompt_length = encoded[row][1].count(-100)
+                attend.append((row, prompt_length - 1, encoded[row][0].index(self.image_token), torch.from_numpy(mask)))
         return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "image_rows": image_rows,
-                "pixel_values": images, "patch_labels": patch, "value_targets": value_targets, "kinds": kinds}
+                "pixel_values": images, "patch_labels": patch, "value_targets": value_targets, "kinds": kinds,
+                "attend": attend}
 
     def to_device(self, batch: dict[str, Any]) -> dict[str, Any]:
         def move(value: Any) -> Any:
@@ -467,11 +516,15 @@ class Trainer:
             out.update(self.metrics)
             if self.args.feature_norm_weight > 0:
                 out["feature_norm"] = self.feature_norm_loss(features)
+        supervise_attention = bool(batch["attend"]) and self.args.attention_weight > 0
         lm_out = model.model.language_model(inputs_embeds=inputs, attention_mask=batch["attention_mask"],
-                                            use_cache=bool(batch["value_targets"]))
+                                            use_cache=bool(batch["value_targets"]),
+                                            output_attentions=supervise_attention)
         hidden = lm_out.last_hidden_state
         if batch["value_targets"] and self.args.value_weight > 0:
             out["values"] = self.value_alignment_loss(lm_out.past_key_values, batch)
+        if supervise_attention:
+            out["attention"] = self.attention_loss(lm_out.attentions, batch["attend"])
         logits = model.lm_head(hidden[:, :-1])
         labels = batch["labels"][:, 1:]
         per_token = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100,
@@ -502,6 +555,21 @@ class Trainer:
                 logits = similarity / self.args.align_temperature
                 losses.append(torch.logsumexp(logits, 0) - torch.logsumexp(logits[positive], 0))
         return torch.stack(losses).mean() if losses else torch.zeros(())
+
+    def attention_loss(self, attentions: tuple[torch.Tensor, ...], attend: list[Any]) -> torch.Tensor:
+        """At the position that predicts the answer, the attention mass (mean
+        over heads) that chosen layers put on the patches of the objects the
+        answer is about, as -log; teaches the content lookup (find the patches
+        that the question's words name) that a random language model learns
+        only slowly from the answers alone."""
+        losses = []
+        for layer in self.args.attention_layers:
+            weights = attentions[layer]  # [B, heads, S, S]
+            for row, position, first_image, mask in attend:
+                on_image = weights[row, :, position, first_image:first_image + CELLS**2]  # [heads, P]
+                mass = on_image[:, mask.to(on_image.device)].sum(-1).mean()
+                losses.append(-torch.log(mass + 1e-6))
+        return torch.stack(losses).mean()
 
     def alignment_loss(self, features: torch.Tensor, labels: dict[str, torch.Tensor]) -> torch.Tensor:
         table = F.normalize(self.model.get_input_embeddings().weight, dim=-1)
@@ -543,7 +611,8 @@ class Trainer:
             batch = self.to_device(batch)
             parts = self.vision_losses(batch) if stage == "vision" else self.losses(batch)
             loss = (parts.get("lm", 0.0) + args.align_weight * parts.get("align", 0.0) + args.value_weight * parts.get("values", 0.0)
-                    + args.feature_norm_weight * parts.get("feature_norm", 0.0))
+                    + args.feature_norm_weight * parts.get("feature_norm", 0.0)
+                    + args.attention_weight * parts.get("attention", 0.0))
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -587,6 +656,10 @@ def main() -> None:
     parser.add_argument("--align-temperature", type=float, default=0.1)
     parser.add_argument("--value-weight", type=float, default=1.0)
     parser.add_argument("--feature-norm-weight", type=float, default=0.1)
+    parser.add_argument("--attention-weight", type=float, default=0.5,
+                        help="weight of the attention-supervision loss (answer position -> the asked object's patches)")
+    parser.add_argument("--attention-layers", type=lambda t: [int(x) for x in t.split(",")], default=[1, 2],
+                        help="language-model layers (0-based, comma-separated) whose attention is supervised")
     parser.add_argument("--answer-style", default="letter", choices=["letter", "text"],
                         help="multiple-choice answers: the option's letter, or its text")
     parser.add_argument("--init", default=None, help="start from the weights of a saved checkpoint folder")
