@@ -641,7 +641,7 @@ class Trainer:
         }, indent=1))
 
 
-def main() -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description="Train the embedded demo model on the synthetic world.")
     parser.add_argument("--bank", required=True, help="views from tools/demo_model_data.py")
     parser.add_argument("--out", required=True)
@@ -672,7 +672,15 @@ def main() -> None:
     parser.add_argument("--save-every", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (to train on a lent GPU; untested there so far)")
+    return parser
+
+
+def main() -> None:
+    parser = build_parser()
     args = parser.parse_args()
+    if args.attention_weight > 0 and not all(0 <= layer < args.text_layers for layer in args.attention_layers):
+        parser.error(f"--attention-layers {args.attention_layers} must lie in 0..{args.text_layers - 1} "
+                     f"(the language model has --text-layers {args.text_layers})")
     torch.set_num_threads(args.threads)
     Path(args.out).mkdir(parents=True, exist_ok=True)
     Trainer(args).train()

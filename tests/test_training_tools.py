@@ -1,0 +1,136 @@
+"""The demo model's training tools (tools/demo_model_data.py,
+tools/train_demo_model.py) on a bank of three world items and a tiny model:
+the command line runs every stage and saves a folder ``load_mllm`` reads, and
+the auxiliary losses are wired so that training lowers them. The real
+training run is hours long and not part of the tests."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tools"))
+
+import demo_model_data  # noqa: E402
+import train_demo_model as trainer  # noqa: E402
+
+TINY = ["--vision-hidden", "64", "--vision-layers", "1", "--text-hidden", "64", "--text-layers", "2",
+        "--attention-layers", "0,1", "--batch", "4", "--vision-batch", "4"]
+EVERY_TASK = {"instruct": {task: 1.0 for task in ("caption", "crop_mc", "scene_mc", "yesno", "scene_yesno",
+                                                  "targets", "text_mc")}}  # no union crops among three items
+
+
+@pytest.fixture(scope="module")
+def bank(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("bank")
+    subprocess.run([sys.executable, str(ROOT / "tools" / "demo_model_data.py"), "--seed", "7", "--n", "3",
+                    "--out", str(folder)], check=True, capture_output=True)
+    return folder
+
+
+def test_the_bank_holds_global_views_and_crops_with_their_objects(bank):
+    pixels, scenes = demo_model_data.load_bank(bank)
+    assert len(scenes) == 3 and pixels.shape[1:] == (224, 224, 3) and pixels.dtype == np.uint8
+    for scene in scenes:
+        kinds = [view["kind"] for view in scene["views"]]
+        assert kinds[0] == "global" and "crop" in kinds
+        for view in scene["views"]:
+            assert 0 <= view["pixels"] < len(pixels)
+            for shown in view["objects"]:
+                x0, y0, x1, y1 = shown["box"]
+                assert -1 <= x0 < x1 <= 225 and -1 <= y0 < y1 <= 225
+        focused = [v for v in scene["views"] if v["kind"] == "crop"]
+        assert all(v["focus"] in [o["index"] for o in v["objects"]] for v in focused)
+
+
+def test_patch_labels_and_object_masks(bank):
+    _, scenes = demo_model_data.load_bank(bank)
+    vocab = trainer.build_tokenizer().get_vocab()
+    scene = scenes[0]
+    crop = next(v for v in scene["views"] if v["kind"] == "crop")
+    mask = trainer.object_patches(scene, crop, [crop["focus"]]).reshape(16, 16)
+    shown = next(o for o in crop["objects"] if o["index"] == crop["focus"])
+    x0, y0, x1, _ = shown["box"]
+    rows, cols = np.nonzero(mask)
+    cell = 224 / 16
+    assert mask.any() and cols.min() * cell <= x0 + cell and (cols.max() + 1) * cell >= x1 - cell
+    assert rows.min() * cell <= y0 + cell
+    # in the whole-scene view objects are a few pixels wide: their shape is not taught there
+    whole = scene["views"][0]
+    labels = trainer.patch_labels(scene, whole, vocab)
+    small = [o for o in whole["objects"] if o["size"] < trainer.READABLE_SHAPE]
+    assert small and (labels["colour"] != vocab["background"]).any()
+    for obj in small:
+        assert labels["kind"].reshape(-1)[trainer.object_patches(scene, whole, [obj["index"]])].max() == -1
+
+
+def test_text_answers_name_a_sign_letter_as_such():
+    samples = trainer.Samples([], __import__("random").Random(0), answer_style="text")
+    text, answer = samples.mc("Which letter is on the red sign?", "A", list(trainer.LETTERS))
+    assert answer == "the letter A" and "A. " in text
+    _, answer = samples.mc("What is the shape of the red object?", "star", list(trainer.SHAPES))
+    assert answer == "star"
+    letters = trainer.Samples([], __import__("random").Random(0), answer_style="letter")
+    text, answer = letters.mc("Which letter is on the red sign?", "A", list(trainer.LETTERS))
+    assert answer in "ABCD" and f"{answer}. A" in text
+
+
+def test_the_trainer_runs_every_stage_and_saves_a_loadable_llava(bank, tmp_path):
+    from focus_engine import load_mllm
+
+    out = tmp_path / "run"
+    subprocess.run([sys.executable, str(ROOT / "tools" / "train_demo_model.py"), "--bank", str(bank), "--out",
+                    str(out), "--vision-steps", "2", "--align-steps", "2", "--instruct-steps", "3", *TINY,
+                    "--mix", json.dumps(EVERY_TASK)], check=True, capture_output=True)
+    rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert [(r["step"], r["stage"]) for r in rows] == [(0, "vision"), (6, "instruct")]  # logged every 25 and last
+    assert "lm" not in rows[0] and all(math.isfinite(v) for r in rows for v in r.values() if isinstance(v, float))
+    assert {"lm", "align"} <= set(rows[-1])  # the auxiliary losses: test_the_auxiliary_losses_fall_when_trained
+    meta = json.loads((out / "model" / "focus_demo.json").read_text())
+    assert meta["trained_by"] == "tools/train_demo_model.py" and meta["args"]["text_layers"] == 2
+    mllm = load_mllm(str(out / "model"), device="cpu", dtype="fp32")
+    assert mllm.family == "llava"
+    pixels, scenes = demo_model_data.load_bank(bank)
+    from PIL import Image
+
+    view = Image.fromarray(pixels[scenes[0]["views"][0]["pixels"]])
+    relevance = mllm.relevance_map(view, "red sign")
+    assert relevance.grid.shape == (16, 16)
+
+
+def test_attention_layers_outside_the_model_are_refused(bank, tmp_path):
+    done = subprocess.run([sys.executable, str(ROOT / "tools" / "train_demo_model.py"), "--bank", str(bank),
+                           "--out", str(tmp_path / "x"), "--text-layers", "2", "--attention-layers", "1,2"],
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and "must lie in 0..1" in done.stderr
+
+
+def test_the_auxiliary_losses_fall_when_trained(bank, tmp_path):
+    args = trainer.build_parser().parse_args(["--bank", str(bank), "--out", str(tmp_path), *TINY, "--lr", "3e-3"])
+    torch.manual_seed(0)
+    run = trainer.Trainer(args)
+    run.args.mix = {"instruct": {"crop_mc": 0.5, "yesno": 0.5}}
+    batch = run.batch("instruct")
+    while not batch["attend"] or not batch["value_targets"]:
+        batch = run.batch("instruct")
+    optimiser = torch.optim.Adam(run.model.parameters(), lr=3e-3)
+    first = None
+    for _ in range(12):
+        parts = run.losses(batch)
+        total = parts["attention"] + parts["values"] + parts["align"]
+        first = first if first is not None else {k: float(parts[k]) for k in ("attention", "values", "align")}
+        optimiser.zero_grad()
+        total.backward()
+        optimiser.step()
+    last = {k: float(parts[k]) for k in first}
+    assert all(last[k] < first[k] for k in first), (first, last)
+    # the attention loss is -log of the attention mass on the asked object's patches
+    assert 0 < math.exp(-last["attention"]) <= 1
