@@ -134,3 +134,27 @@ def test_the_auxiliary_losses_fall_when_trained(bank, tmp_path):
     assert all(last[k] < first[k] for k in first), (first, last)
     # the attention loss is -log of the attention mass on the asked object's patches
     assert 0 < math.exp(-last["attention"]) <= 1
+
+
+def test_existence_questions_need_both_the_colour_and_the_kind(bank):
+    _, scenes = demo_model_data.load_bank(bank)
+    samples = trainer.Samples(scenes, __import__("random").Random(3))
+    counts = {"yes": 0, "colour decides": 0, "kind decides": 0}
+    for _ in range(400):
+        scene = samples.rng.choice(scenes)
+        view = samples.rng.choice([v for v in scene["views"] if v["objects"]])
+        text, answer = samples.existence(scene, view)
+        colour, noun = text.split("Is there a ")[1].split(" in the image")[0].split()
+        shown = [scene["objects"][o["index"]] for o in view["objects"]]
+        kind_of = trainer.Samples.phrase_kind
+
+        def kind_matches(o):
+            return noun == "object" or (noun == "sign" and o["kind"] == "sign") or kind_of(o) == noun
+
+        truth = any(o["colour"] == colour and kind_matches(o) for o in shown)
+        assert answer == ("Yes" if truth else "No"), (text, answer)
+        counts["yes"] += truth
+        counts["colour decides"] += not truth and any(kind_matches(o) for o in shown)
+        counts["kind decides"] += not truth and any(o["colour"] == colour for o in shown)
+    # about half Yes; every No is decided by one word the crop contradicts
+    assert 150 <= counts["yes"] <= 250 and counts["colour decides"] >= 80 and counts["kind decides"] >= 40, counts

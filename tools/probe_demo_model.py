@@ -41,6 +41,7 @@ def crop_around(image, box, cells: float = 2.5, grid: int = 16):
 def probe(folder: str, seed: int, n: int, layers: tuple[int, int] | None) -> dict[str, float]:
     mllm = load_mllm(folder)
     hits, crop_ok, scene_ok, yes_pos, yes_neg = [], [], [], [], []
+    crop_by_subtype: dict[str, list[bool]] = {}
     for index in range(n):
         item = generate_item(None, seed, index)
         options = list(item.options)
@@ -55,13 +56,22 @@ def probe(folder: str, seed: int, n: int, layers: tuple[int, int] | None) -> dic
             crop = crop_around(item.image, item.target_boxes[0])
             answer = mllm.generate(prompt, images=[crop], max_new_tokens=4)
             crop_ok.append(choose_option(answer, options) == correct)
-            other = next(o for o in item.objects if o.colour != item.objects[0].colour)
+            crop_by_subtype.setdefault(item.subtype, []).append(crop_ok[-1])
+            # a crop around an object of another colour, far enough that the target is not in it
+            target = next(o for o in item.objects if tuple(o.box) == tuple(item.target_boxes[0]))
+            reach = 2.5 * max(item.image.size) / 16
+            others = [o for o in item.objects if o.colour != target.colour and max(
+                abs(o.box[0] - target.box[0]), abs(o.box[1] - target.box[1])) > reach]
+            if not others:
+                continue
+            other = others[0]
             confidences = mllm.yes_no_confidence(
                 [crop, crop_around(item.image, other.box)], [item.target_names[0]] * 2)
             yes_pos.append(confidences[0])
             yes_neg.append(confidences[1])
     result = {
         "peak_hit": float(np.mean(hits)), "crop_accuracy": float(np.mean(crop_ok)),
+        "crop_accuracy_by_subtype": {k: f"{sum(v)}/{len(v)}" for k, v in crop_by_subtype.items()},
         "scene_accuracy": float(np.mean(scene_ok)),
         "yes_on_target": float(np.mean(yes_pos)), "yes_elsewhere": float(np.mean(yes_neg)),
         "yes_no_correct": float(np.mean([p > 0.5 for p in yes_pos] + [q < 0.5 for q in yes_neg])),

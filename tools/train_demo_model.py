@@ -280,16 +280,27 @@ class Samples:
         return format_question(scene["question"], options), self._answer(options, scene["answer"])
 
     def existence(self, scene: dict[str, Any], view: dict[str, Any]) -> tuple[str, str]:
-        """The existence question FOCUS asks, about a phrase that is in view
-        (half the time) or made up so that nothing in view matches it."""
+        """The existence question FOCUS asks: half the time about an object in
+        view (Yes); else a No that only one word decides: a kind that is in
+        view in a colour that is not (the colour must be read: FOCUS verifies
+        "red sign" on crops that show other signs), or a colour in view with a
+        kind that no object of that colour has."""
         shown = [self._obj(scene, o["index"]) for o in view["objects"]]
-        if shown and self.rng.random() < 0.5:
+        draw = self.rng.random()
+        general = self.rng.random() < 0.4  # "{colour} sign" / "{colour} object", as the world's questions name targets
+        absent = [c for c in COLOURS if c not in {o["colour"] for o in shown}] or COLOURS
+        if shown and draw < 0.5:
             obj = self.rng.choice(shown)
             colour, kind = obj["colour"], self.phrase_kind(obj)
+        elif shown and draw < 0.8:
+            colour, kind = self.rng.choice(absent), self.phrase_kind(self.rng.choice(shown))
+        elif shown:
+            colour = self.rng.choice(shown)["colour"]
+            kinds_in_colour = {self.phrase_kind(o) for o in shown if o["colour"] == colour}
+            kind, general = self.rng.choice([k for k in KINDS if k not in kinds_in_colour]), False
         else:
-            colour, kind = self.rng.choice(COLOURS), self.rng.choice(KINDS)
-        form = self.rng.random()
-        if form < 0.4:  # "{colour} sign" / "{colour} object", as the world's questions name targets
+            colour, kind = self.rng.choice(absent), self.rng.choice(KINDS)
+        if general:
             noun = "sign" if kind == "sign" else "object"
             match = lambda o: o["colour"] == colour and (noun == "object" or o["kind"] == "sign")  # noqa: E731
         else:
