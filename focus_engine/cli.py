@@ -107,30 +107,48 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .answer import answer_plain
-    from .demo import DEMO_DISCLAIMER, demo_scene, ensure_demo_model
+    from .demo import DEMO_DISCLAIMER, demo_item, embedded_model_dir
     from .mllm import load_mllm
     from .pipeline import FocusPipeline
+    from .render import comparison_figure
 
     started = time.perf_counter()
-    folder = ensure_demo_model(args.model_dir)
-    _progress(f"embedded demo model: {folder}")
+    folder = Path(args.model) if args.model else embedded_model_dir()
+    _progress(f"model: {folder}")
     mllm = load_mllm(str(folder), device="cpu", dtype="fp32")
-    image, meta = demo_scene()
+    item = demo_item()
+    image, question, options = item.image, item.question, item.options
+    truth = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[options.index(item.answer)]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     image.save(out / "scene.png")
     config = FocusConfig(n_steps=args.n_steps)
-    vanilla = answer_plain(mllm, image, meta["question"], meta["options"], config)
-    result = FocusPipeline(mllm, config).run(image, meta["question"], options=meta["options"], progress=_progress)
-    written = [out / "scene.png", *write_outputs(result, image, out)]
-    print(DEMO_DISCLAIMER)
-    print(f"scene    : {image.width}x{image.height}, target (red star) at {meta['target_box']}")
-    print(f"vanilla  : {vanilla.text!r} (one answer on the whole image)")
+    vanilla = answer_plain(mllm, image, question, options, config)
+    result = FocusPipeline(mllm, config).run(image, question, options=options, progress=_progress)
+
+    def verdict(answer: str) -> str:  # judged as `focus bench` judges (a letter, the option's text, ...)
+        from .bench.runner import choose_option
+
+        chosen = choose_option(answer, options)
+        return "right" if chosen is not None and "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[chosen] == truth else "wrong"
+
+    figure = comparison_figure(
+        image, result, f"plain answer on the whole image: {vanilla.text.strip()!r} ({verdict(vanilla.text)})",
+        f"FOCUS answer on the ROI: {result.answer.strip()!r} ({verdict(result.answer)})")
+    figure.save(out / "comparison.png")
+    written = [out / "scene.png", out / "comparison.png", *write_outputs(result, image, out)]
+    if not args.model:
+        print(DEMO_DISCLAIMER)
+    box = item.target_boxes[0]
+    print(f"scene    : {image.width}x{image.height}, {len(item.objects)} objects; the {item.target_names[0]} "
+          f"is {box[2] - box[0]}x{box[3] - box[1]} px at {list(box)}")
+    print(f"truth    : {truth}. {item.answer}")
+    print(f"vanilla  : {vanilla.text.strip()!r} ({verdict(vanilla.text)}; one answer on the whole image)")
     _print_summary(result, written)
+    print(f"FOCUS    : {verdict(result.answer)}")
     best = result.selected[0].box if result.selected else None
-    tx0, ty0, tx1, ty1 = meta["target_box"]
-    covered = best is not None and best[0] <= tx0 and best[1] <= ty0 and best[2] >= tx1 and best[3] >= ty1
-    print(f"located  : the chosen ROI {'covers' if covered else 'does NOT cover'} the red star")
+    covered = best is not None and best[0] <= box[0] and best[1] <= box[1] and best[2] >= box[2] and best[3] >= box[3]
+    print(f"located  : the chosen ROI {'covers' if covered else 'does NOT cover'} the {item.target_names[0]}")
     print(f"total    : {time.perf_counter() - started:.1f} s")
     return 0
 
@@ -153,9 +171,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_common(run)
     run.set_defaults(func=cmd_run)
 
-    demo = sub.add_parser("demo", help="run FOCUS on a bundled scene with the embedded demo model")
+    demo = sub.add_parser("demo", help="plain answer vs FOCUS on a world scene, with the embedded demo model")
     demo.add_argument("--out", default="focus_demo_out", help="output folder (default: focus_demo_out)")
-    demo.add_argument("--model-dir", default=None, help="where to build/keep the demo model (default: user cache)")
+    demo.add_argument("--model", default=None, help="model folder (default: the embedded demo model)")
     demo.add_argument("--n-steps", type=int, default=4)
     demo.set_defaults(func=cmd_demo)
 

@@ -1,14 +1,19 @@
-"""The embedded default model and scene of ``focus demo``.
+"""The embedded default model and scene of ``focus demo``, and the
+constructed (planted) models the tests build.
 
-Until the trained demo model lands, the default is a small *constructed*
-LLaVA (real ``LlavaForConditionalGeneration``: CLIP vision tower + Llama):
-its colour words are planted so that their embeddings equal the projected
-features of image patches of that colour, and the language layers' output
-projections are damped so the residual stream keeps those embeddings. Its
-value vectors therefore localise colours for real, while everything it says
-(targets, yes/no, answers) is meaningless. It is built deterministically from
-a seed and saved with ``save_pretrained``, then loaded by ``load_mllm`` like
-any user model.
+The embedded default (``focus_engine/demo_model/``, shipped in the package)
+is a small *trained* LLaVA: a real ``LlavaForConditionalGeneration`` (CLIP
+ViT + Llama, word-level tokenizer) trained by ``tools/train_demo_model.py``
+on the synthetic fine-grained world of ``focus_engine.bench.world`` only,
+with auxiliary losses that tie object words to the image patches showing
+them. It is loaded by ``load_mllm`` like any user model.
+
+The *planted* builders below make tiny models whose colour words equal the
+projected features of image patches of that colour, with the language
+layers' output projections damped so the residual stream keeps those
+embeddings: their value vectors localise colours by construction while
+everything they say is meaningless. Tests use them (built in seconds,
+deterministic, for every family); the demo does not.
 """
 
 from __future__ import annotations
@@ -49,11 +54,16 @@ CHAT_TEMPLATE = (
     "{% endif %}{% endfor %}</s>{% endif %}{% endfor %}{% if add_generation_prompt %}ASSISTANT:{% endif %}"
 )
 DEMO_MODEL_VERSION = "planted-llava-v1"
+"""Version mark of the planted models (``focus_demo.json``)."""
+EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
 DEMO_DISCLAIMER = (
-    "NOTE: the embedded demo model is a small CONSTRUCTED LLaVA, not a trained one: its relevance maps "
-    "localise colours for real (colour words are planted into its embeddings), but its targets, yes/no "
-    "confidences and answers are meaningless. Use --model with a real MLLM folder for real answers."
+    "NOTE: the embedded demo model is a small LLaVA trained only on this package's synthetic world "
+    "(coloured shapes and lettered signs on busy backgrounds; tools/train_demo_model.py), with auxiliary "
+    "losses that tie object words to the image patches showing them. It knows nothing else: use --model "
+    "with a real MLLM folder for real images."
 )
+DEMO_SEED = 2026
+"""World seed of the demo's scene; no training or benchmark set uses it."""
 
 
 QWEN_SPECIAL_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|im_start|>", "<|im_end|>")
@@ -362,26 +372,16 @@ def build_planted_llava_onevision(
     return _save(folder, model, processor)
 
 
-def default_model_dir() -> Path:
-    """Where the demo model is built once: ``$FOCUS_DEMO_MODEL_DIR`` or the user cache."""
-    root = os.environ.get("FOCUS_DEMO_MODEL_DIR")
-    if root:
-        return Path(root).expanduser()
-    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-    return cache / "comfyui-focus" / DEMO_MODEL_VERSION
+def embedded_model_dir() -> Path:
+    """The folder of the embedded (trained) demo model."""
+    from .errors import FocusError
 
-
-def ensure_demo_model(folder: str | os.PathLike | None = None) -> Path:
-    """The demo model folder, building it on first use (a second or two)."""
-    folder = Path(folder) if folder else default_model_dir()
-    marker = folder / "focus_demo.json"
-    if marker.is_file():
-        try:
-            if json.loads(marker.read_text()).get("version") == DEMO_MODEL_VERSION:
-                return folder
-        except (OSError, ValueError):
-            pass
-    return build_planted_llava(folder)
+    if not (EMBEDDED_MODEL_DIR / "config.json").is_file():
+        raise FocusError(
+            f"the embedded demo model is missing from this install ({EMBEDDED_MODEL_DIR}); reinstall "
+            "comfyui-focus from its repository, or pass --model with a model folder"
+        )
+    return EMBEDDED_MODEL_DIR
 
 
 def synthetic_scene(
@@ -433,14 +433,17 @@ def synthetic_scene(
     return image
 
 
-def demo_scene() -> tuple[Image.Image, dict[str, Any]]:
-    """The demo's wide high-resolution scene: 40 small distractor shapes and
-    one small red star near the top-right edge (about one encoder patch)."""
-    target_box = (2080, 180, 2200, 300)
-    image = synthetic_scene((2400, 1200), target_box, shape="star", distractors=40, seed=7)
-    meta = {
-        "question": "What shape is the red object?",
-        "options": ["star", "circle", "square", "triangle"],
-        "target_box": list(target_box),
-    }
-    return image, meta
+def demo_item(subtype: str = "label") -> Any:
+    """The demo's question: the first ``subtype`` item of world seed
+    ``DEMO_SEED`` (a 1-2.6K-pixel scene with a small lettered sign or shape
+    among distractors), options shuffled with that seed."""
+    import random
+
+    from .bench.world import generate_item
+
+    for index in range(100):
+        item = generate_item(None, DEMO_SEED, index)
+        if item.subtype == subtype:
+            random.Random(DEMO_SEED).shuffle(item.options)
+            return item
+    raise ValueError(f"no {subtype!r} question among the first 100 items of seed {DEMO_SEED}")

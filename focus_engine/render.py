@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import numpy as np
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .grid import RelevanceMap
 from .rois import ROI
@@ -90,6 +90,62 @@ def summary_figure(image: Image.Image, result: "object", panel_height: int = 480
         canvas.paste(panel, (x, 0))
         x += panel.width + gap
     return canvas
+
+
+def _font(size: int) -> "ImageFont.ImageFont":
+    try:  # Pillow >= 10.1 scales its built-in font
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+def comparison_figure(
+    image: Image.Image, result: "object", plain_caption: str, focus_caption: str, panel_height: int = 480
+) -> Image.Image:
+    """Plain answering next to FOCUS: the whole image as the model sees it
+    for a plain answer, the first target's heatmap with the selected ROIs,
+    and the view FOCUS answered on; each with a caption underneath."""
+    heat = next(iter(result.relevance.values()), None)
+    middle = heatmap_overlay(image, heat, max_side=2 * panel_height * 4) if heat is not None else image.convert("RGB")
+    middle = draw_rois(middle, [], [_scaled_roi(r, middle.width / image.width) for r in result.selected])
+    boxes = result.answer_view.get("boxes") or []
+    right = image.crop(tuple(boxes[0])) if len(boxes) == 1 else draw_rois(image, [], result.selected)
+    panels = [image.convert("RGB"), middle, right]
+    resized = [p.resize((max(1, round(p.width * panel_height / p.height)), panel_height), Image.Resampling.BILINEAR)
+               for p in panels]
+    captions = [plain_caption, "relevance map and the chosen ROI", focus_caption]
+    font_size = max(14, panel_height // 24)
+    font = _font(font_size)
+    lines = [_wrap(caption, font, panel.width - 8) for caption, panel in zip(captions, resized)]
+    gap, text_height = 12, (font_size + 4) * max(len(wrapped) for wrapped in lines) + 12
+    canvas = Image.new("RGB", (sum(p.width for p in resized) + gap * (len(resized) - 1), panel_height + text_height),
+                       (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
+    x = 0
+    for panel, wrapped in zip(resized, lines):
+        canvas.paste(panel, (x, 0))
+        for row, line in enumerate(wrapped):
+            draw.text((x + 4, panel_height + 6 + row * (font_size + 4)), line, fill=(0, 0, 0), font=font)
+        x += panel.width + gap
+    return canvas
+
+
+def _wrap(text: str, font: "ImageFont.ImageFont", width: int) -> list[str]:
+    """Words of ``text`` in lines no wider than ``width`` pixels (a longer word keeps its own line)."""
+    lines: list[str] = []
+    for word in text.split():
+        candidate = f"{lines[-1]} {word}" if lines else word
+        if lines and font.getlength(candidate) <= width:
+            lines[-1] = candidate
+        else:
+            lines.append(word)
+    return lines or [""]
+
+
+def _scaled_roi(roi: ROI, scale: float) -> ROI:
+    from dataclasses import replace
+
+    return replace(roi, box=tuple(round(v * scale) for v in roi.box))
 
 
 def roi_mask(size: tuple[int, int], boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:

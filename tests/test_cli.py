@@ -44,11 +44,24 @@ def test_focus_run_errors_are_one_line(planted_dir, tmp_path, capsys):
 
 
 def test_focus_demo(tmp_path, capsys):
-    code = main(["demo", "--out", str(tmp_path / "demo"), "--model-dir", str(tmp_path / "model")])
+    code = main(["demo", "--out", str(tmp_path / "demo")])
     assert code == 0
     out = capsys.readouterr().out
-    assert "CONSTRUCTED" in out and "meaningless" in out  # says plainly what the demo model is
-    assert "vanilla" in out and "covers the red star" in out
+    assert "trained only on this package's synthetic world" in out  # says plainly what the demo model is
+    lines = dict(line.split(":", 1) for line in out.splitlines() if line[:9].strip() in ("truth", "vanilla", "FOCUS",
+                                                                                            "located"))
+    assert set(lines) >= {"truth    ", "vanilla  ", "FOCUS    ", "located  "}
+    assert lines["FOCUS    "].strip() == "right" and "covers" in lines["located  "] and "NOT" not in lines["located  "]
     result = json.loads((tmp_path / "demo" / "result.json").read_text())
     assert result["relevance"] and result["selected"]
+    figure = Image.open(tmp_path / "demo" / "comparison.png")
+    assert figure.width > 2 * figure.height  # three panels side by side
     assert (tmp_path / "demo" / "rois.png").exists()
+
+
+def test_focus_demo_with_another_model(planted_dir, tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--model", str(planted_dir)]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic world" not in out and "truth" in out  # no claim about a model it did not ship
+    assert main(["demo", "--out", str(tmp_path / "demo2"), "--model", str(tmp_path / "nope")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -80,10 +80,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         _say(f"loading {args.model}")
         mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention)
     else:
-        from ..demo import DEMO_DISCLAIMER, ensure_demo_model
+        from ..demo import DEMO_DISCLAIMER, embedded_model_dir
 
         print(DEMO_DISCLAIMER)
-        mllm = load_mllm(str(ensure_demo_model(args.model_dir)), device="cpu", dtype="fp32")
+        mllm = load_mllm(str(embedded_model_dir()), device="cpu", dtype="fp32")
     config = FocusConfig(answer_max_new_tokens=args.max_new_tokens)
     result = run_benchmark(
         mllm, items, methods, config, n_steps, progress=None, out_dir=args.out,
@@ -115,7 +115,6 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--data", required=True, help="V*Bench-layout folder, HRBench .tsv or MME-RealWorld JSON")
     run.add_argument("--kind", default="auto", choices=["auto", "vstar", "hrbench", "mme"])
     run.add_argument("--model", help="model folder or hub id (default: the embedded demo model)")
-    run.add_argument("--model-dir", default=None, help="where the demo model is built/kept (without --model)")
     run.add_argument("--methods", default="vanilla,focus",
                      help="comma-separated: vanilla, focus, random, no-ranking, keys, layers:A-B")
     run.add_argument("--n-steps", default="4", help="comma-separated verification budgets, e.g. 1,2,4,8")
