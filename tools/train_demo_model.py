@@ -294,12 +294,13 @@ class Samples:
             colour, kind = obj["colour"], self.phrase_kind(obj)
         elif shown and draw < 0.8:
             colour, kind = self.rng.choice(absent), self.phrase_kind(self.rng.choice(shown))
-        elif shown:
-            colour = self.rng.choice(shown)["colour"]
-            kinds_in_colour = {self.phrase_kind(o) for o in shown if o["colour"] == colour}
-            kind, general = self.rng.choice([k for k in KINDS if k not in kinds_in_colour]), False
         else:
-            colour, kind = self.rng.choice(absent), self.rng.choice(KINDS)
+            colour = self.rng.choice(shown)["colour"] if shown else None
+            missing = [k for k in KINDS if k not in {self.phrase_kind(o) for o in shown if o["colour"] == colour}]
+            if shown and missing:
+                kind, general = self.rng.choice(missing), False
+            else:  # nothing in view, or (a crowded global view) every kind in view in that colour
+                colour, kind = self.rng.choice(absent), self.rng.choice(KINDS)
         if general:
             noun = "sign" if kind == "sign" else "object"
             match = lambda o: o["colour"] == colour and (noun == "object" or o["kind"] == "sign")  # noqa: E731
