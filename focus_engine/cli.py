@@ -8,6 +8,7 @@ import argparse
 import json
 import logging
 import re
+import string
 import sys
 import time
 from pathlib import Path
@@ -118,7 +119,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     mllm = load_mllm(str(folder), device="cpu", dtype="fp32")
     item = demo_item()
     image, question, options = item.image, item.question, item.options
-    truth = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[options.index(item.answer)]
+    truth = options.index(item.answer)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     image.save(out / "scene.png")
@@ -129,8 +130,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     def verdict(answer: str) -> str:  # judged as `focus bench` judges (a letter, the option's text, ...)
         from .bench.runner import choose_option
 
-        chosen = choose_option(answer, options)
-        return "right" if chosen is not None and "ABCDEFGHIJKLMNOPQRSTUVWXYZ"[chosen] == truth else "wrong"
+        return "right" if choose_option(answer, options) == truth else "wrong"
 
     figure = comparison_figure(
         image, result, f"plain answer on the whole image: {vanilla.text.strip()!r} ({verdict(vanilla.text)})",
@@ -142,7 +142,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     box = item.target_boxes[0]
     print(f"scene    : {image.width}x{image.height}, {len(item.objects)} objects; the {item.target_names[0]} "
           f"is {box[2] - box[0]}x{box[3] - box[1]} px at {list(box)}")
-    print(f"truth    : {truth}. {item.answer}")
+    print(f"truth    : {string.ascii_uppercase[truth]}. {item.answer}")
     print(f"vanilla  : {vanilla.text.strip()!r} ({verdict(vanilla.text)}; one answer on the whole image)")
     _print_summary(result, written)
     print(f"FOCUS    : {verdict(result.answer)}")

@@ -82,12 +82,27 @@ def summary_figure(image: Image.Image, result: "object", panel_height: int = 480
     boxes = result.answer_view.get("boxes") or []
     if len(boxes) == 1:
         panels.append(image.crop(tuple(boxes[0])))
-    resized = [p.resize((max(1, round(p.width * panel_height / p.height)), panel_height), Image.Resampling.BILINEAR) for p in panels]
+    return _side_by_side(panels, panel_height)
+
+
+def _side_by_side(panels: Sequence[Image.Image], panel_height: int, captions: Sequence[str] = ()) -> Image.Image:
+    """The panels scaled to ``panel_height`` in a row on white, each with its
+    caption (if any) wrapped to the panel's width underneath."""
+    resized = [p.resize((max(1, round(p.width * panel_height / p.height)), panel_height), Image.Resampling.BILINEAR)
+               for p in panels]
+    font_size = max(14, panel_height // 24)
+    font = _font(font_size) if captions else None
+    lines = [_wrap(caption, font, panel.width - 8) for caption, panel in zip(captions, resized)]
     gap = 12
-    canvas = Image.new("RGB", (sum(p.width for p in resized) + gap * (len(resized) - 1), panel_height), (255, 255, 255))
+    text_height = (font_size + 4) * max(len(wrapped) for wrapped in lines) + 12 if lines else 0
+    canvas = Image.new("RGB", (sum(p.width for p in resized) + gap * (len(resized) - 1), panel_height + text_height),
+                       (255, 255, 255))
+    draw = ImageDraw.Draw(canvas)
     x = 0
-    for panel in resized:
+    for index, panel in enumerate(resized):
         canvas.paste(panel, (x, 0))
+        for row, line in enumerate(lines[index] if index < len(lines) else []):
+            draw.text((x + 4, panel_height + 6 + row * (font_size + 4)), line, fill=(0, 0, 0), font=font)
         x += panel.width + gap
     return canvas
 
@@ -110,24 +125,8 @@ def comparison_figure(
     middle = draw_rois(middle, [], [_scaled_roi(r, middle.width / image.width) for r in result.selected])
     boxes = result.answer_view.get("boxes") or []
     right = image.crop(tuple(boxes[0])) if len(boxes) == 1 else draw_rois(image, [], result.selected)
-    panels = [image.convert("RGB"), middle, right]
-    resized = [p.resize((max(1, round(p.width * panel_height / p.height)), panel_height), Image.Resampling.BILINEAR)
-               for p in panels]
-    captions = [plain_caption, "relevance map and the chosen ROI", focus_caption]
-    font_size = max(14, panel_height // 24)
-    font = _font(font_size)
-    lines = [_wrap(caption, font, panel.width - 8) for caption, panel in zip(captions, resized)]
-    gap, text_height = 12, (font_size + 4) * max(len(wrapped) for wrapped in lines) + 12
-    canvas = Image.new("RGB", (sum(p.width for p in resized) + gap * (len(resized) - 1), panel_height + text_height),
-                       (255, 255, 255))
-    draw = ImageDraw.Draw(canvas)
-    x = 0
-    for panel, wrapped in zip(resized, lines):
-        canvas.paste(panel, (x, 0))
-        for row, line in enumerate(wrapped):
-            draw.text((x + 4, panel_height + 6 + row * (font_size + 4)), line, fill=(0, 0, 0), font=font)
-        x += panel.width + gap
-    return canvas
+    return _side_by_side([image.convert("RGB"), middle, right], panel_height,
+                         [plain_caption, "relevance map and the chosen ROI", focus_caption])
 
 
 def _wrap(text: str, font: "ImageFont.ImageFont", width: int) -> list[str]:

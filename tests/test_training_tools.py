@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -73,12 +74,12 @@ def test_patch_labels_and_object_masks(bank):
 
 
 def test_text_answers_name_a_sign_letter_as_such():
-    samples = trainer.Samples([], __import__("random").Random(0), answer_style="text")
+    samples = trainer.Samples([], random.Random(0), answer_style="text")
     text, answer = samples.mc("Which letter is on the red sign?", "A", list(trainer.LETTERS))
     assert answer == "the letter A" and "A. " in text
     _, answer = samples.mc("What is the shape of the red object?", "star", list(trainer.SHAPES))
     assert answer == "star"
-    letters = trainer.Samples([], __import__("random").Random(0), answer_style="letter")
+    letters = trainer.Samples([], random.Random(0), answer_style="letter")
     text, answer = letters.mc("Which letter is on the red sign?", "A", list(trainer.LETTERS))
     assert answer in "ABCD" and f"{answer}. A" in text
 
@@ -138,7 +139,7 @@ def test_the_auxiliary_losses_fall_when_trained(bank, tmp_path):
 
 def test_existence_questions_need_both_the_colour_and_the_kind(bank):
     _, scenes = demo_model_data.load_bank(bank)
-    samples = trainer.Samples(scenes, __import__("random").Random(3))
+    samples = trainer.Samples(scenes, random.Random(3))
     counts = {"yes": 0, "colour decides": 0, "kind decides": 0}
     for _ in range(400):
         scene = samples.rng.choice(scenes)

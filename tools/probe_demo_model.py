@@ -90,12 +90,12 @@ def image_reliance(folder: str, bank: str, tasks: list[str], answer_style: str =
 
     config = json.loads((Path(folder) / "config.json").read_text())
     vision, text = config["vision_config"], config["text_config"]
-    args = argparse.Namespace(
-        bank=bank, seed=seed, init=folder, mix={}, batch=batch, align_temperature=0.1, answer_style=answer_style,
-        value_weight=0.0, feature_norm_weight=0.0, attention_weight=0.0, attention_layers=[],
-        vision_hidden=vision["hidden_size"],
-        vision_layers=vision["num_hidden_layers"], text_hidden=text["hidden_size"],
-        text_layers=text["num_hidden_layers"])
+    args = trainer.build_parser().parse_args([  # the trainer's own defaults, its losses off, the checkpoint's sizes
+        "--bank", bank, "--out", folder, "--seed", str(seed), "--init", folder, "--batch", str(batch),
+        "--answer-style", answer_style, "--value-weight", "0", "--feature-norm-weight", "0",
+        "--attention-weight", "0", "--vision-hidden", str(vision["hidden_size"]),
+        "--vision-layers", str(vision["num_hidden_layers"]), "--text-hidden", str(text["hidden_size"]),
+        "--text-layers", str(text["num_hidden_layers"])])
     run = trainer.Trainer(args)
     run.model.eval()
     out = {}

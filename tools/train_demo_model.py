@@ -358,18 +358,17 @@ def patch_labels(scene: dict[str, Any], view: dict[str, Any], vocab: dict[str, i
     labels["kind"][:] = vocab["background"]
     labels["object"][:] = vocab["background"]
 
-    span = _span
     for shown in view["objects"]:
         obj = scene["objects"][shown["index"]]
         x0, y0, x1, y1 = shown["box"]
         size = shown["size"]
         whole = abs((x1 - x0) - size) < 2 and abs((y1 - y0) - SIGN_HEIGHT_RATIO * size) < 2
         if obj["kind"] == "sign" and whole:  # the plate only: the post below it shows neither colour nor letter
-            labels_of_post = np.ix_(span(y0 + size + cell / 2, y1), span(x0, x1))
+            labels_of_post = np.ix_(_span(y0 + size + cell / 2, y1), _span(x0, x1))
             for group in labels:
                 labels[group][labels_of_post] = -1
             y1 = y0 + size
-        block = np.ix_(span(y0, y1), span(x0, x1))
+        block = np.ix_(_span(y0, y1), _span(x0, x1))
         labels["colour"][block] = vocab[obj["colour"]]
         labels["kind"][block] = vocab["sign" if obj["kind"] == "sign" else obj["shape"]] if size >= READABLE_SHAPE else -1
         labels["object"][block] = vocab["object"]
@@ -378,7 +377,7 @@ def patch_labels(scene: dict[str, Any], view: dict[str, Any], vocab: dict[str, i
             # patches that show it, not on the plate's plain corners
             half = LETTER_HEIGHT_RATIO * size / 2
             cx, cy = (x0 + x1) / 2, y0 + size / 2
-            labels["letter"][np.ix_(span(cy - half, cy + half), span(cx - half, cx + half))] = vocab[obj["label"]]
+            labels["letter"][np.ix_(_span(cy - half, cy + half), _span(cx - half, cx + half))] = vocab[obj["label"]]
     return labels
 
 
@@ -414,7 +413,7 @@ class Trainer:
         self.norm = (mean, std)
         if args.attention_weight > 0:  # the attention weights are returned by the eager implementation only
             self.model.set_attn_implementation("eager")
-        self.device = torch.device(getattr(args, "device", "cpu"))
+        self.device = torch.device(args.device)
         self.model.to(self.device)
         self.group_ids = {g: torch.tensor([self.vocab[w] for w in words], device=self.device)
                           for g, words in WORD_GROUPS.items()}
