@@ -18,6 +18,9 @@ LAYER_AGGREGATIONS = ("sum", "rollout")
 DEFAULT_STOP_WORDS = (
     "a", "an", "the", "with", "of", "and", "or", "in", "on", "at", "to", "for",
     "by", "from", "its", "his", "her", "their", "this", "that", "is", "are",
+    # generic head nouns: "the purple object" restricts nothing beyond "purple",
+    # and their maps (any salient thing) only add noise to the AND product
+    "object", "objects", "thing", "things",
 )
 
 

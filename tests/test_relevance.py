@@ -168,6 +168,17 @@ def test_stop_words_are_skipped(planted):
     assert overlaps(rmap.peak_box(), (800, 100, 900, 200))
 
 
+def test_generic_nouns_are_skipped(planted):
+    # "red object" names nothing beyond "red": the same map as "red" alone
+    # (the causal prefix up to "red" is identical, so the values are too)
+    image = scene((1000, 1000), (800, 100, 900, 200))
+    generic = planted.relevance_map(image, "red object")
+    assert generic.tokens == ("red",)
+    np.testing.assert_allclose(generic.grid, planted.relevance_map(image, "red").grid, atol=1e-6)
+    kept = planted.relevance_map(image, "red object", config=FocusConfig(stop_words=("a", "the")))
+    assert kept.tokens == ("red", "object")
+
+
 def test_empty_target_is_refused(planted):
     image = scene((600, 400), (10, 10, 60, 60))
     with pytest.raises(FocusInputError, match="empty"):
