@@ -127,11 +127,11 @@ def test_the_auxiliary_losses_fall_when_trained(bank, tmp_path):
     for _ in range(12):
         parts = run.losses(batch)
         total = parts["attention"] + parts["values"] + parts["align"]
-        first = first if first is not None else {k: float(parts[k]) for k in ("attention", "values", "align")}
+        first = first if first is not None else {k: float(parts[k].detach()) for k in ("attention", "values", "align")}
         optimiser.zero_grad()
         total.backward()
         optimiser.step()
-    last = {k: float(parts[k]) for k in first}
+    last = {k: float(parts[k].detach()) for k in first}
     assert all(last[k] < first[k] for k in first), (first, last)
     # the attention loss is -log of the attention mass on the asked object's patches
     assert 0 < math.exp(-last["attention"]) <= 1
