@@ -137,14 +137,16 @@ def test_the_auxiliary_losses_fall_when_trained(bank, tmp_path):
     assert 0 < math.exp(-last["attention"]) <= 1
 
 
-def test_existence_questions_need_both_the_colour_and_the_kind(bank):
+def _existence_counts(bank, colour_only: bool) -> dict[str, int]:
+    """400 existence questions on views with objects: each answer checked
+    against the view, and which word a No is decided by."""
     _, scenes = demo_model_data.load_bank(bank)
     samples = trainer.Samples(scenes, random.Random(3))
     counts = {"yes": 0, "colour decides": 0, "kind decides": 0}
     for _ in range(400):
         scene = samples.rng.choice(scenes)
         view = samples.rng.choice([v for v in scene["views"] if v["objects"]])
-        text, answer = samples.existence(scene, view)
+        text, answer = samples.existence(scene, view, colour_only=colour_only)
         colour, noun = text.split("Is there a ")[1].split(" in the image")[0].split()
         shown = [scene["objects"][o["index"]] for o in view["objects"]]
         kind_of = trainer.Samples.phrase_kind
@@ -157,5 +159,16 @@ def test_existence_questions_need_both_the_colour_and_the_kind(bank):
         counts["yes"] += truth
         counts["colour decides"] += not truth and any(kind_matches(o) for o in shown)
         counts["kind decides"] += not truth and any(o["colour"] == colour for o in shown)
+    return counts
+
+
+def test_existence_questions_need_both_the_colour_and_the_kind(bank):
+    counts = _existence_counts(bank, colour_only=False)
     # about half Yes; every No is decided by one word the crop contradicts
     assert 150 <= counts["yes"] <= 250 and counts["colour decides"] >= 80 and counts["kind decides"] >= 40, counts
+
+
+def test_colour_only_existence_questions_are_decided_by_the_colour(bank):
+    counts = _existence_counts(bank, colour_only=True)
+    # half Yes; every No asks for a kind that is in view, in a colour that no such object has
+    assert 150 <= counts["yes"] <= 250 and counts["colour decides"] == 400 - counts["yes"], counts
