@@ -53,14 +53,14 @@ def test_it_extracts_the_targets_of_world_questions(demo_mllm):
 
 def test_focus_beats_plain_answering_on_unseen_scenes(demo_mllm, tmp_path):
     # 24 questions of a seed no training or benchmark set uses. Measured when the model was shipped
-    # (CPU, fp32; "object" a stop word): vanilla 20.8 %, FOCUS 54.2 % at n_steps=1 and 37.5 % at
-    # n_steps=4 (8.8 forward passes), relevance-peak hit 72 %, ROI recall 83 %; the bounds leave a
-    # small margin for other platforms' arithmetic. The full benchmark is `focus bench run` (README).
+    # (CPU, fp32): vanilla 33.3 %, FOCUS 62.5 % at n_steps=1 and 58.3 % at n_steps=4 (7.4 forward
+    # passes), relevance-peak hit 72 %, ROI recall 79 %; the bounds leave a small margin for other
+    # platforms' arithmetic. The full benchmark is `focus bench run` (README).
     make_synthetic(tmp_path, seed=31337, n=24)
     items = load_dataset(tmp_path)
     result = run_benchmark(demo_mllm, items, ("vanilla", "focus"), FocusConfig(), (1, 4), progress=False)
     vanilla, focus_1, focus_4 = (run.metrics for run in result.runs)
-    assert focus_1["accuracy"] >= vanilla["accuracy"] + 0.25, (vanilla, focus_1)
-    assert focus_4["accuracy"] >= vanilla["accuracy"] + 0.1, (vanilla, focus_4)
+    assert focus_1["accuracy"] >= vanilla["accuracy"] + 0.2, (vanilla, focus_1)
+    assert focus_4["accuracy"] >= vanilla["accuracy"] + 0.2, (vanilla, focus_4)
     assert focus_4["peak_hit_rate"] >= 0.65 and focus_4["roi_recall_ranked"] >= 0.75, focus_4
     assert focus_4["forward_passes"] <= 10, focus_4
