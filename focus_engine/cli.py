@@ -108,6 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .answer import answer_plain
+    from .bench.metrics import gt_coverage
     from .demo import DEMO_DISCLAIMER, demo_item, embedded_model_dir
     from .mllm import load_mllm
     from .pipeline import FocusPipeline
@@ -147,7 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_summary(result, written)
     print(f"FOCUS    : {verdict(result.answer)}")
     best = result.selected[0].box if result.selected else None
-    covered = best is not None and best[0] <= box[0] and best[1] <= box[1] and best[2] >= box[2] and best[3] >= box[3]
+    covered = best is not None and gt_coverage(best, box) >= 1.0
     print(f"located  : the chosen ROI {'covers' if covered else 'does NOT cover'} the {item.target_names[0]}")
     print(f"total    : {time.perf_counter() - started:.1f} s")
     return 0

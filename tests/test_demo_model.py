@@ -38,7 +38,7 @@ def test_the_embedded_model_is_a_small_real_llava():
 
 def test_it_extracts_the_targets_of_world_questions(demo_mllm):
     # measured on the 40 first questions of seed 31337 when the model was shipped: label and shape
-    # questions 30/30 exact; spatial questions 0/10 exact: both colours right, the shapes often not
+    # questions 30/30 exact; spatial questions 1/10 exact: both colours right, the shapes often not
     # (a known weakness, stated in the README; the relevance map keys on the colour)
     config = FocusConfig()
     for index in range(40):

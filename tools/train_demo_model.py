@@ -16,7 +16,7 @@ Three stages, one loop:
    multiple choice that states the fact (the option lookup on its own).
    ``yesno_colour`` (only through ``--mix``): existence questions whose No
    only the colour decides; in mixed yes/no the model kept ignoring the
-   colour word, ~400 steps of mostly these taught it to read it.
+   colour word, 600 steps of mostly these taught it to read it.
 
 Auxiliary loss (stated in the README): every image token's projected feature
 (the vector the language model receives) is pulled, by a cosine-softmax over
@@ -294,13 +294,17 @@ class Samples:
         kind that no object of that colour has. ``colour_only``: Yes, or a No
         that only the colour decides, half and half."""
         shown = [self._obj(scene, o["index"]) for o in view["objects"]]
-        draw = self.rng.choice([0.25, 0.65]) if colour_only else self.rng.random()
+        if colour_only:
+            answer = self.rng.choice(["yes", "colour decides"])
+        else:
+            draw = self.rng.random()
+            answer = "yes" if draw < 0.5 else "colour decides" if draw < 0.8 else "kind decides"
         general = self.rng.random() < 0.4  # "{colour} sign" / "{colour} object", as the world's questions name targets
         absent = [c for c in COLOURS if c not in {o["colour"] for o in shown}] or COLOURS
-        if shown and draw < 0.5:
+        if shown and answer == "yes":
             obj = self.rng.choice(shown)
             colour, kind = obj["colour"], self.phrase_kind(obj)
-        elif shown and draw < 0.8:
+        elif shown and answer == "colour decides":
             colour, kind = self.rng.choice(absent), self.phrase_kind(self.rng.choice(shown))
         else:
             colour = self.rng.choice(shown)["colour"] if shown else None
