@@ -172,3 +172,33 @@ def test_colour_only_existence_questions_are_decided_by_the_colour(bank):
     counts = _existence_counts(bank, colour_only=True)
     # half Yes; every No asks for a kind that is in view, in a colour that no such object has
     assert 150 <= counts["yes"] <= 250 and counts["colour decides"] == 400 - counts["yes"], counts
+
+
+def test_value_phrase_pulls_the_noun_onto_the_objects_the_phrase_names(bank, tmp_path):
+    args = trainer.build_parser().parse_args(["--bank", str(bank), "--out", str(tmp_path), *TINY, "--value-phrase"])
+    run = trainer.Trainer(args)
+    run.args.mix = {"instruct": {"yesno": 0.5, "scene_yesno": 0.5}}
+    drawn = []
+    draw = run.samples.draw
+    run.samples.draw = lambda kind: drawn.append(draw(kind)) or drawn[-1]
+    counts = {"named": 0, "none named": 0}
+    for _ in range(5):
+        drawn.clear()
+        batch = run.batch("instruct")
+        targets = {(row, position): positive for row, position, positive in batch["value_targets"]}
+        for row, (pixels, _, _, words, about) in enumerate(drawn):
+            scene, view = run.view_of_pixels[pixels]
+            ids = batch["input_ids"][row].tolist()
+            (colour, _), (noun, _) = words
+            last = lambda word: len(ids) - 1 - ids[::-1].index(run.vocab[word])  # noqa: E731
+            labels = trainer.patch_labels(scene, view, run.vocab)["colour"].reshape(-1)
+            if (labels == run.vocab[colour]).any():  # the colour word still matches every patch of its colour
+                assert torch.equal(targets[(row, last(colour))], torch.from_numpy(labels == run.vocab[colour]))
+            if about:  # a Yes: the noun matches the named objects only, readable or not
+                assert torch.equal(targets[(row, last(noun))],
+                                   torch.from_numpy(trainer.object_patches(scene, view, about)))
+                counts["named"] += 1
+            else:  # a No names nothing: no target for the noun
+                assert (row, last(noun)) not in targets
+                counts["none named"] += 1
+    assert counts["named"] >= 5 and counts["none named"] >= 5, counts

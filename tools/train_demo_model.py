@@ -26,7 +26,12 @@ when readable) and toward "background" elsewhere. A second auxiliary loss
 (``--value-weight``) does the same inside the language model: the value
 vectors of the existence question's colour and kind words, per layer, toward
 those of the image tokens showing them; that is what FOCUS's relevance map
-reads, so this loss trains the map's signal directly. A third
+reads, so this loss trains the map's signal directly. With ``--value-phrase``
+the noun's target is the objects the whole phrase names ("sign" in "blue sign"
+onto the blue sign only, readable or not): without it a whole-scene view
+taught the noun nothing (shapes are unreadable there), its map was noise, and
+the map's product over the phrase's words peaked on the target less often
+than the colour's map alone (label questions 68 % vs 100 %). A third
 (``--attention-weight``) supervises attention: at the position that predicts
 the answer, chosen language layers are pulled to attend to the patches of the
 object the answer is about (content lookup by the question's words). Large
@@ -449,8 +454,8 @@ class Trainer:
         drawn = [self.samples.draw(kind) for kind in kinds]
         image_rows = [i for i, (p, *_) in enumerate(drawn) if p is not None]
         encoded = [self.encode(user, answer, p is not None) for p, user, answer, *_ in drawn]
-        value_targets = []  # (batch row, image row, token position, group, word id)
-        for row, (p, _, _, words, _) in enumerate(drawn):
+        value_words = []  # (batch row, image row, token position, group, word id, objects the phrase names)
+        for row, (p, _, _, words, about) in enumerate(drawn):
             if p is None or not words:
                 continue
             ids = encoded[row][0]
@@ -458,7 +463,8 @@ class Trainer:
             for word, group in words:
                 word_id = self.vocab[word]
                 if word_id in ids[after:]:
-                    value_targets.append((row, image_rows.index(row), after + ids[after:].index(word_id), group, word_id))
+                    value_words.append((row, image_rows.index(row), after + ids[after:].index(word_id), group, word_id,
+                                        about))
         length = max(len(ids) for ids, _ in encoded)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(encoded), length), pad)
@@ -475,6 +481,20 @@ class Trainer:
             images = (images - self.norm[0]) / self.norm[1]
             per_view = [patch_labels(*self.view_of_pixels[p], self.vocab) for p in pixel_index]
             patch = {g: torch.from_numpy(np.stack([v[g] for v in per_view])).view(len(per_view), -1) for g in WORD_GROUPS}
+        value_targets = []  # (batch row, token position, flat mask of the patches its value should match)
+        for row, image_row, position, group, word_id, about in value_words:
+            if group != "colour" and self.args.value_phrase:
+                # the phrase's noun ("sign" in "blue sign") comes after its colour word, so its value can carry
+                # both: pulled onto the objects the whole phrase names (a No names none: no target), readable
+                # or not (on a whole scene a 6-px circle is still a red object where a circle could be)
+                if not about:
+                    continue
+                scene, view = self.view_of_pixels[drawn[row][0]]
+                positive = torch.from_numpy(object_patches(scene, view, about))
+            else:
+                positive = patch[group][image_row] == word_id
+            if positive.any():
+                value_targets.append((row, position, positive))
         attend = []  # (batch row, answer-predicting position, first image token, patch mask)
         for row, (p, _, _, _, about) in enumerate(drawn):
             if p is None or not about:
@@ -569,14 +589,11 @@ class Trainer:
         image_mask = batch["input_ids"] == self.image_token
         for layer in cache.layers:
             values = F.normalize(layer.values, dim=-1)  # [B, heads, S, head_dim]
-            for row, image_row, position, group, word_id in batch["value_targets"]:
-                positive = batch["patch_labels"][group][image_row] == word_id
-                if not positive.any():
-                    continue
+            for row, position, positive in batch["value_targets"]:
                 image_values = values[row][:, image_mask[row]]  # [heads, P, head_dim]
                 similarity = (image_values * values[row][:, position, None]).sum(-1).mean(0)
                 logits = similarity / self.args.align_temperature
-                losses.append(torch.logsumexp(logits, 0) - torch.logsumexp(logits[positive], 0))
+                losses.append(torch.logsumexp(logits, 0) - torch.logsumexp(logits[positive.to(logits.device)], 0))
         return torch.stack(losses).mean() if losses else torch.zeros(())
 
     def attention_loss(self, attentions: tuple[torch.Tensor, ...], attend: list[Any]) -> torch.Tensor:
@@ -678,6 +695,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--align-weight", type=float, default=1.0)
     parser.add_argument("--align-temperature", type=float, default=0.1)
     parser.add_argument("--value-weight", type=float, default=1.0)
+    parser.add_argument("--value-phrase", action="store_true",
+                        help="the noun's value target is the named object (colour and kind), not every patch of its kind")
     parser.add_argument("--feature-norm-weight", type=float, default=0.1)
     parser.add_argument("--attention-weight", type=float, default=0.5,
                         help="weight of the attention-supervision loss (answer position -> the asked object's patches)")
