@@ -202,3 +202,25 @@ def test_value_phrase_pulls_the_noun_onto_the_objects_the_phrase_names(bank, tmp
                 assert (row, last(noun)) not in targets
                 counts["none named"] += 1
     assert counts["named"] >= 5 and counts["none named"] >= 5, counts
+
+
+def test_spatial_questions_name_two_objects_apart_and_answer_their_order(bank):
+    _, scenes = demo_model_data.load_bank(bank)
+    samples = trainer.Samples(scenes, random.Random(5), answer_style="text")
+    answers = {"left": 0, "right": 0}
+    for _ in range(200):
+        pixels, text, answer, _, about = samples.draw("spatial_mc")
+        scene, view = next((s, v) for s in scenes for v in s["views"] if v["pixels"] == pixels)
+        shown = {o["index"]: o for o in view["objects"]}
+        first, second = (shown[i] for i in about)
+        one, two = (scene["objects"][i] for i in about)
+        assert text.startswith(f"Is the {one['colour']} {samples.phrase_kind(one)} to the left or to the right "
+                               f"of the {two['colour']} {samples.phrase_kind(two)}?"), text
+        # each phrase names one object in view: its colour is unique there
+        colours = [scene["objects"][i]["colour"] for i in shown]
+        assert colours.count(one["colour"]) == 1 and colours.count(two["colour"]) == 1
+        x_first, x_second = ((o["box"][0] + o["box"][2]) / 2 for o in (first, second))
+        assert abs(x_first - x_second) >= 0.15 * 224
+        assert answer == ("left" if x_first < x_second else "right")
+        answers[answer] += 1
+    assert min(answers.values()) >= 60, answers

@@ -14,6 +14,8 @@ Three stages, one loop:
    scenes, the yes/no existence question FOCUS verifies crops with, the
    exact few-shot target-extraction prompt the engine sends, and text-only
    multiple choice that states the fact (the option lookup on its own).
+   ``spatial_mc`` (only through ``--mix``): the world's left/right question
+   about any two objects a crop shows apart, not only a scene's own pair.
    ``yesno_colour`` (only through ``--mix``): existence questions whose No
    only the colour decides; in mixed yes/no the model kept ignoring the
    colour word, 600 steps of mostly these taught it to read it.
@@ -74,6 +76,7 @@ COLOURS = list(WorldSpec().colours)
 SHAPES = list(DEFAULT_SHAPES)
 LETTERS = list(DEFAULT_LABELS)
 KINDS = ["sign", *SHAPES]
+SPATIAL_MIN_DX, SPATIAL_MAX_DY = WorldSpec().spatial_min_dx, WorldSpec().spatial_max_dy_ratio
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 CAPTION_PROMPT = "Describe the object in the centre of the image."
 READABLE_LETTER = 14.0  # a letter is taught only when the sign plate is this many view pixels tall
@@ -236,6 +239,19 @@ class Samples:
             text, answer = self._item_question(scene)
             self.about = self.target_indices(scene)
             return view["pixels"], text, answer
+        if kind == "spatial_mc":  # the world's left/right question about any two objects a view shows apart
+            while True:
+                scene, view = self._scene_view(("crop", "union", "random"))
+                pairs = self.spatial_pairs(scene, view)
+                if pairs:
+                    break
+            first, second = self.rng.choice(pairs)
+            self.about = [first["index"], second["index"]]
+            one, two = self._obj(scene, first["index"]), self._obj(scene, second["index"])
+            question = QUESTION_TEMPLATES["spatial"].format(colour1=one["colour"], shape1=self.phrase_kind(one),
+                                                            colour2=two["colour"], shape2=self.phrase_kind(two))
+            side = "left" if _centre_x(first) < _centre_x(second) else "right"
+            return view["pixels"], *self.mc(question, side, ["left", "right"], k=2)
         if kind == "scene_yesno":  # the relevance prefill's own question, on the global view
             scene, view = self._scene_view(("global",))
             return view["pixels"], *self.existence(scene, view)
@@ -285,6 +301,22 @@ class Samples:
             question = QUESTION_TEMPLATES["spatial"].format(colour1=colour, shape1=shape1, colour2=other, shape2=shape2)
             text, answer = self.mc(question, side, ["left", "right"], k=2)
         return f"{fact}\n{text}", answer
+
+    def spatial_pairs(self, scene: dict[str, Any], view: dict[str, Any]) -> list[tuple[dict[str, Any], ...]]:
+        """Ordered pairs of shown objects that the world's spatial question
+        could ask about: each the only one of its colour in view (so its
+        phrase names it even where its shape is unreadable), clearly apart
+        sideways (the world's rules, with the view as the scene)."""
+        colours = [self._obj(scene, o["index"])["colour"] for o in view["objects"]]
+        named = [o for o, colour in zip(view["objects"], colours) if colours.count(colour) == 1]
+        pairs = []
+        for first in named:
+            for second in named:
+                dx = _centre_x(first) - _centre_x(second)
+                dy = (first["box"][1] + first["box"][3] - second["box"][1] - second["box"][3]) / 2
+                if first is not second and abs(dx) >= SPATIAL_MIN_DX * SIDE and abs(dy) <= SPATIAL_MAX_DY * abs(dx):
+                    pairs.append((first, second))
+        return pairs
 
     def _item_question(self, scene: dict[str, Any]) -> tuple[str, str]:
         options = list(scene["options"])
@@ -342,6 +374,10 @@ class Samples:
             question = QUESTION_TEMPLATES[subtype].format(colour=colour)
             answer = f"To answer the question, I need to find the {target}. {LEAD_IN} {target}."
         return build_icl_prompt(question), " " + answer
+
+
+def _centre_x(shown: dict[str, Any]) -> float:
+    return (shown["box"][0] + shown["box"][2]) / 2
 
 
 def object_patches(scene: dict[str, Any], view: dict[str, Any], indices: list[int]) -> np.ndarray:
