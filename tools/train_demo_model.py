@@ -68,17 +68,17 @@ sys.path.insert(0, str(ROOT / "tools"))
 from demo_model_data import CELLS, SIDE, load_bank  # noqa: E402
 from focus_engine.answer import MC_INSTRUCTION, format_question  # noqa: E402
 from focus_engine.bench.world import (  # noqa: E402
-    DEFAULT_LABELS, DEFAULT_SHAPES, LETTER_HEIGHT_RATIO, QUESTION_TEMPLATES, SIGN_HEIGHT_RATIO, WorldSpec,
+    DEFAULT_LABELS, DEFAULT_SHAPES, LETTER_HEIGHT_RATIO, QUESTION_TEMPLATES, SIGN_HEIGHT_RATIO, WorldSpec, spatial_ok,
 )
 from focus_engine.demo import CHAT_TEMPLATE  # noqa: E402
 from focus_engine.mllm.base import EXISTENCE_PROMPT  # noqa: E402
 from focus_engine.targets import ICL_EXAMPLES, LEAD_IN, build_icl_prompt  # noqa: E402
 
-COLOURS = list(WorldSpec().colours)
+WORLD = WorldSpec()
+COLOURS = list(WORLD.colours)
 SHAPES = list(DEFAULT_SHAPES)
 LETTERS = list(DEFAULT_LABELS)
 KINDS = ["sign", *SHAPES]
-SPATIAL_MIN_DX, SPATIAL_MAX_DY = WorldSpec().spatial_min_dx, WorldSpec().spatial_max_dy_ratio
 SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 CAPTION_PROMPT = "Describe the object in the centre of the image."
 READABLE_LETTER = 14.0  # a letter is taught only when the sign plate is this many view pixels tall
@@ -249,12 +249,11 @@ class Samples:
                     break
             else:
                 raise ValueError("no view in the bank shows two objects of unique colours apart; build it from more items")
-            first, second = self.rng.choice(pairs)
+            first, second, side = self.rng.choice(pairs)
             self.about = [first["index"], second["index"]]
             one, two = self._obj(scene, first["index"]), self._obj(scene, second["index"])
             question = QUESTION_TEMPLATES["spatial"].format(colour1=one["colour"], shape1=self.phrase_kind(one),
                                                             colour2=two["colour"], shape2=self.phrase_kind(two))
-            side = "left" if _centre_x(first) < _centre_x(second) else "right"
             return view["pixels"], *self.mc(question, side, ["left", "right"], k=2)
         if kind == "scene_yesno":  # the relevance prefill's own question, on the global view
             scene, view = self._scene_view(("global",))
@@ -306,21 +305,16 @@ class Samples:
             text, answer = self.mc(question, side, ["left", "right"], k=2)
         return f"{fact}\n{text}", answer
 
-    def spatial_pairs(self, scene: dict[str, Any], view: dict[str, Any]) -> list[tuple[dict[str, Any], ...]]:
-        """Ordered pairs of shown objects that the world's spatial question
-        could ask about: each the only one of its colour in view (so its
-        phrase names it even where its shape is unreadable), clearly apart
-        sideways (the world's rules, with the view as the scene)."""
+    def spatial_pairs(self, scene: dict[str, Any], view: dict[str, Any]) -> list[tuple[Any, Any, str]]:
+        """(first, second, "left"/"right") for the ordered pairs of shown
+        objects the world's spatial question could ask about: each the only
+        one of its colour in view (so its phrase names it even where its
+        shape is unreadable), clearly apart sideways by the world's own rule,
+        with the view as the scene."""
         colours = [self._obj(scene, o["index"])["colour"] for o in view["objects"]]
         named = [o for o, colour in zip(view["objects"], colours) if colours.count(colour) == 1]
-        pairs = []
-        for first in named:
-            for second in named:
-                dx = _centre_x(first) - _centre_x(second)
-                dy = (first["box"][1] + first["box"][3] - second["box"][1] - second["box"][3]) / 2
-                if first is not second and abs(dx) >= SPATIAL_MIN_DX * SIDE and abs(dy) <= SPATIAL_MAX_DY * abs(dx):
-                    pairs.append((first, second))
-        return pairs
+        return [(first, second, side) for first in named for second in named if first is not second
+                for side in ("left", "right") if spatial_ok(WORLD, (SIDE, SIDE), first["box"], second["box"], side)]
 
     def _item_question(self, scene: dict[str, Any]) -> tuple[str, str]:
         options = list(scene["options"])
@@ -378,10 +372,6 @@ class Samples:
             question = QUESTION_TEMPLATES[subtype].format(colour=colour)
             answer = f"To answer the question, I need to find the {target}. {LEAD_IN} {target}."
         return build_icl_prompt(question), " " + answer
-
-
-def _centre_x(shown: dict[str, Any]) -> float:
-    return (shown["box"][0] + shown["box"][2]) / 2
 
 
 def object_patches(scene: dict[str, Any], view: dict[str, Any], indices: list[int]) -> np.ndarray:
@@ -494,17 +484,6 @@ class Trainer:
         drawn = [self.samples.draw(kind) for kind in kinds]
         image_rows = [i for i, (p, *_) in enumerate(drawn) if p is not None]
         encoded = [self.encode(user, answer, p is not None) for p, user, answer, *_ in drawn]
-        value_words = []  # (batch row, image row, token position, group, word id, objects the phrase names)
-        for row, (p, _, _, words, about) in enumerate(drawn):
-            if p is None or not words:
-                continue
-            ids = encoded[row][0]
-            after = len(ids) - 1 - ids[::-1].index(self.image_token)
-            for word, group in words:
-                word_id = self.vocab[word]
-                if word_id in ids[after:]:
-                    value_words.append((row, image_rows.index(row), after + ids[after:].index(word_id), group, word_id,
-                                        about))
         length = max(len(ids) for ids, _ in encoded)
         pad = self.tokenizer.pad_token_id
         input_ids = torch.full((len(encoded), length), pad)
@@ -521,29 +500,35 @@ class Trainer:
             images = (images - self.norm[0]) / self.norm[1]
             per_view = [patch_labels(*self.view_of_pixels[p], self.vocab) for p in pixel_index]
             patch = {g: torch.from_numpy(np.stack([v[g] for v in per_view])).view(len(per_view), -1) for g in WORD_GROUPS}
+        # the patches of the objects each image sample is about (the phrase's, the answer's)
+        object_masks = {row: torch.from_numpy(object_patches(*self.view_of_pixels[p], about))
+                        for row, (p, _, _, _, about) in enumerate(drawn) if p is not None and about}
         value_targets = []  # (batch row, token position, flat mask of the patches its value should match)
-        for row, image_row, position, group, word_id, about in value_words:
-            if group != "colour" and self.args.value_phrase:
-                # the phrase's noun ("sign" in "blue sign") comes after its colour word, so its value can carry
-                # both: pulled onto the objects the whole phrase names (a No names none: no target), readable
-                # or not (on a whole scene a 6-px circle is still a red object where a circle could be)
-                if not about:
-                    continue
-                scene, view = self.view_of_pixels[drawn[row][0]]
-                positive = torch.from_numpy(object_patches(scene, view, about))
-            else:
-                positive = patch[group][image_row] == word_id
-            if positive.any():
-                value_targets.append((row, position, positive))
-        attend = []  # (batch row, answer-predicting position, first image token, patch mask)
-        for row, (p, _, _, _, about) in enumerate(drawn):
-            if p is None or not about:
+        for row, (p, _, _, words, _) in enumerate(drawn):
+            if p is None or not words:
                 continue
-            scene, view = self.view_of_pixels[p]
-            mask = object_patches(scene, view, about)
+            ids = encoded[row][0]
+            after = len(ids) - 1 - ids[::-1].index(self.image_token)
+            for word, group in words:
+                word_id = self.vocab[word]
+                if word_id not in ids[after:]:
+                    continue
+                if group != "colour" and self.args.value_phrase:
+                    # the phrase's noun ("sign" in "blue sign") comes after its colour word, so its value can carry
+                    # both: pulled onto the objects the whole phrase names (a No names none: no target), readable
+                    # or not (on a whole scene a 6-px circle is still a red object where a circle could be)
+                    if row not in object_masks:
+                        continue
+                    positive = object_masks[row]
+                else:
+                    positive = patch[group][image_rows.index(row)] == word_id
+                if positive.any():
+                    value_targets.append((row, after + ids[after:].index(word_id), positive))
+        attend = []  # (batch row, answer-predicting position, first image token, patch mask)
+        for row, mask in object_masks.items():
             if mask.any():
                 prompt_length = encoded[row][1].count(-100)
-                attend.append((row, prompt_length - 1, encoded[row][0].index(self.image_token), torch.from_numpy(mask)))
+                attend.append((row, prompt_length - 1, encoded[row][0].index(self.image_token), mask))
         return {"input_ids": input_ids, "labels": labels, "attention_mask": attention, "image_rows": image_rows,
                 "pixel_values": images, "patch_labels": patch, "value_targets": value_targets, "kinds": kinds,
                 "attend": attend}

@@ -631,7 +631,7 @@ class _Placer:
         return False
 
 
-def _spatial_ok(spec: WorldSpec, scene: tuple[int, int], first: Box, second: Box, answer: str) -> bool:
+def spatial_ok(spec: WorldSpec, scene: tuple[int, int], first: Box, second: Box, answer: str) -> bool:
     """``first`` is clearly ``answer`` (left/right) of ``second``."""
     dx = (first[0] + first[2]) / 2 - (second[0] + second[2]) / 2
     dy = (first[1] + first[3]) / 2 - (second[1] + second[3]) / 2
@@ -648,7 +648,7 @@ def _layout(spec: WorldSpec, rng: np.random.Generator, question: _Question, scen
         return None
     if len(question.targets) == 2:
         answer = question.spatial_answer or "left"
-        if not placer.place(question.targets[1], lambda box: _spatial_ok(spec, scene, first.box, box, answer), 2000):
+        if not placer.place(question.targets[1], lambda box: spatial_ok(spec, scene, first.box, box, answer), 2000):
             return None
     distractors = _plan_distractors(spec, rng, question)
     required = len(question.shown)
