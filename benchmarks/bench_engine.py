@@ -24,12 +24,10 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 
 def build(folder: Path, args: argparse.Namespace) -> None:
-    from focus_engine.demo import build_planted_llava
+    from focus_engine.testing import build_planted_llava
 
     build_planted_llava(
         folder, seed=0, damping=1.0, neutral_words=False, vision_hidden=args.vision_hidden,
@@ -41,15 +39,13 @@ def build(folder: Path, args: argparse.Namespace) -> None:
 def bench_overhead(folder: Path, device: str, dtype: str, repeats: int) -> dict:
     import torch
 
-    from focus_engine import FocusConfig, load_mllm
+    from focus_engine import load_mllm, resolve_config
     from focus_engine.relevance import relevance_from_prefill
-    from focus_engine.rois import propose_rois_for_config
-
-    from focus_engine.demo import synthetic_scene
+    from focus_engine.rois import propose_for_maps
+    from focus_engine.testing import synthetic_scene
 
     mllm = load_mllm(str(folder), device=device, dtype=dtype)
-    config = FocusConfig().resolved(mllm.family_defaults())
-    layers = mllm.resolve_layers(config.layers)
+    config = resolve_config(mllm)
     image = synthetic_scene((2246, 1582), (1800, 300, 1900, 400))
     mllm.prefill(image, "red car")  # warm-up
     prefill_s, after_s = [], []
@@ -59,8 +55,8 @@ def bench_overhead(folder: Path, device: str, dtype: str, repeats: int) -> dict:
         prefill = mllm.prefill(image, "red car")
         sync(device)
         t1 = time.perf_counter()
-        rmap = relevance_from_prefill(prefill, "red car", layers, "values", config)
-        rois = propose_rois_for_config(rmap, config)
+        rmap = relevance_from_prefill(prefill, "red car", config)
+        rois = propose_for_maps([rmap], config)
         sync(device)
         t2 = time.perf_counter()
         prefill_s.append(t1 - t0)
@@ -69,7 +65,7 @@ def bench_overhead(folder: Path, device: str, dtype: str, repeats: int) -> dict:
     visual = int((mllm.processor_inputs([mllm.view(image)], [mllm.build_prompt(1, "x")])["input_ids"] == mllm.image_token_id).sum())
     return {
         "visual_tokens": visual,
-        "layers_used": list(layers),
+        "layers_used": list(config.layers),
         "prefill_s_median": statistics.median(prefill_s),
         "after_prefill_s_median": statistics.median(after_s),
         "after_over_prefill": statistics.median(after_s) / statistics.median(prefill_s),
@@ -87,9 +83,8 @@ def sync(device: str) -> None:
 
 
 MEMORY_CHILD = r"""
-import json, sys
-sys.path.insert(0, {root!r})
-from focus_engine.demo import synthetic_scene
+import json
+from focus_engine.testing import synthetic_scene
 from focus_engine import FocusConfig, FocusPipeline, load_mllm
 from focus_engine.answer import answer_plain
 from focus_engine.cost import PeakMemory
@@ -111,7 +106,7 @@ def bench_memory(folder: Path, device: str, dtype: str, n_steps: int) -> dict:
     out = {}
     for mode in ("plain", "focus"):
         code = MEMORY_CHILD.format(
-            root=str(ROOT), folder=str(folder), device=device, dtype=dtype,
+            folder=str(folder), device=device, dtype=dtype,
             mode=mode, n_steps=n_steps,
         )
         proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

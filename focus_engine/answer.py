@@ -17,11 +17,13 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
+from .boxes import Box, merge_overlapping, union_box
 from .config import FocusConfig
 from .errors import FocusInputError
 from .images import crop, to_pil_rgb
+from .inputs import check_options, check_question
 from .ranking import best_per_target
-from .rois import ROI, merge_overlapping, union_box
+from .rois import ROI
 
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 CANVAS_FILL = (127, 127, 127)
@@ -39,7 +41,7 @@ class AnswerView:
     """What the final answer was computed on."""
 
     mode: str  # "full" | "crop" | "canvas"
-    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    boxes: list[Box] = field(default_factory=list)
     image: Image.Image | None = None
 
     def to_json(self) -> dict:
@@ -51,25 +53,6 @@ class Answer:
     text: str
     option: str | None  # the chosen option's letter for multiple-choice questions
     view: AnswerView
-
-
-def check_question(question: Any) -> str:
-    if not isinstance(question, str) or not question.strip():
-        raise FocusInputError("the question is empty; ask something about the image, e.g. 'What colour is the car?'")
-    return question.strip()
-
-
-def check_options(options: Sequence[str] | None) -> list[str] | None:
-    if options is None:
-        return None
-    if isinstance(options, str):
-        raise FocusInputError("options must be a list of strings, one per choice, not one string")
-    cleaned = [str(o).strip() for o in options]
-    if len(cleaned) < 2 or len(cleaned) > len(string.ascii_uppercase):
-        raise FocusInputError(f"give between 2 and 26 options for a multiple-choice question, not {len(cleaned)}")
-    if not all(cleaned):
-        raise FocusInputError("an option is empty; every choice needs text")
-    return cleaned
 
 
 def format_question(question: str, options: Sequence[str] | None) -> str:
@@ -119,7 +102,7 @@ def compose_view(image: Image.Image, selected: Sequence[ROI], config: FocusConfi
     return AnswerView(mode="canvas", boxes=boxes, image=paste_on_canvas(image, boxes, config.far_apart_px))
 
 
-def paste_on_canvas(image: Image.Image, boxes: Sequence[tuple[int, int, int, int]], span: int) -> Image.Image:
+def paste_on_canvas(image: Image.Image, boxes: Sequence[Box], span: int) -> Image.Image:
     """Each box's crop at full resolution on an empty canvas; the gaps between
     them shrunk so the layout spans about ``span`` px, relative order kept."""
     ux0, uy0, ux1, uy1 = union_box(boxes)
@@ -171,7 +154,7 @@ def interleaved_inputs(
 
 def answer_question(
     mllm: Any,
-    image: Any,
+    image: Image.Image,
     question: str,
     options: Sequence[str] | None,
     selected: Sequence[ROI],
@@ -179,16 +162,14 @@ def answer_question(
     *,
     should_stop: Callable[[], bool] | None = None,
 ) -> Answer:
-    """Answer ``question`` on the view composed from ``selected`` (greedy)."""
-    question = check_question(question)
-    options = check_options(options)
-    pil = to_pil_rgb(image)
+    """Stage 4: answer ``question`` (checked, see ``inputs``) about ``image``
+    (RGB) on the view composed from ``selected`` (greedy)."""
     if not selected and not config.ask_on_full_image_if_no_roi:
         raise FocusInputError("no ROI to answer on; propose ROIs first or allow answering on the full image")
-    view = compose_view(pil, selected, config)
+    view = compose_view(image, selected, config)
     text, images = format_question(question, options), [view.image]
     if getattr(mllm, "interleaved_answer", False) and view.mode != "full":
-        images, text = interleaved_inputs(pil, view, text, question)
+        images, text = interleaved_inputs(image, view, text, question)
     text = mllm.generate(text, images=images, max_new_tokens=config.answer_max_new_tokens, should_stop=should_stop)
     return Answer(text=text, option=parse_option(text, options), view=view)
 
@@ -196,5 +177,5 @@ def answer_question(
 def answer_plain(
     mllm: Any, image: Any, question: str, options: Sequence[str] | None, config: FocusConfig
 ) -> Answer:
-    """The vanilla baseline: one answer on the whole image."""
-    return answer_question(mllm, image, question, options, [], config)
+    """The vanilla baseline: one answer on the whole image (any image input)."""
+    return answer_question(mllm, to_pil_rgb(image), check_question(question), check_options(options), [], config)

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from .config import RELEVANCE_SOURCES, FocusConfig
+from .config import ATTENTIONS, PRECISIONS, RELEVANCE_SOURCES, FocusConfig
 from .errors import FocusError
 
 PREVIEW_MAX_SIDE = 2048
@@ -108,7 +108,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .answer import answer_plain
-    from .bench.metrics import gt_coverage
+    from .boxes import coverage
     from .demo import DEMO_DISCLAIMER, demo_item, embedded_model_dir
     from .mllm import load_mllm
     from .pipeline import FocusPipeline
@@ -148,7 +148,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_summary(result, written)
     print(f"FOCUS    : {verdict(result.answer)}")
     best = result.selected[0].box if result.selected else None
-    covered = best is not None and gt_coverage(best, box) >= 1.0
+    covered = best is not None and coverage(best, box) >= 1.0
     print(f"located  : the chosen ROI {'covers' if covered else 'does NOT cover'} the {item.target_names[0]}")
     print(f"total    : {time.perf_counter() - started:.1f} s")
     return 0
@@ -167,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--targets", nargs="+", help="skip target extraction: the objects to look for")
     run.add_argument("--out", default="focus_out", help="output folder (default: focus_out)")
     run.add_argument("--device", default="auto")
-    run.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
-    run.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flash_attention_2", "eager"])
+    run.add_argument("--precision", default="auto", choices=PRECISIONS)
+    run.add_argument("--attention", default="auto", choices=ATTENTIONS)
     _add_common(run)
     run.set_defaults(func=cmd_run)
 

@@ -1,7 +1,11 @@
-"""FocusConfig: every hyperparameter of the four FOCUS stages in one place.
+"""FocusConfig: every hyperparameter of the four FOCUS stages in one place,
+and the named choices users pick from when loading a model.
 
-Fields left at ``None`` take the model family's default (see
-``MLLM.family_defaults``); ``FocusConfig.resolved(defaults)`` fills them in.
+Fields left at ``None`` take the model family's default;
+``resolve_config(mllm, config)`` fills them in, once per run, for every caller
+(pipeline, nodes, the adapter's ``relevance_map``). How a family shows an image
+to its model (LLaVA-OneVision's map blur, Qwen2.5-VL's pixel budget) is not
+here: those are the adapter's own settings (``load_mllm(..., settings=...)``).
 Names follow docs/FOCUS.md; decisions the paper leaves open are marked [ours].
 """
 
@@ -15,6 +19,12 @@ from .errors import FocusConfigError
 
 RELEVANCE_SOURCES = ("values", "keys", "random")
 LAYER_AGGREGATIONS = ("sum", "rollout")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
+ATTENTIONS = ("auto", "sdpa", "flash_attention_2", "eager")
+DEVICES = ("auto", "cuda", "cpu", "mps")
+"""Load options: ``load_mllm``, ``focus run`` and the Load MLLM node offer these."""
+GENERAL_DEFAULTS: dict[str, Any] = {"s_min": 3, "s_max": 5, "type2_threshold": 0.5}
+"""Where a family states no default of its own (FOCUS.md: LLaVA-1.5's values)."""
 DEFAULT_STOP_WORDS = (
     "a", "an", "the", "with", "of", "and", "or", "in", "on", "at", "to", "for",
     "by", "from", "its", "his", "her", "their", "this", "that", "is", "are",
@@ -48,15 +58,6 @@ class FocusConfig:
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
     seed: int = 0
     """Seed of the ``random`` ablation map."""
-    map_blur_sigma: float = 1.0
-    """[ours] Gaussian blur (in cells) of LLaVA-OneVision's local-crop map."""
-    max_grid_side: int = 60
-    """[ours] LLaVA-OneVision's map is block-averaged to at most this many
-    cells on its long side."""
-    min_pixels: int | None = None
-    max_pixels: int | None = None
-    """Qwen2.5-VL pixel budget of one image; ``None`` = the processor's, with
-    max capped at 28*28*1280 [ours] (larger budgets run out of memory)."""
 
     # --- stage 3a: ROI proposal ----------------------------------------------
     n_anchors: int | None = None
@@ -135,32 +136,31 @@ class FocusConfig:
                 raise bad(name, "must be at least 1")
         if self.max_overrun < 0:
             raise bad("max_overrun", "must be >= 0")
-        if self.map_blur_sigma < 0:
-            raise bad("map_blur_sigma", "must be >= 0")
-        if self.max_grid_side < 1:
-            raise bad("max_grid_side", "must be at least 1")
-        if self.min_pixels is not None and self.min_pixels < 28 * 28:
-            raise bad("min_pixels", "must be at least 784 (one 28x28 merged patch) or None")
-        if self.max_pixels is not None and self.max_pixels < max(28 * 28, self.min_pixels or 0):
-            raise bad("max_pixels", "must be at least 784 and at least min_pixels, or None")
         if self.far_apart_px < 1:
             raise bad("far_apart_px", "must be at least 1 pixel")
-
-    def resolved(self, family_defaults: dict[str, Any]) -> "FocusConfig":
-        """A copy with every ``None`` field that the family defines filled in."""
-        updates = {
-            name: value
-            for name, value in family_defaults.items()
-            if name in self.__dataclass_fields__ and getattr(self, name) is None
-        }
-        if self.n_anchors is None and "n_anchors" not in updates:
-            updates["n_anchors"] = 15 if self.n_steps < 4 else 30
-        if self.s_min is None and "s_min" not in updates:
-            updates["s_min"] = 3
-        return dataclasses.replace(self, **updates)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
 
-__all__ = ["FocusConfig", "RELEVANCE_SOURCES", "LAYER_AGGREGATIONS", "DEFAULT_STOP_WORDS"]
+def resolve_config(mllm: Any, config: FocusConfig | None = None, **overrides: Any) -> FocusConfig:
+    """The config a run uses on ``mllm``: ``overrides`` applied, every
+    ``None`` field given the family's default (``mllm.family_defaults()``,
+    else ``GENERAL_DEFAULTS``), anchors by the verification budget, and the
+    layer range checked against the model's depth (the family's range, or
+    the last ``layer_fraction`` of its layers, when ``layers`` is None).
+    Resolving a resolved config changes nothing."""
+    config = dataclasses.replace(config or FocusConfig(), **overrides)
+    fields = {**GENERAL_DEFAULTS, **mllm.family_defaults()}
+    updates = {name: value for name, value in fields.items() if getattr(config, name) is None}
+    if config.n_anchors is None:
+        updates["n_anchors"] = 15 if config.n_steps < 4 else 30
+    layers = config.layers
+    updates["layers"] = mllm.default_layers(config.layer_fraction) if layers is None else mllm.check_layers(layers)
+    return dataclasses.replace(config, **updates)
+
+
+__all__ = [
+    "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FocusConfig", "LAYER_AGGREGATIONS", "PRECISIONS",
+    "RELEVANCE_SOURCES", "resolve_config",
+]

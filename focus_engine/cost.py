@@ -38,6 +38,21 @@ class Cost:
     stage_forward_passes: dict[str, int] = field(default_factory=dict)
     generate_calls: int = 0
 
+    @classmethod
+    def from_clock(cls, clock: "StageClock", seconds: float, memory: "PeakMemory") -> "Cost":
+        """The cost of a run the clock timed: its search passes (relevance
+        prefills and verifications), stage times and the memory peak."""
+        passes = clock.forward_passes
+        return cls(
+            forward_passes=passes.get("relevance", 0) + passes.get("ranking", 0),
+            seconds=seconds,
+            peak_memory_bytes=memory.peak,
+            peak_memory_kind=memory.kind,
+            stage_seconds=dict(clock.seconds),
+            stage_forward_passes=dict(passes),
+            generate_calls=clock.generate_calls,
+        )
+
     def to_json(self) -> dict:
         return {
             "forward_passes": self.forward_passes,

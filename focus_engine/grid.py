@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .boxes import Box, clamp_box
+
 
 @dataclass(frozen=True)
 class GridGeometry:
@@ -81,23 +83,18 @@ class GridGeometry:
         side = max(image_size)
         return cls.from_letterbox(image_size, image_size, (side, side), (tokens_per_side, tokens_per_side))
 
-    def cell_box(self, row: int, col: int) -> tuple[int, int, int, int]:
+    def cell_box(self, row: int, col: int) -> Box:
         """Pixel box ``(x0, y0, x1, y1)`` of one cell, exclusive right/bottom."""
         return self.cells_box(row, col, row + 1, col + 1)
 
-    def cells_box(self, r0: int, c0: int, r1: int, c1: int) -> tuple[int, int, int, int]:
+    def cells_box(self, r0: int, c0: int, r1: int, c1: int) -> Box:
         """Pixel box covering cells ``[r0, r1) x [c0, c1)``; never empty."""
         rows, cols = self.shape
         if not (0 <= r0 < r1 <= rows and 0 <= c0 < c1 <= cols):
             raise IndexError(f"cells [{r0}:{r1}, {c0}:{c1}] outside the {rows}x{cols} grid")
-        width, height = self.image_size
-        x0 = int(np.floor(self.x_edges[c0]))
-        y0 = int(np.floor(self.y_edges[r0]))
-        x1 = int(np.ceil(self.x_edges[c1]))
-        y1 = int(np.ceil(self.y_edges[r1]))
-        x0, y0 = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
-        x1, y1 = max(min(x1, width), x0 + 1), max(min(y1, height), y0 + 1)
-        return x0, y0, x1, y1
+        edges = (np.floor(self.x_edges[c0]), np.floor(self.y_edges[r0]), np.ceil(self.x_edges[c1]),
+                 np.ceil(self.y_edges[r1]))
+        return clamp_box(edges, self.image_size)
 
     def pixel_to_cell_index(self, size: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
         """For every pixel row / column of the image (or of a resized copy of
@@ -137,7 +134,7 @@ class RelevanceMap:
     def shape(self) -> tuple[int, int]:
         return self.geometry.shape
 
-    def cell_box(self, row: int, col: int) -> tuple[int, int, int, int]:
+    def cell_box(self, row: int, col: int) -> Box:
         """Original-image pixel box ``(x0, y0, x1, y1)`` of grid cell ``(row, col)``."""
         return self.geometry.cell_box(row, col)
 
@@ -171,7 +168,7 @@ class RelevanceMap:
         flat = int(np.argmax(self.grid))
         return divmod(flat, self.grid.shape[1])
 
-    def peak_box(self) -> tuple[int, int, int, int]:
+    def peak_box(self) -> Box:
         return self.cell_box(*self.peak_cell())
 
     def to_json(self) -> dict:

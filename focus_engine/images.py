@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from .boxes import BoxLike, clamp_box
 from .errors import FocusInputError
 
 MIN_IMAGE_SIDE = 16
@@ -131,10 +132,6 @@ def letterbox(image: Image.Image, canvas_side: int, fill: tuple[int, int, int]) 
     return canvas, content
 
 
-def crop(image: Image.Image, box: tuple[int, int, int, int]) -> Image.Image:
+def crop(image: Image.Image, box: BoxLike) -> Image.Image:
     """Crop ``box`` (x0, y0, x1, y1, exclusive) after clamping it to the image."""
-    width, height = image.size
-    x0, y0, x1, y1 = (int(v) for v in box)
-    x0, y0 = min(max(x0, 0), width - 1), min(max(y0, 0), height - 1)
-    x1, y1 = max(min(x1, width), x0 + 1), max(min(y1, height), y0 + 1)
-    return image.crop((x0, y0, x1, y1))
+    return image.crop(clamp_box(box, image.size))

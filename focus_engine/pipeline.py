@@ -1,8 +1,10 @@
 """FocusPipeline: the four FOCUS stages end to end, with cost accounting.
 
 image + question -> targets -> relevance maps -> ROIs -> ranked ROIs -> answer.
-Each stage is a function in its own module; this class only wires them and
-measures forward passes, time per stage and peak memory.
+Each stage is one function in its own module, the same one the ComfyUI node
+of that stage calls; ``FocusPipeline.run`` checks the inputs once, resolves
+the config once, calls the stages in order and measures forward passes, time
+per stage and peak memory.
 """
 
 from __future__ import annotations
@@ -11,14 +13,16 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .answer import Answer, answer_question, check_options, check_question, select_rois
-from .config import FocusConfig
+from .answer import answer_question, select_rois
+from .config import FocusConfig, resolve_config
 from .cost import Cost, PeakMemory, StageClock
 from .grid import RelevanceMap
 from .images import to_pil_rgb
+from .inputs import check_options, check_question
 from .ranking import rank_rois
-from .rois import ROI, propose_rois_for_config
-from .targets import Targets, extract_targets, given_targets
+from .relevance import relevance_maps
+from .rois import ROI, propose_for_maps
+from .targets import find_targets
 
 ProgressFn = Callable[[str], None]
 
@@ -72,7 +76,8 @@ class FocusPipeline:
         self.config = config or FocusConfig()
 
     def resolved_config(self) -> FocusConfig:
-        return self.config.resolved(self.mllm.family_defaults())
+        """The config a run uses on this model (family defaults filled in)."""
+        return resolve_config(self.mllm, self.config)
 
     def run(
         self,
@@ -90,78 +95,53 @@ class FocusPipeline:
         the question type-2). ``progress`` receives one line per stage;
         ``should_stop`` is polled between model calls (raises InterruptedError).
         """
-        question = check_question(question)
-        options = check_options(options)
-        pil = to_pil_rgb(image)
+        question, options, pil = check_question(question), check_options(options), to_pil_rgb(image)
         config = self.resolved_config()
-        self.mllm.apply_config(config)
-        config.layers = self.mllm.resolve_layers(config.layers, config.layer_fraction)
+        mllm = self.mllm
         say = progress or (lambda message: None)
 
         def check_stop() -> None:
             if should_stop is not None and should_stop():
                 raise InterruptedError("FOCUS run interrupted")
 
-        clock = StageClock(self.mllm.counter)
+        clock = StageClock(mllm.counter)
         started = time.perf_counter()
-        with PeakMemory(self.mllm.device) as memory:
-            with clock.stage("targets"):
-                found: Targets = (
-                    given_targets(targets) if targets else extract_targets(self.mllm, question, config, should_stop)
-                )
-            say(f"targets: {', '.join(found.targets)} (type-{found.question_type}, {found.source})")
-            relevance: dict[str, RelevanceMap] = {}
-            with clock.stage("relevance"):
-                for index, target in enumerate(found.targets):
-                    check_stop()
-                    relevance[target] = self.mllm.relevance_map(
-                        pil, target, layers=config.layers, source=config.source, config=config
-                    )
-                    say(f"relevance map {index + 1}/{len(found.targets)}: {target}")
-            with clock.stage("rois"):
-                proposals = [roi for t in found.targets for roi in propose_rois_for_config(relevance[t], config)]
+        with PeakMemory(mllm.device) as memory:
+            with clock.stage("targets"):  # 1. which objects the question needs
+                found = find_targets(mllm, question, targets, config, should_stop)
+            say(f"targets: {', '.join(found.names)} (type-{found.question_type}, {found.source})")
+            with clock.stage("relevance"):  # 2. one relevance map per target
+                maps = relevance_maps(mllm, pil, found.names, config, should_stop=should_stop,
+                                      on_map=lambda i, t: say(f"relevance map {i + 1}/{len(found.names)}: {t}"))
+            with clock.stage("rois"):  # 3a. candidate regions around the maps' peaks
+                proposals = propose_for_maps(maps.values(), config)
             say(f"proposed {len(proposals)} ROIs")
-            with clock.stage("ranking"):
+            with clock.stage("ranking"):  # 3b. verified by yes/no on their crops
                 check_stop()
-                ranked = rank_rois(
-                    self.mllm, pil, proposals, config,
-                    progress=lambda step, total: say(f"verification step {step}"),
-                    should_stop=should_stop,
-                )
-            with clock.stage("answer"):
+                ranked = rank_rois(mllm, pil, proposals, config, should_stop=should_stop,
+                                   progress=lambda step, total: say(f"verification step {step}"))
+            with clock.stage("answer"):  # 4. answered on the chosen region(s)
                 check_stop()
                 selected = select_rois(ranked, found.question_type, config)
-                answer: Answer = answer_question(
-                    self.mllm, pil, question, options, selected, config, should_stop=should_stop
-                )
+                answer = answer_question(mllm, pil, question, options, selected, config, should_stop=should_stop)
             say(f"answer: {answer.text}")
-        cost = Cost(
-            forward_passes=clock.forward_passes.get("relevance", 0) + clock.forward_passes.get("ranking", 0),
-            seconds=time.perf_counter() - started,
-            peak_memory_bytes=memory.peak,
-            peak_memory_kind=memory.kind,
-            stage_seconds=dict(clock.seconds),
-            stage_forward_passes=dict(clock.forward_passes),
-            generate_calls=clock.generate_calls,
-        )
-        notes = [found.note] if found.note else []
         return FocusResult(
             question=question,
             options=options,
             answer=answer.text,
             answer_option=answer.option,
-            targets=list(found.targets),
+            targets=list(found.names),
             question_type=found.question_type,
             target_source=found.source,
-            relevance=relevance,
+            relevance=maps,
             rois=ranked,
             selected=selected,
-            cost=cost,
+            cost=Cost.from_clock(clock, time.perf_counter() - started, memory),
             image_size=pil.size,
             answer_view=answer.view.to_json(),
-            notes=notes,
+            notes=[found.note] if found.note else [],
             config=config.to_dict(),
-            family=self.mllm.family,
+            family=mllm.family,
         )
 
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Sequence
 
+from PIL import Image
+
 from .config import FocusConfig
-from .images import crop, to_pil_rgb
+from .images import crop
 from .rois import ROI
 
 ProgressFn = Callable[[int, int], None]
@@ -26,14 +28,15 @@ def verification_skipped(config: FocusConfig) -> bool:
 
 def rank_rois(
     mllm: Any,
-    image: Any,
+    image: Image.Image,
     rois: Sequence[ROI],
     config: FocusConfig,
     *,
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> list[ROI]:
-    """Verify and re-rank ``rois`` (each target's ROIs in proposal order).
+    """Stage 3b: verify and re-rank ``rois`` (each target's ROIs in proposal
+    order) on crops of ``image`` (RGB).
 
     Returns new ROI objects (the input is left untouched), grouped by target
     in order of first appearance; within a target, verified ROIs come first by
@@ -45,7 +48,6 @@ def rank_rois(
     if verification_skipped(config) or not groups:
         return [roi for group in groups.values() for roi in group]
 
-    pil = to_pil_rgb(image)
     checked = {target: 0 for target in groups}  # ROIs verified so far, per target
     budget = {target: min(len(group), config.n_steps) for target, group in groups.items()}
     steps_total = 1 + (config.max_overrun if config.overrun else 0)
@@ -58,7 +60,7 @@ def rank_rois(
         if not batch:
             break
         confidences = mllm.yes_no_confidence(
-            [crop(pil, groups[t][i].box) for t, i in batch],
+            [crop(image, groups[t][i].box) for t, i in batch],
             [t for t, _ in batch],
             batch_size=config.verify_batch_size,
             should_stop=should_stop,

@@ -8,63 +8,77 @@ target token's row is summed over layers, normalised to a distribution, and
 the distributions of the target's tokens are multiplied (in log space): a
 region must match every word of "red car". No attention weights are needed,
 so SDPA / FlashAttention work unchanged.
+
+The arithmetic works on a ``Prefill`` (kv.py) and needs no model. The stage
+itself, ``relevance_maps``, asks the adapter for one prefill per target
+(``target_map``); configs reaching it are resolved (``resolve_config``).
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from .config import FocusConfig, RELEVANCE_SOURCES
-from .errors import FocusConfigError
-from .grid import RelevanceMap
-from .images import to_pil_rgb
-from .mllm.base import Prefill, cache_layer_kv, check_target
+from .config import FocusConfig
+from .grid import GridGeometry, RelevanceMap
+from .kv import Prefill
 
 _LOG_FLOOR = 1e-30  # keeps log() finite where a token gives a cell no mass
 
 
-def compute_relevance_map(
+def relevance_maps(
     mllm: Any,
-    image: Any,
-    target: str,
+    image: Image.Image,
+    targets: Sequence[str],
+    config: FocusConfig,
     *,
-    layers: tuple[int, int] | None = None,
-    source: str | None = None,
-    config: FocusConfig | None = None,
-) -> RelevanceMap:
-    """The relevance map of ``target`` over ``image``: one prefill (none for
-    the ``random`` ablation). ``layers`` / ``source`` override the config."""
-    config = config or FocusConfig()
-    mllm.apply_config(config)
-    target = check_target(target)
-    source = source or config.source
-    if source not in RELEVANCE_SOURCES:
-        raise FocusConfigError(f"source {source!r} is not one of {', '.join(RELEVANCE_SOURCES)}")
-    layer_range = mllm.resolve_layers(layers if layers is not None else config.layers, config.layer_fraction)
-
-    if source == "random":
-        geometry = mllm.view(to_pil_rgb(image)).geometry
-        seed = [config.seed, zlib.crc32(target.encode("utf-8"))]
-        grid = np.random.default_rng(seed).random(geometry.shape).astype(np.float32)
-        return RelevanceMap(target=target, grid=normalise_grid(grid), geometry=geometry, source=source, layers=None)
-
-    prefill = mllm.prefill(image, target, capture_keys=layer_range if source == "keys" else None)
-    return mllm.refine_map(relevance_from_prefill(prefill, target, layer_range, source, config), config)
+    should_stop: Callable[[], bool] | None = None,
+    on_map: Callable[[int, str], None] | None = None,
+) -> dict[str, RelevanceMap]:
+    """Stage 2: the map of every target over ``image`` (RGB), one prefill
+    each; ``should_stop`` is polled before each, ``on_map(index, target)``
+    told after each."""
+    maps: dict[str, RelevanceMap] = {}
+    for index, target in enumerate(targets):
+        if should_stop is not None and should_stop():
+            raise InterruptedError("FOCUS relevance maps interrupted")
+        maps[target] = target_map(mllm, image, target, config)
+        if on_map is not None:
+            on_map(index, target)
+    return maps
 
 
-def relevance_from_prefill(
-    prefill: Prefill, target: str, layer_range: tuple[int, int], source: str, config: FocusConfig
-) -> RelevanceMap:
-    """Everything after the prefill: per-token distributions, their product in
-    log space, the grid. Frees the prefill's cache."""
+def target_map(mllm: Any, image: Image.Image, target: str, config: FocusConfig) -> RelevanceMap:
+    """One target's map: a seeded random grid for the ``random`` ablation (no
+    model call), else the adapter's prefill, the arithmetic below, and the
+    family's refinement of the map."""
+    if config.source == "random":
+        return random_map(mllm.view(image).geometry, target, config.seed)
+    keys = config.layers if config.source == "keys" else None
+    prefill = mllm.prefill(image, target, capture_keys=keys)
+    return mllm.refine_map(relevance_from_prefill(prefill, target, config))
+
+
+def random_map(geometry: GridGeometry, target: str, seed: int) -> RelevanceMap:
+    """The paper's random-map ablation: uniform noise on the model's grid,
+    seeded by ``seed`` and the target's text."""
+    rng = np.random.default_rng([seed, zlib.crc32(target.encode("utf-8"))])
+    grid = rng.random(geometry.shape).astype(np.float32)
+    return RelevanceMap(target=target, grid=normalise_grid(grid), geometry=geometry, source="random", layers=None)
+
+
+def relevance_from_prefill(prefill: Prefill, target: str, config: FocusConfig) -> RelevanceMap:
+    """Everything after the prefill: per-token distributions over
+    ``config.layers`` from ``config.source``, their product in log space, the
+    grid. Frees the prefill's cache."""
     try:
         kept = content_token_indices(prefill.target_tokens, config)
-        probabilities = token_distributions(prefill, layer_range, source, kept, config)
+        probabilities = token_distributions(prefill, config.layers, config.source, kept, config)
     finally:
         prefill.cache = None  # free the KV cache before the next stage
     log_map = np.log(np.maximum(probabilities, _LOG_FLOOR)).sum(axis=0)
@@ -74,8 +88,8 @@ def relevance_from_prefill(
         target=target,
         grid=normalise_grid(raw),
         geometry=prefill.geometry,
-        source=source,
-        layers=layer_range,
+        source=config.source,
+        layers=config.layers,
         tokens=tuple(prefill.target_tokens[i] for i in kept),
         raw=raw.astype(np.float32),
     )
@@ -106,7 +120,7 @@ def token_distributions(
     total: torch.Tensor | None = None
     rollout: torch.Tensor | None = None
     for layer in range(*layer_range):
-        vectors = _layer_vectors(prefill, layer, source)  # [heads, seq, head_dim]
+        vectors = prefill.layer_vectors(layer, source)  # [heads, seq, head_dim]
         unit = F.normalize(vectors.float(), dim=-1)
         flat = unit.transpose(0, 1).reshape(unit.shape[1], -1)  # [seq, heads*head_dim]
         device = flat.device
@@ -135,16 +149,6 @@ def _residual_rows(similarity: torch.Tensor, positions: torch.Tensor, config: Fo
     rows[torch.arange(len(positions), device=rows.device), positions] += 1.0
     rows = rows * 0.5
     return rows / rows.sum(dim=-1, keepdim=True).clamp_min(1e-12)
-
-
-def _layer_vectors(prefill: Prefill, layer: int, source: str) -> torch.Tensor:
-    if source == "values":
-        _, values = cache_layer_kv(prefill.cache, layer)
-        return values[0]
-    keys = (prefill.pre_rope_keys or {}).get(layer)
-    if keys is None:
-        raise FocusConfigError(f"no pre-RoPE keys were captured for layer {layer}")
-    return keys
 
 
 def normalise_grid(grid: np.ndarray) -> np.ndarray:

@@ -10,13 +10,12 @@ boxes through the map's geometry.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
+from .boxes import Box, box_iou
 from .grid import RelevanceMap
-
-Box = tuple[int, int, int, int]
 
 
 @dataclass(frozen=True)
@@ -121,17 +120,6 @@ def expand_box(
         box = grown
 
 
-def box_iou(a: Sequence[float], b: Sequence[float]) -> float:
-    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
-    iw = min(a[2], b[2]) - max(a[0], b[0])
-    ih = min(a[3], b[3]) - max(a[1], b[1])
-    if iw <= 0 or ih <= 0:
-        return 0.0
-    inter = iw * ih
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return float(inter / union) if union > 0 else 0.0
-
-
 def nms(boxes: Sequence[Sequence[float]], scores: Sequence[float], iou_threshold: float) -> list[int]:
     """Greedy non-maximum suppression: indices kept, by descending score
     (ties keep the lower index first)."""
@@ -141,34 +129,6 @@ def nms(boxes: Sequence[Sequence[float]], scores: Sequence[float], iou_threshold
         if all(box_iou(boxes[index], boxes[k]) <= iou_threshold for k in kept):
             kept.append(index)
     return kept
-
-
-def union_box(boxes: Sequence[Box]) -> Box:
-    if not boxes:
-        raise ValueError("union of no boxes")
-    return (
-        min(b[0] for b in boxes), min(b[1] for b in boxes), max(b[2] for b in boxes), max(b[3] for b in boxes)
-    )
-
-
-def merge_overlapping(boxes: Sequence[Box]) -> list[Box]:
-    """Replace boxes that overlap (positive area) by their union, until none
-    overlap; sorted by (y0, x0)."""
-    merged = [tuple(int(v) for v in b) for b in boxes]
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(merged)):
-            for j in range(i + 1, len(merged)):
-                a, b = merged[i], merged[j]
-                if min(a[2], b[2]) > max(a[0], b[0]) and min(a[3], b[3]) > max(a[1], b[1]):
-                    merged[i] = union_box([a, b])
-                    del merged[j]
-                    changed = True
-                    break
-            if changed:
-                break
-    return sorted(merged, key=lambda b: (b[1], b[0]))  # type: ignore[return-value]
 
 
 def propose_rois(
@@ -202,14 +162,19 @@ def propose_rois(
     return [rois[i] for i in keep]
 
 
-def propose_rois_for_config(rmap: RelevanceMap, config: Any) -> list[ROI]:
-    """``propose_rois`` with the fields of a resolved FocusConfig."""
-    return propose_rois(
-        rmap,
-        n_anchors=config.n_anchors,
-        anchor_spacing=config.anchor_spacing,
-        s_min=config.s_min,
-        s_max=config.s_max,
-        expand_threshold=config.expand_threshold,
-        nms_iou=config.nms_iou,
-    )
+def propose_for_maps(maps: Iterable[RelevanceMap], config: Any) -> list[ROI]:
+    """Stage 3a: the ROIs of every target's map (in the maps' order), with the
+    proposal fields of a resolved FocusConfig."""
+    return [
+        roi
+        for rmap in maps
+        for roi in propose_rois(
+            rmap,
+            n_anchors=config.n_anchors,
+            anchor_spacing=config.anchor_spacing,
+            s_min=config.s_min,
+            s_max=config.s_max,
+            expand_threshold=config.expand_threshold,
+            nms_iou=config.nms_iou,
+        )
+    ]

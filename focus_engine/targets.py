@@ -60,7 +60,9 @@ _DETERMINERS = {"the", "a", "an", "this", "that"}
 
 @dataclass
 class Targets:
-    targets: list[str]
+    """The objects a question needs, and how they were found."""
+
+    names: list[str]
     question_type: int
     source: str  # "model" | "heuristic" | "given"
     raw: str | None = None
@@ -68,7 +70,7 @@ class Targets:
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "targets": list(self.targets),
+            "targets": list(self.names),
             "question_type": self.question_type,
             "source": self.source,
             "raw": self.raw,
@@ -200,25 +202,33 @@ def given_targets(targets: Sequence[str] | str) -> Targets:
     cleaned = _dedupe(cleaned)
     if not cleaned:
         raise FocusInputError("no targets given; pass at least one object phrase such as 'red car'")
-    return Targets(targets=cleaned, question_type=2 if any_all else 1, source="given")
+    return Targets(names=cleaned, question_type=2 if any_all else 1, source="given")
+
+
+def find_targets(
+    mllm: Any, question: str, given: Sequence[str] | str | None, config: Any, should_stop: Any = None
+) -> Targets:
+    """Stage 1: the ``given`` targets when there are any (no model call),
+    else the model's (``extract_targets``)."""
+    if given:
+        return given_targets(given)
+    return extract_targets(mllm, question, config, should_stop)
 
 
 def extract_targets(mllm: Any, question: str, config: Any, should_stop: Any = None) -> Targets:
-    """Ask the model (text only, greedy) which objects the question needs;
-    ``should_stop`` is polled during generation."""
-    if not isinstance(question, str) or not question.strip():
-        raise FocusInputError("the question is empty; ask something about the image")
+    """Ask the model (text only, greedy) which objects ``question`` (checked,
+    see ``inputs``) needs; ``should_stop`` is polled during generation."""
     raw = mllm.generate(
-        build_icl_prompt(question.strip()), images=(), max_new_tokens=config.target_max_new_tokens,
+        build_icl_prompt(question), images=(), max_new_tokens=config.target_max_new_tokens,
         should_stop=should_stop,
     )
     parsed = parse_targets(raw)
     if parsed is not None:
-        return Targets(targets=parsed[0], question_type=parsed[1], source="model", raw=raw)
+        return Targets(names=parsed[0], question_type=parsed[1], source="model", raw=raw)
     targets, question_type = heuristic_targets(question)
     shown = raw if len(raw) <= 80 else raw[:77] + "..."
     return Targets(
-        targets=targets,
+        names=targets,
         question_type=question_type,
         source="heuristic",
         raw=raw,

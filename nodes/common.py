@@ -1,35 +1,76 @@
-"""What the FOCUS nodes share: the socket payloads and IMAGE/MASK conversion.
+"""What the FOCUS nodes share: the socket payloads and their input specs,
+the engine config, and IMAGE/MASK conversion.
 
 IMAGE is ``[B, H, W, C]`` float32 in 0..1, MASK ``[B, H, W]`` float32 in 0..1.
-FOCUS_RELEVANCE and FOCUS_ROIS hold one entry per image of the batch.
+FOCUS_RELEVANCE and FOCUS_ROIS hold one entry per image of the batch. The
+engine is imported inside functions (importing the pack must not import torch).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from . import bridge
 
+BOXES_JSON_TIP = (
+    'The ROIs as JSON, one entry per image: [{"image": 0, "rois": [{"box": [x0, y0, x1, y1], "target", "score", '
+    '"confidence", "selected"}]}], boxes in original-image pixels (right/bottom exclusive).'
+)
+MLLM_IN = ("FOCUS_MLLM", {"tooltip": "The model from FOCUS · Load MLLM."})
+IMAGE_IN = ("IMAGE", {"tooltip": "The image batch (the same batch through the whole FOCUS chain)."})
+TARGETS_IN = ("FOCUS_TARGETS", {"tooltip": "The objects to look for, from FOCUS · Extract Targets."})
+ROIS_IN = ("FOCUS_ROIS", {"tooltip": "Regions of interest from FOCUS · Propose ROIs or Rank ROIs."})
+QUESTION_IN = ("STRING", {"multiline": True, "default": "", "tooltip": "The question about the image."})
+OPTIONS_IN = ("STRING", {"multiline": True, "default": "", "tooltip": (
+    "Multiple-choice options, one per line; the answer is then a letter.")})
+TARGETS_OVERRIDE_IN = ("STRING", {"default": "", "tooltip": (
+    "Objects to look for, comma-separated (e.g. 'red car, all people'); skips the model when set.")})
+
 
 @dataclass
 class RelevanceBatch:
-    """FOCUS_RELEVANCE: per image, target -> RelevanceMap; plus the model
-    family's ROI defaults (the ROI node has no model input)."""
+    """FOCUS_RELEVANCE: per image, target -> RelevanceMap; plus the config
+    the maps were made with, resolved for the model (Propose ROIs has no
+    model input and starts from it)."""
 
     maps: list[dict[str, Any]]
-    family_defaults: dict[str, Any] = field(default_factory=dict)
+    config: Any
 
 
 @dataclass
 class RoiBatch:
     """FOCUS_ROIS: per image, its ROIs (original pixels) and its size."""
 
-    rois: list[list[Any]]
+    per_image: list[list[Any]]
     image_sizes: list[tuple[int, int]]
     selected: list[list[Any]] | None = None
+
+
+def focus_config(mllm: Any, **fields: Any) -> Any:
+    """The engine's config from node widgets, resolved for ``mllm``; a bad
+    value stops the node with the engine's message."""
+    from ..focus_engine.config import FocusConfig, resolve_config
+    from ..focus_engine.errors import FocusError
+
+    try:
+        return resolve_config(mllm, FocusConfig(**fields))
+    except FocusError as exc:
+        raise ValueError(f"FOCUS: {exc}") from None
+
+
+def parse_options(options: str) -> list[str] | None:
+    """Multiple-choice options typed one per line (None when there are none)."""
+    return [line.strip() for line in options.splitlines() if line.strip()] or None
+
+
+def pil_image(item: Any) -> Any:
+    """One ``[H, W, C]`` IMAGE item as the engine's RGB image."""
+    from ..focus_engine.images import to_pil_rgb
+
+    return to_pil_rgb(item)
 
 
 def boxes_json(rois: Sequence[Sequence[Any]], selected: Sequence[Sequence[Any]] | None = None) -> str:

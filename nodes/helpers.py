@@ -8,16 +8,17 @@ from typing import Any
 import numpy as np
 
 from . import bridge
-from .common import RoiBatch, boxes_json, check_batch, image_items, pad_to_common_size, run_per_image
-from .common import to_image_tensor, to_mask_tensor
-from .stages import BOXES_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN
-from .stages import _config, _pil, parse_options
+from .common import (
+    BOXES_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN, RoiBatch, boxes_json,
+    check_batch, focus_config, image_items, pad_to_common_size, parse_options, pil_image, run_per_image,
+    to_image_tensor, to_mask_tensor,
+)
 
 MODES = ["best", "all", "top_n", "selected"]
 
 
 def _chosen(rois: RoiBatch, index: int, mode: str, top_n: int) -> list[Any]:
-    ranked = rois.rois[index]
+    ranked = rois.per_image[index]
     if mode == "all":
         return list(ranked)
     if mode == "top_n":
@@ -25,12 +26,6 @@ def _chosen(rois: RoiBatch, index: int, mode: str, top_n: int) -> list[Any]:
     if mode == "selected" and rois.selected is not None:
         return list(rois.selected[index])
     return list(ranked[:1])
-
-
-def _grown(box: tuple[int, int, int, int], pixels: int, size: tuple[int, int]) -> tuple[int, int, int, int]:
-    width, height = size
-    x0, y0, x1, y1 = box
-    return max(0, x0 - pixels), max(0, y0 - pixels), min(width, x1 + pixels), min(height, y1 + pixels)
 
 
 class FocusROIsToMask:
@@ -57,11 +52,12 @@ class FocusROIsToMask:
     def to_mask(self, rois: RoiBatch, mode: str, top_n: int, grow: int, feather: int) -> tuple[Any]:
         from PIL import Image, ImageFilter
 
+        from ..focus_engine.boxes import grow_box
         from ..focus_engine.render import roi_mask
 
         masks = []
         for index, size in enumerate(rois.image_sizes):
-            boxes = [_grown(r.box, grow, size) for r in _chosen(rois, index, mode, top_n)]
+            boxes = [grow_box(r.box, grow, size) for r in _chosen(rois, index, mode, top_n)]
             mask = roi_mask(size, boxes)
             if feather > 0:
                 blurred = Image.fromarray((mask * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(feather))
@@ -93,15 +89,16 @@ class FocusCropROI:
         }
 
     def crop(self, image: Any, rois: RoiBatch, index: int, padding: int) -> tuple[Any, Any]:
+        from ..focus_engine.boxes import grow_box
         from ..focus_engine.render import roi_mask
 
         items = image_items(image)
-        check_batch("the ROI list", len(rois.rois), len(items))
+        check_batch("the ROI list", len(rois.per_image), len(items))
         crops, masks = [], []
         for i, item in enumerate(items):
-            if index >= len(rois.rois[i]):
-                raise ValueError(f"FOCUS: image {i} has {len(rois.rois[i])} ROIs; index {index} does not exist")
-            box = _grown(rois.rois[i][index].box, padding, rois.image_sizes[i])
+            if index >= len(rois.per_image[i]):
+                raise ValueError(f"FOCUS: image {i} has {len(rois.per_image[i])} ROIs; index {index} does not exist")
+            box = grow_box(rois.per_image[i][index].box, padding, rois.image_sizes[i])
             x0, y0, x1, y1 = box
             crops.append(item[y0:y1, x0:x1].cpu().numpy())
             masks.append(roi_mask(rois.image_sizes[i], [box]))
@@ -130,11 +127,11 @@ class FocusDrawROIs:
         from ..focus_engine.render import draw_rois
 
         items = image_items(image)
-        check_batch("the ROI list", len(rois.rois), len(items))
+        check_batch("the ROI list", len(rois.per_image), len(items))
         pictures = []
         for i, item in enumerate(items):
             selected = rois.selected[i] if rois.selected is not None else []
-            pictures.append(np.asarray(draw_rois(_pil(item), rois.rois[i], selected, max_proposals=top_n)))
+            pictures.append(np.asarray(draw_rois(pil_image(item), rois.per_image[i], selected, max_proposals=top_n)))
         return (to_image_tensor(pictures),)
 
 
@@ -175,13 +172,13 @@ class FocusVQA:
 
         items = image_items(image)
         choices = parse_options(options)
-        pipe = FocusPipeline(mllm, _config(n_steps=n_steps))
+        pipe = FocusPipeline(mllm, focus_config(mllm, n_steps=n_steps))
         results = run_per_image(len(items), lambda i: pipe.run(
-            _pil(items[i]), question, options=choices, targets=targets_override.strip() or None,
+            pil_image(items[i]), question, options=choices, targets=targets_override.strip() or None,
             should_stop=bridge.interrupted,
         ))
         masks = [roi_mask(r.image_size, [roi.box for roi in r.selected]) for r in results]
-        preview = np.asarray(summary_figure(_pil(items[0]), results[0]))
+        preview = np.asarray(summary_figure(pil_image(items[0]), results[0]))
         answers = "\n".join(" ".join(r.answer.split()) for r in results)
         return (answers, to_mask_tensor(masks), to_image_tensor([preview]),
                 boxes_json([r.rois for r in results], [r.selected for r in results]))

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..focus_engine.config import ATTENTIONS, DEVICES, PRECISIONS
 from . import bridge
 
-PRECISIONS = ["auto", "bf16", "fp16", "fp32"]
-ATTENTIONS = ["auto", "sdpa", "flash_attention_2", "eager"]
-DEVICES = ["auto", "cuda", "cpu", "mps"]
 NO_MODELS = "(no model folders in models/LLM)"
 
 _loaded: dict[tuple[str, str, str, str], Any] = {}
@@ -48,11 +46,11 @@ class FocusLoadMLLM:
         return {
             "required": {
                 "model": (folders, {"tooltip": "A whole Hugging Face model folder inside ComfyUI/models/LLM."}),
-                "precision": (PRECISIONS, {"default": "auto", "tooltip": "auto: bf16 on CUDA, fp16 on MPS, fp32 on CPU."}),
-                "attention": (ATTENTIONS, {"default": "auto", "tooltip": (
+                "precision": (list(PRECISIONS), {"default": "auto", "tooltip": "auto: bf16 on CUDA, fp16 on MPS, fp32 on CPU."}),
+                "attention": (list(ATTENTIONS), {"default": "auto", "tooltip": (
                     "auto: flash_attention_2 when flash-attn is installed on CUDA, else sdpa. FOCUS reads the KV "
                     "cache, so any attention kernel works; a missing flash-attn falls back to sdpa.")}),
-                "device": (DEVICES, {"default": "auto", "tooltip": "auto: cuda, else mps, else cpu."}),
+                "device": (list(DEVICES), {"default": "auto", "tooltip": "auto: cuda, else mps, else cpu."}),
                 "keep_loaded": ("BOOLEAN", {"default": True, "tooltip": (
                     "Keep the model in memory for the next run (cached by folder, precision, attention and device); "
                     "off releases it once the workflow is done with it.")}),

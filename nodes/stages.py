@@ -6,44 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from ..focus_engine.config import RELEVANCE_SOURCES
 from . import bridge
-from .common import RelevanceBatch, RoiBatch, boxes_json, check_batch, image_items, pad_to_common_size
-from .common import run_per_image, to_image_tensor, to_mask_tensor
-
-BOXES_JSON_TIP = (
-    'The ROIs as JSON, one entry per image: [{"image": 0, "rois": [{"box": [x0, y0, x1, y1], "target", "score", '
-    '"confidence", "selected"}]}], boxes in original-image pixels (right/bottom exclusive).'
+from .common import (
+    BOXES_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_IN, TARGETS_OVERRIDE_IN,
+    RelevanceBatch, RoiBatch, boxes_json, check_batch, focus_config, image_items, pad_to_common_size, parse_options,
+    pil_image, run_per_image, to_image_tensor, to_mask_tensor,
 )
-MLLM_IN = ("FOCUS_MLLM", {"tooltip": "The model from FOCUS · Load MLLM."})
-IMAGE_IN = ("IMAGE", {"tooltip": "The image batch (the same batch through the whole FOCUS chain)."})
-TARGETS_IN = ("FOCUS_TARGETS", {"tooltip": "The objects to look for, from FOCUS · Extract Targets."})
-ROIS_IN = ("FOCUS_ROIS", {"tooltip": "Regions of interest from FOCUS · Propose ROIs or Rank ROIs."})
-QUESTION_IN = ("STRING", {"multiline": True, "default": "", "tooltip": "The question about the image."})
-OPTIONS_IN = ("STRING", {"multiline": True, "default": "", "tooltip": (
-    "Multiple-choice options, one per line; the answer is then a letter.")})
-TARGETS_OVERRIDE_IN = ("STRING", {"default": "", "tooltip": (
-    "Objects to look for, comma-separated (e.g. 'red car, all people'); skips the model when set.")})
-
-
-def parse_options(options: str) -> list[str] | None:
-    """Multiple-choice options typed one per line (None when there are none)."""
-    return [line.strip() for line in options.splitlines() if line.strip()] or None
-
-
-def _pil(item: Any) -> Any:
-    from ..focus_engine.images import to_pil_rgb
-
-    return to_pil_rgb(item)
-
-
-def _config(**fields: Any) -> Any:
-    from ..focus_engine import FocusConfig
-    from ..focus_engine.errors import FocusConfigError
-
-    try:
-        return FocusConfig(**fields)
-    except FocusConfigError as exc:
-        raise ValueError(f"FOCUS: {exc}") from None
 
 
 class FocusExtractTargets:
@@ -70,14 +39,14 @@ class FocusExtractTargets:
         }
 
     def extract(self, mllm: Any, question: str, targets_override: str = "") -> tuple[Any, str]:
-        from ..focus_engine.answer import check_question
-        from ..focus_engine.targets import extract_targets, given_targets
+        from ..focus_engine.inputs import check_question
+        from ..focus_engine.targets import find_targets
 
-        (found,) = run_per_image(1, lambda _: (
-            given_targets(targets_override) if targets_override.strip()
-            else extract_targets(mllm, check_question(question), _config(), should_stop=bridge.interrupted)
-        ))
-        return found, ", ".join(found.targets)
+        given = targets_override.strip() or None
+        config = focus_config(mllm)
+        (found,) = run_per_image(1, lambda _: find_targets(
+            mllm, question if given else check_question(question), given, config, should_stop=bridge.interrupted))
+        return found, ", ".join(found.names)
 
 
 class FocusRelevanceMap:
@@ -107,34 +76,25 @@ class FocusRelevanceMap:
                     "First decoder layer summed (0-based). 0 and 0: the family default (LLaVA-1.5-7B 14..32).")}),
                 "layer_end": ("INT", {"default": 0, "min": 0, "max": 512, "tooltip": (
                     "End of the layer range (exclusive); 0 = the family default.")}),
-                "source": (["values", "keys", "random"], {"default": "values", "tooltip": (
+                "source": (list(RELEVANCE_SOURCES), {"default": "values", "tooltip": (
                     "values: FOCUS. keys / random: the paper's ablations.")}),
             }
         }
 
     def relevance(self, mllm: Any, image: Any, targets: Any, layer_start: int, layer_end: int, source: str):
+        from ..focus_engine.relevance import relevance_maps
         from ..focus_engine.render import heatmap_overlay
 
-        layers = None if layer_end == 0 else (layer_start, layer_end)
-        config = _config(source=source, layers=layers)
+        config = focus_config(mllm, source=source, layers=None if layer_end == 0 else (layer_start, layer_end))
         items = image_items(image)
-
-        def one(index: int) -> dict[str, Any]:
-            pil = _pil(items[index])
-            maps = {}
-            for target in targets.targets:
-                bridge.throw_if_interrupted()
-                maps[target] = mllm.relevance_map(pil, target, layers=layers, source=source, config=config)
-            return maps
-
-        maps = run_per_image(len(items), one)
+        maps = run_per_image(len(items), lambda i: relevance_maps(
+            mllm, pil_image(items[i]), targets.names, config, should_stop=bridge.interrupted))
         heat, previews = [], []
         for index, per_target in enumerate(maps):
-            grids = [m.to_image() for m in per_target.values()]
-            heat.append(np.maximum.reduce(grids))
+            heat.append(np.maximum.reduce([m.to_image() for m in per_target.values()]))
             first = next(iter(per_target.values()))
-            previews.append(np.asarray(heatmap_overlay(_pil(items[index]), first)))
-        return RelevanceBatch(maps, mllm.family_defaults()), to_mask_tensor(heat), to_image_tensor(previews)
+            previews.append(np.asarray(heatmap_overlay(pil_image(items[index]), first)))
+        return RelevanceBatch(maps, config), to_mask_tensor(heat), to_image_tensor(previews)
 
 
 class FocusProposeROIs:
@@ -171,18 +131,18 @@ class FocusProposeROIs:
 
     def propose(self, relevance: Any, anchors: int, spacing: float, min_size: int, max_size: int,
                 threshold: float, nms_iou: float):
-        from ..focus_engine.render import roi_mask
-        from ..focus_engine.rois import propose_rois_for_config
+        import dataclasses
 
-        config = _config(
-            n_anchors=anchors or None, anchor_spacing=spacing, s_min=min_size or None, s_max=max_size or None,
-            expand_threshold=threshold, nms_iou=nms_iou,
-        ).resolved(relevance.family_defaults)
-        if config.s_max < config.s_min:
-            raise ValueError(f"FOCUS: max_size {config.s_max} is smaller than min_size {config.s_min}")
-        rois = run_per_image(len(relevance.maps), lambda i: [
-            roi for rmap in relevance.maps[i].values() for roi in propose_rois_for_config(rmap, config)
-        ])
+        from ..focus_engine.render import roi_mask
+        from ..focus_engine.rois import propose_for_maps
+
+        base = relevance.config  # resolved for the model; a widget at 0 keeps its value
+        s_min, s_max = min_size or base.s_min, max_size or base.s_max
+        if s_max < s_min:
+            raise ValueError(f"FOCUS: max_size {s_max} is smaller than min_size {s_min}")
+        config = dataclasses.replace(base, n_anchors=anchors or base.n_anchors, anchor_spacing=spacing, s_min=s_min,
+                                     s_max=s_max, expand_threshold=threshold, nms_iou=nms_iou)
+        rois = run_per_image(len(relevance.maps), lambda i: propose_for_maps(relevance.maps[i].values(), config))
         sizes = [next(iter(m.values())).image_size for m in relevance.maps]
         masks = [roi_mask(size, [r.box for r in per_image]) for size, per_image in zip(sizes, rois)]
         return RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois)
@@ -227,14 +187,14 @@ class FocusRankROIs:
         from ..focus_engine.render import roi_mask
 
         items = image_items(image)
-        check_batch("the ROI list", len(rois.rois), len(items))
-        config = _config(n_steps=n_steps, overrun=overrun).resolved(mllm.family_defaults())
+        check_batch("the ROI list", len(rois.per_image), len(items))
+        config = focus_config(mllm, n_steps=n_steps, overrun=overrun)
         bar = bridge.progress_bar(len(items) * (1 + (config.max_overrun if overrun else 0)))
 
         def one(index: int) -> tuple[list[Any], list[Any]]:
-            if not rois.rois[index]:
+            if not rois.per_image[index]:
                 raise ValueError(f"FOCUS: image {index} has no ROI to rank; check the relevance map and proposals")
-            ranked = rank_rois(mllm, _pil(items[index]), rois.rois[index], config,
+            ranked = rank_rois(mllm, pil_image(items[index]), rois.per_image[index], config,
                                progress=lambda step, total: bar.update(1), should_stop=bridge.interrupted)
             return ranked, select_rois(ranked, targets.question_type, config)
 
@@ -242,7 +202,7 @@ class FocusRankROIs:
         ranked = [r for r, _ in results]
         selected = [s for _, s in results]
         masks = [roi_mask(size, [r.box for r in sel]) for size, sel in zip(rois.image_sizes, selected)]
-        crops = [np.asarray(crop(_pil(items[i]), selected[i][0].box)) for i in range(len(items))]
+        crops = [np.asarray(crop(pil_image(items[i]), selected[i][0].box)) for i in range(len(items))]
         return (RoiBatch(ranked, rois.image_sizes, selected), to_mask_tensor(masks),
                 to_image_tensor(pad_to_common_size(crops)), boxes_json(ranked, selected))
 
@@ -275,19 +235,20 @@ class FocusAnswer:
 
     def answer(self, mllm: Any, image: Any, question: str, rois: Any, targets: Any, options: str = ""):
         from ..focus_engine.answer import answer_question, select_rois
+        from ..focus_engine.inputs import check_options, check_question
         from ..focus_engine.render import draw_rois
 
         items = image_items(image)
-        check_batch("the ROI list", len(rois.rois), len(items))
-        choices = parse_options(options)
-        config = _config().resolved(mllm.family_defaults())
+        check_batch("the ROI list", len(rois.per_image), len(items))
+        config = focus_config(mllm)
 
         def one(index: int) -> tuple[str, np.ndarray]:
-            pil = _pil(items[index])
+            pil = pil_image(items[index])
             selected = (rois.selected[index] if rois.selected is not None
-                        else select_rois(rois.rois[index], targets.question_type, config))
-            result = answer_question(mllm, pil, question, choices, selected, config, should_stop=bridge.interrupted)
-            return result.text, np.asarray(draw_rois(pil, rois.rois[index], selected))
+                        else select_rois(rois.per_image[index], targets.question_type, config))
+            result = answer_question(mllm, pil, check_question(question), check_options(parse_options(options)),
+                                     selected, config, should_stop=bridge.interrupted)
+            return result.text, np.asarray(draw_rois(pil, rois.per_image[index], selected))
 
         results = run_per_image(len(items), one)
         # one line per image: a multi-line answer is folded so lines map to images

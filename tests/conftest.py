@@ -9,11 +9,10 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from focus_engine.demo import (  # noqa: E402
+from focus_engine.testing import (  # noqa: E402
     build_planted_llava, build_planted_llava_onevision, build_planted_qwen2_5_vl,
 )
 
@@ -36,6 +35,18 @@ def planted_small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def random_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Undamped random weights (nothing planted): for exactness checks."""
     return build_planted_llava(tmp_path_factory.mktemp("random"), seed=3, damping=1.0, neutral_words=False)
+
+
+@pytest.fixture(scope="session")
+def random_onevision_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """LLaVA-OneVision with every layer at full strength (exactness checks)."""
+    return build_planted_llava_onevision(tmp_path_factory.mktemp("random_ov"), seed=8, damping=1.0)
+
+
+@pytest.fixture(scope="session")
+def random_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Qwen2.5-VL with every layer at full strength (exactness checks)."""
+    return build_planted_qwen2_5_vl(tmp_path_factory.mktemp("random_qwen"), seed=9, damping=1.0)
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
-from focus_engine.demo import synthetic_scene
+from focus_engine.testing import synthetic_scene
 
 
 def scene(

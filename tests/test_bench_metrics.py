@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from focus_engine.boxes import coverage
 from focus_engine.bench.metrics import (
-    accuracy, accuracy_by_category, covered_boxes, gt_coverage, mean, peak_cell_hit, peak_hit, peak_pixel, roi_recall,
+    accuracy, accuracy_by_category, covered_boxes, mean, peak_cell_hit, peak_hit, peak_pixel, roi_recall,
     summarize,
 )
 
@@ -21,13 +22,13 @@ def test_accuracy_overall_and_per_category():
         accuracy_by_category(correct, categories[:2])
 
 
-def test_gt_coverage_is_intersection_over_gt_area():
+def test_coverage_is_intersection_over_gt_area():
     gt = (10, 10, 30, 30)  # 400 px
-    assert gt_coverage((0, 0, 100, 100), gt) == 1.0  # a large ROI around a small object covers it
-    assert gt_coverage((20, 10, 40, 30), gt) == 0.5  # right half
-    assert gt_coverage((20, 20, 40, 40), gt) == 0.25
-    assert gt_coverage((30, 30, 50, 50), gt) == 0.0  # touching corners only
-    assert gt_coverage((0, 0, 5, 5), (3, 3, 3, 9)) == 0.0  # empty GT box
+    assert coverage((0, 0, 100, 100), gt) == 1.0  # a large ROI around a small object covers it
+    assert coverage((20, 10, 40, 30), gt) == 0.5  # right half
+    assert coverage((20, 20, 40, 40), gt) == 0.25
+    assert coverage((30, 30, 50, 50), gt) == 0.0  # touching corners only
+    assert coverage((0, 0, 5, 5), (3, 3, 3, 9)) == 0.0  # empty GT box
 
 
 def test_roi_recall_any_roi_at_half_coverage():

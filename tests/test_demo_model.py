@@ -1,7 +1,8 @@
 """The embedded (trained) demo model: what ships, and that FOCUS works on it
 end to end on scenes of the synthetic world it never saw (seeds no training
 or benchmark set uses). The full benchmark is ``focus bench run`` (README);
-these are short checks of the same path."""
+these are short checks of the same path (marked slow: the everyday
+``-m "not slow"`` run skips them, CI runs them)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,7 @@ def test_the_embedded_model_is_a_small_real_llava():
     assert meta["trained_by"] == "tools/train_demo_model.py" and isinstance(meta["seed"], int)
 
 
+@pytest.mark.slow
 def test_it_extracts_the_targets_of_world_questions(demo_mllm):
     # measured on the 40 first questions of seed 31337 when the model was shipped: label and shape
     # questions 30/30 exact; spatial questions 0/10 exact: both colours right, the shapes often not
@@ -46,11 +48,12 @@ def test_it_extracts_the_targets_of_world_questions(demo_mllm):
         extracted = extract_targets(demo_mllm, item.question, config)
         assert extracted.source == "model", extracted.raw
         if item.subtype == "spatial":
-            assert [t.split()[0] for t in extracted.targets] == [t.split()[0] for t in item.target_names], extracted.raw
+            assert [t.split()[0] for t in extracted.names] == [t.split()[0] for t in item.target_names], extracted.raw
         else:
-            assert extracted.targets == list(item.target_names), (item.question, extracted.raw)
+            assert extracted.names == list(item.target_names), (item.question, extracted.raw)
 
 
+@pytest.mark.slow
 def test_focus_beats_plain_answering_on_unseen_scenes(demo_mllm, tmp_path):
     # 24 questions of a seed no training or benchmark set uses. Measured when the model was shipped
     # (CPU, fp32): vanilla 29.2 %, FOCUS 66.7 % at n_steps=1 and at n_steps=4 (7.5 forward passes),

@@ -47,7 +47,7 @@ def test_chain_outputs(stages, planted, batch):
     assert out["answer"].count("\n") == batch - 1  # one line per image
     proposals_json, ranked_json = json.loads(out["proposals_json"]), json.loads(out["ranked_json"])
     assert [entry["image"] for entry in ranked_json] == list(range(batch))
-    assert len(proposals_json[0]["rois"]) == len(out["rois"].rois[0])
+    assert len(proposals_json[0]["rois"]) == len(out["rois"].per_image[0])
     assert not any(roi["selected"] for roi in proposals_json[0]["rois"])
     for i in range(batch):
         x0, y0, x1, y1 = BOXES[i]
@@ -94,7 +94,7 @@ def test_node_errors_are_clear(stages, planted):
     rois, _, _ = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
     with pytest.raises(ValueError, match="IMAGE batch has 3"):
         stages.FocusRankROIs().rank(planted, image_batch(3), rois, targets, 2, True)
-    rois.rois[0] = []
+    rois.per_image[0] = []
     with pytest.raises(ValueError, match="no ROI to rank"):
         stages.FocusRankROIs().rank(planted, images, rois, targets, 2, True)
     with pytest.raises(ValueError, match="decoder layers"):

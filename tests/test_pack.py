@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import subprocess
 import sys
@@ -32,8 +31,3 @@ def test_engine_never_imports_comfy():
     pattern = re.compile(r"^\s*(from|import)\s+(comfy|folder_paths|server|nodes)\b", re.MULTILINE)
     offenders = [p for p in (ROOT / "focus_engine").rglob("*.py") if pattern.search(p.read_text())]
     assert offenders == []
-
-
-def test_engine_package_is_importable_alone():
-    spec = importlib.util.find_spec("focus_engine")
-    assert spec is not None and Path(spec.origin).parent == ROOT / "focus_engine"

@@ -7,10 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from focus_engine.boxes import box_iou, merge_overlapping, union_box
 from focus_engine.grid import GridGeometry, RelevanceMap
-from focus_engine.rois import (
-    CellBox, box_iou, expand_box, initial_box, merge_overlapping, nms, propose_rois, select_anchors, union_box,
-)
+from focus_engine.rois import CellBox, expand_box, initial_box, nms, propose_rois, select_anchors
 
 FAST = settings(max_examples=60, deadline=None)
 

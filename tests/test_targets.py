@@ -6,7 +6,8 @@ import pytest
 
 from focus_engine import FocusConfig, FocusInputError
 from focus_engine.targets import (
-    ICL_EXAMPLES, LEAD_IN, QUESTION_SUFFIX, build_icl_prompt, extract_targets, given_targets, heuristic_targets,
+    ICL_EXAMPLES, LEAD_IN, QUESTION_SUFFIX, build_icl_prompt, extract_targets, find_targets, given_targets,
+    heuristic_targets,
     parse_targets, singularize,
 )
 
@@ -78,10 +79,10 @@ def test_prompt_holds_every_example_and_ends_with_the_question():
 
 
 def test_given_targets():
-    assert given_targets(["red car", " the dog "]).targets == ["red car", "dog"]
-    assert given_targets("red car, blue sign; tree").targets == ["red car", "blue sign", "tree"]
+    assert given_targets(["red car", " the dog "]).names == ["red car", "dog"]
+    assert given_targets("red car, blue sign; tree").names == ["red car", "blue sign", "tree"]
     counted = given_targets(["all cars"])
-    assert counted.targets == ["car"] and counted.question_type == 2 and counted.source == "given"
+    assert counted.names == ["car"] and counted.question_type == 2 and counted.source == "given"
     with pytest.raises(FocusInputError, match="empty"):
         given_targets(["car", "  "])
     with pytest.raises(FocusInputError):
@@ -103,7 +104,7 @@ class FakeMLLM:
 def test_extract_targets_from_the_model():
     fake = FakeMLLM(f" To answer, find them. {LEAD_IN} red umbrella and bench.")
     found = extract_targets(fake, "Is the red umbrella left of the bench?", FocusConfig(target_max_new_tokens=20))
-    assert found.targets == ["red umbrella", "bench"] and found.question_type == 1 and found.source == "model"
+    assert found.names == ["red umbrella", "bench"] and found.question_type == 1 and found.source == "model"
     text, images, budget = fake.prompts[0]
     assert images == () and budget == 20 and text == build_icl_prompt("Is the red umbrella left of the bench?")
     assert found.note is None
@@ -112,10 +113,13 @@ def test_extract_targets_from_the_model():
 def test_extract_targets_falls_back_and_says_so():
     fake = FakeMLLM("banana banana banana " * 10)
     found = extract_targets(fake, "What is the colour of the kite?", FocusConfig())
-    assert found.targets == ["kite"] and found.source == "heuristic"
+    assert found.names == ["kite"] and found.source == "heuristic"
     assert "could not be parsed" in found.note and "banana" in found.note and len(found.note) < 200
 
 
-def test_extract_targets_refuses_an_empty_question():
-    with pytest.raises(FocusInputError, match="empty"):
-        extract_targets(FakeMLLM(""), "  ", FocusConfig())
+def test_given_targets_skip_the_model():
+    fake = FakeMLLM(f"{LEAD_IN} kite.")
+    found = find_targets(fake, "What is the colour of the kite?", "red car, all dogs", FocusConfig())
+    assert found.names == ["red car", "dog"] and found.question_type == 2 and fake.prompts == []
+    found = find_targets(fake, "What is the colour of the kite?", None, FocusConfig())
+    assert found.names == ["kite"] and found.source == "model" and len(fake.prompts) == 1

@@ -17,11 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tools"))
+from tools import demo_model_data
+from tools import train_demo_model as trainer
 
-import demo_model_data  # noqa: E402
-import train_demo_model as trainer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 TINY = ["--vision-hidden", "64", "--vision-layers", "1", "--text-hidden", "64", "--text-layers", "2",
         "--attention-layers", "0,1", "--batch", "4", "--vision-batch", "4"]
@@ -32,8 +31,8 @@ EVERY_TASK = {"instruct": {task: 1.0 for task in ("caption", "crop_mc", "scene_m
 @pytest.fixture(scope="module")
 def bank(tmp_path_factory):
     folder = tmp_path_factory.mktemp("bank")
-    subprocess.run([sys.executable, str(ROOT / "tools" / "demo_model_data.py"), "--seed", "7", "--n", "3",
-                    "--out", str(folder)], check=True, capture_output=True)
+    subprocess.run([sys.executable, "-m", "tools.demo_model_data", "--seed", "7", "--n", "3", "--out", str(folder)],
+                   check=True, capture_output=True, cwd=ROOT)
     return folder
 
 
@@ -88,9 +87,9 @@ def test_the_trainer_runs_every_stage_and_saves_a_loadable_llava(bank, tmp_path)
     from focus_engine import load_mllm
 
     out = tmp_path / "run"
-    subprocess.run([sys.executable, str(ROOT / "tools" / "train_demo_model.py"), "--bank", str(bank), "--out",
+    subprocess.run([sys.executable, "-m", "tools.train_demo_model", "--bank", str(bank), "--out",
                     str(out), "--vision-steps", "2", "--align-steps", "2", "--instruct-steps", "3", *TINY,
-                    "--mix", json.dumps(EVERY_TASK)], check=True, capture_output=True)
+                    "--mix", json.dumps(EVERY_TASK)], check=True, capture_output=True, cwd=ROOT)
     rows = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert [(r["step"], r["stage"]) for r in rows] == [(0, "vision"), (6, "instruct")]  # logged every 25 and last
     assert "lm" not in rows[0] and all(math.isfinite(v) for r in rows for v in r.values() if isinstance(v, float))
@@ -108,9 +107,9 @@ def test_the_trainer_runs_every_stage_and_saves_a_loadable_llava(bank, tmp_path)
 
 
 def test_attention_layers_outside_the_model_are_refused(bank, tmp_path):
-    done = subprocess.run([sys.executable, str(ROOT / "tools" / "train_demo_model.py"), "--bank", str(bank),
+    done = subprocess.run([sys.executable, "-m", "tools.train_demo_model", "--bank", str(bank),
                            "--out", str(tmp_path / "x"), "--text-layers", "2", "--attention-layers", "1,2"],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 2 and "must lie in 0..1" in done.stderr
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-import workflow_check as wc
+from tools import workflow_check as wc
 from helpers import BOXES, scene
 
 COMFYUI = os.environ.get("COMFYUI_PATH", "")

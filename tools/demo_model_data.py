@@ -8,7 +8,7 @@ off-centre), each with the objects it shows in view pixels. A bank of views
 is built once (rendering a 2K scene costs ~0.3 s) and saved as one ``.npz``
 per shard; the trainer draws its samples from the views.
 
-    python tools/demo_model_data.py --seed 1000 --n 900 --out /tmp/bank
+    python -m tools.demo_model_data --seed 1000 --n 900 --out /tmp/bank
 """
 
 from __future__ import annotations
@@ -16,18 +16,14 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from focus_engine.bench.world import WorldItem, WorldSpec, generate_item  # noqa: E402
-from focus_engine.images import letterbox  # noqa: E402
+from focus_engine.bench.world import WorldItem, WorldSpec, generate_item
+from focus_engine.images import letterbox
 
 SIDE = 224  # encoder input side
 CELLS = 16  # tokens per side (224 / patch 14)

@@ -2,7 +2,7 @@
 drag-and-drop and ComfyUI's template browser) and ``workflows/api/<name>.json``
 (API format, for ``/prompt``), both from one description per workflow, so the
 twins cannot drift apart. Run from the repository root after changing a node's
-inputs: ``python tools/make_workflows.py``. ``tests/test_workflows.py`` checks
+inputs: ``python -m tools.make_workflows``. ``tests/test_workflows.py`` checks
 the result against the node specs on its own.
 """
 
@@ -11,13 +11,9 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
-
-from workflow_check import load_core_specs, pack_specs, socket_inputs, widget_inputs, widgets_layout  # noqa: E402
+from tools.workflow_check import ROOT, load_core_specs, pack_specs, socket_inputs, widget_inputs, widgets_layout
 
 MODEL = "llava-1.5-7b-hf"  # a folder name in models/LLM; the user picks their own
 IMAGE = "focus_example.png"

@@ -7,27 +7,23 @@ and the yes/no check on crops with and without the target; with
 loss with each sample's own image vs with the batch's images shuffled: equal
 losses mean the language model ignores the image for that task).
 
-    python tools/probe_demo_model.py MODEL_DIR --seed 1 --n 40
-    python tools/probe_demo_model.py MODEL_DIR --bank BANK --tasks yesno,crop_mc,caption
+    python -m tools.probe_demo_model MODEL_DIR --seed 1 --n 40
+    python -m tools.probe_demo_model MODEL_DIR --bank BANK --tasks yesno,crop_mc,caption
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from focus_engine import load_mllm  # noqa: E402
-from focus_engine.answer import format_question  # noqa: E402
-from focus_engine.bench.runner import choose_option  # noqa: E402
-from focus_engine.bench.metrics import peak_cell_hit  # noqa: E402
-from focus_engine.bench.world import generate_item  # noqa: E402
+from focus_engine import load_mllm
+from focus_engine.answer import format_question
+from focus_engine.bench.runner import choose_option
+from focus_engine.bench.metrics import peak_cell_hit
+from focus_engine.bench.world import generate_item
 
 
 def crop_around(image, box, cells: float = 2.5, grid: int = 16):
@@ -85,8 +81,7 @@ def image_reliance(folder: str, bank: str, tasks: list[str], answer_style: str =
     the images shuffled across the batch (training views of ``bank``)."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "tools"))
-    import train_demo_model as trainer
+    from tools import train_demo_model as trainer
 
     config = json.loads((Path(folder) / "config.json").read_text())
     vision, text = config["vision_config"], config["text_config"]

@@ -1,49 +1,41 @@
 """Trains the embedded demo model: a small real LLaVA
 (``LlavaForConditionalGeneration``: CLIP-style vision tower, Llama language
-model, a word-level tokenizer built locally) on the synthetic fine-grained
-world, from a seed, on a CPU.
+model, a word-level tokenizer built locally, ``focus_engine.testing``) on the
+synthetic fine-grained world, from a seed, on a CPU or a GPU.
 
-Three stages, one loop:
-0. vision: the vision tower and projector alone, on the auxiliary patch-word
-   loss below (no language model in the step, so large batches are cheap);
-   it teaches the encoder colours and letters (shapes only partly, so far)
-   before the language model has to read them;
-1. alignment: crops -> short captions ("a purple sign with the letter K"),
-   plus the auxiliary patch-word loss below;
-2. instructions: multiple-choice questions on ROI-like crops and on whole
-   scenes, the yes/no existence question FOCUS verifies crops with, the
-   exact few-shot target-extraction prompt the engine sends, and text-only
-   multiple choice that states the fact (the option lookup on its own).
-   ``spatial_mc`` (only through ``--mix``): the world's left/right question
-   about any two objects a crop shows apart, not only a scene's own pair
-   (400 steps at 0.3 of the mix left its loss at chance: the projected
-   image features carry no linearly readable patch position).
-   ``yesno_colour`` (only through ``--mix``): existence questions whose No
-   only the colour decides; in mixed yes/no the model kept ignoring the
-   colour word, 600 steps of mostly these taught it to read it.
+Three stages, one loop, each drawing samples from a bank of views
+(``tools/demo_model_data.py``):
 
-Auxiliary loss (stated in the README): every image token's projected feature
-(the vector the language model receives) is pulled, by a cosine-softmax over
-vocabulary words, toward the input embedding of the words that describe the
-object under that patch (its colour, its kind or shape, "object"; its letter
-when readable) and toward "background" elsewhere. A second auxiliary loss
-(``--value-weight``) does the same inside the language model: the value
-vectors of the existence question's colour and kind words, per layer, toward
-those of the image tokens showing them; that is what FOCUS's relevance map
-reads, so this loss trains the map's signal directly. With ``--value-phrase``
-the noun's target is the objects the whole phrase names ("sign" in "blue sign"
-onto the blue sign only, readable or not): without it a whole-scene view
-taught the noun nothing (shapes are unreadable there), its map was noise, and
-the map's product over the phrase's words peaked on the target less often
-than the colour's map alone (label questions 68 % vs 100 %). A third
-(``--attention-weight``) supervises attention: at the position that predicts
-the answer, chosen language layers are pulled to attend to the patches of the
-object the answer is about (content lookup by the question's words). Large
-MLLMs get this word-patch agreement and lookup from pretraining; ours is a
-stand-in that has to be taught it. FOCUS itself never reads attention.
+0. ``vision``: the vision tower and projector alone, on the patch-word loss
+   below (no language model in the step, so batches are cheap);
+1. ``align``: crops -> short captions ("a purple sign with the letter K"),
+   with the patch-word and value losses;
+2. ``instruct``: multiple choice on ROI-like crops and whole scenes, the yes/no
+   existence question FOCUS verifies crops with, the engine's few-shot
+   target-extraction prompt, text-only multiple choice (the option lookup on
+   its own); ``--mix`` adds ``spatial_mc`` (left/right about any two objects a
+   view shows apart) and ``yesno_colour`` (existence questions whose No only
+   the colour decides) or reweights any task.
 
-    python tools/demo_model_data.py --seed 1000 --n 1000 --out /tmp/bank
-    python tools/train_demo_model.py --bank /tmp/bank --out /tmp/demo-model
+Auxiliary losses (their weights are flags):
+
+- patch-word: every image token's projected feature is pulled, by a
+  cosine-softmax over the vocabulary, toward the input embedding of the words
+  describing the object under that patch (colour, kind, "object", the letter
+  when readable) and toward "background" elsewhere;
+- ``--value-weight``: per language layer, the value vectors of the existence
+  question's colour and kind words toward those of the image tokens showing
+  them (what FOCUS's relevance map reads); ``--value-phrase`` makes the noun's
+  target the objects the whole phrase names;
+- ``--attention-weight``: at the position predicting the answer, the chosen
+  layers' attention toward the patches of the object the answer is about.
+  FOCUS itself never reads attention.
+
+What each choice was measured to do, and the chain of runs that made the
+shipped model, are in docs/demo_model.md.
+
+    python -m tools.demo_model_data --seed 1000 --n 1000 --out /tmp/bank
+    python -m tools.train_demo_model --bank /tmp/bank --out /tmp/demo-model
 """
 
 from __future__ import annotations
@@ -52,7 +44,6 @@ import argparse
 import json
 import math
 import random
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -61,25 +52,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tools"))
-
-from demo_model_data import CELLS, SIDE, load_bank  # noqa: E402
-from focus_engine.answer import MC_INSTRUCTION, format_question  # noqa: E402
-from focus_engine.bench.world import (  # noqa: E402
+from tools.demo_model_data import CELLS, SIDE, load_bank
+from focus_engine.answer import MC_INSTRUCTION, format_question
+from focus_engine.bench.world import (
     DEFAULT_LABELS, DEFAULT_SHAPES, LETTER_HEIGHT_RATIO, QUESTION_TEMPLATES, SIGN_HEIGHT_RATIO, WorldSpec, spatial_ok,
 )
-from focus_engine.demo import CHAT_TEMPLATE  # noqa: E402
-from focus_engine.mllm.base import EXISTENCE_PROMPT  # noqa: E402
-from focus_engine.targets import ICL_EXAMPLES, LEAD_IN, build_icl_prompt  # noqa: E402
+from focus_engine.mllm.base import EXISTENCE_PROMPT
+from focus_engine.targets import ICL_EXAMPLES, LEAD_IN, build_icl_prompt
+from focus_engine.testing import tiny_llava, word_tokenizer
 
 WORLD = WorldSpec()
 COLOURS = list(WORLD.colours)
 SHAPES = list(DEFAULT_SHAPES)
 LETTERS = list(DEFAULT_LABELS)
 KINDS = ["sign", *SHAPES]
-SPECIAL = ["<unk>", "<s>", "</s>", "<pad>", "<image>"]
 CAPTION_PROMPT = "Describe the object in the centre of the image."
 READABLE_LETTER = 14.0  # a letter is taught only when the sign plate is this many view pixels tall
 READABLE_SHAPE = 16.0  # an object's kind (shape or sign) is taught only when it is this many view pixels wide:
@@ -105,46 +91,22 @@ def corpus_words() -> list[str]:
 
 
 def build_tokenizer() -> Any:
-    from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    words = [w for w in corpus_words() if w not in SPECIAL]
-    vocab = {token: i for i, token in enumerate(SPECIAL + words)}
-    backend = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    backend.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Split("\n", "isolated"),
-                                                     pre_tokenizers.Whitespace()])
-    backend.decoder = decoders.WordPiece(prefix="##")
-    backend.add_special_tokens([AddedToken(t, normalized=False, special=True) for t in SPECIAL])
-    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>",
-                                   pad_token="<pad>", extra_special_tokens={"image_token": "<image>"})
+    """Word-level, case kept, newlines as tokens: every word the engine's
+    prompts and the world's texts use."""
+    return word_tokenizer(corpus_words(), lowercase=False, newline_token=True)
 
 
 # -------------------------------------------------------------------- model
 def build_model(tokenizer: Any, args: argparse.Namespace) -> tuple[Any, Any]:
-    from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration, LlavaProcessor
-
-    try:
-        from transformers import CLIPImageProcessorPil as CLIPImageProcessor
-    except ImportError:
-        from transformers import CLIPImageProcessor
-    vision = CLIPVisionConfig(hidden_size=args.vision_hidden, intermediate_size=4 * args.vision_hidden,
-                              num_hidden_layers=args.vision_layers, num_attention_heads=args.vision_hidden // 32,
-                              image_size=SIDE, patch_size=SIDE // CELLS)
-    text = LlamaConfig(hidden_size=args.text_hidden, intermediate_size=int(2.75 * args.text_hidden),
-                       num_hidden_layers=args.text_layers, num_attention_heads=args.text_hidden // 32,
-                       num_key_value_heads=args.text_hidden // 32, vocab_size=len(tokenizer),
-                       max_position_embeddings=2048, bos_token_id=tokenizer.bos_token_id,
-                       eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                       tie_word_embeddings=False)
-    config = LlavaConfig(vision_config=vision, text_config=text, image_token_id=tokenizer.convert_tokens_to_ids("<image>"),
-                         vision_feature_layer=-1, vision_feature_select_strategy="default",
-                         projector_hidden_act="gelu")
-    model = LlavaForConditionalGeneration(config)
-    image_processor = CLIPImageProcessor(size={"shortest_edge": SIDE}, crop_size={"height": SIDE, "width": SIDE})
-    processor = LlavaProcessor(image_processor=image_processor, tokenizer=tokenizer, patch_size=SIDE // CELLS,
-                               vision_feature_select_strategy="default", image_token="<image>",
-                               num_additional_image_tokens=1, chat_template=CHAT_TEMPLATE)
-    return model, processor
+    """A fresh LLaVA of the size the arguments ask for, seeing ``SIDE``-px
+    views as ``CELLS`` x ``CELLS`` patches."""
+    heads = args.text_hidden // 32
+    return tiny_llava(
+        tokenizer, image_side=SIDE, patch=SIDE // CELLS, vision_hidden=args.vision_hidden,
+        vision_layers=args.vision_layers, vision_heads=args.vision_hidden // 32, text_hidden=args.text_hidden,
+        text_layers=args.text_layers, heads=heads, kv_heads=heads, intermediate_ratio=2.75, max_positions=2048,
+        feature_layer=-1,
+    )
 
 
 # ------------------------------------------------------------------ samples

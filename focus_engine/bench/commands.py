@@ -14,6 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from ..config import ATTENTIONS, PRECISIONS
 from ..errors import FocusInputError
 
 
@@ -125,6 +126,6 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--option-seed", type=int, default=0, help="shuffle of V*Bench options (correct-first files)")
     run.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit")
     run.add_argument("--device", default="auto")
-    run.add_argument("--precision", default="auto", choices=["auto", "bf16", "fp16", "fp32"])
-    run.add_argument("--attention", default="auto", choices=["auto", "sdpa", "flash_attention_2", "eager"])
+    run.add_argument("--precision", default="auto", choices=PRECISIONS)
+    run.add_argument("--attention", default="auto", choices=ATTENTIONS)
     run.set_defaults(func=cmd_run)

@@ -22,10 +22,10 @@ from typing import Any, Sequence
 
 from PIL import Image
 
+from ..boxes import Box
 from ..errors import FocusInputError
 from ..images import to_pil_rgb
 
-Box = tuple[int, int, int, int]
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 KINDS = ("vstar", "hrbench", "mme")
 VLMEVAL_IMAGE_REF_MAX = 64

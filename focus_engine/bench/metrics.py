@@ -2,7 +2,8 @@
 
 Definitions (kept here so results.json means one thing):
 - accuracy: the plain mean of per-question correctness (as the paper).
-- ROI coverage of a ground-truth box: ``area(ROI ∩ GT) / area(GT)``; a GT
+- ROI coverage of a ground-truth box: ``area(ROI ∩ GT) / area(GT)``
+  (``boxes.coverage``); a GT
   box is *covered* when some ROI's coverage is at least 0.5 (the paper's
   "ROI overlapping the GT box by >= 50 %"; our reading: half of the object
   lies inside the ROI, so a large ROI around a small object counts).
@@ -21,7 +22,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-Box = Sequence[float]  # (x0, y0, x1, y1), exclusive right/bottom
+from ..boxes import BoxLike as Box
+from ..boxes import boxes_overlap, coverage
 
 ROI_COVERAGE_THRESHOLD = 0.5
 
@@ -41,22 +43,9 @@ def accuracy_by_category(correct: Sequence[bool], categories: Sequence[str]) -> 
     return {category: float(np.mean(groups[category])) for category in sorted(groups)}
 
 
-def box_area(box: Box) -> float:
-    return max(0.0, float(box[2]) - float(box[0])) * max(0.0, float(box[3]) - float(box[1]))
-
-
-def gt_coverage(roi: Box, gt: Box) -> float:
-    """``area(roi ∩ gt) / area(gt)`` in [0, 1] (0 for an empty GT box)."""
-    area = box_area(gt)
-    if area <= 0:
-        return 0.0
-    inter = (max(roi[0], gt[0]), max(roi[1], gt[1]), min(roi[2], gt[2]), min(roi[3], gt[3]))
-    return box_area(inter) / area
-
-
 def covered_boxes(gt_boxes: Sequence[Box], rois: Sequence[Box], threshold: float = ROI_COVERAGE_THRESHOLD) -> int:
     """How many GT boxes some ROI covers by at least ``threshold``."""
-    return sum(any(gt_coverage(roi, gt) >= threshold for roi in rois) for gt in gt_boxes)
+    return sum(any(coverage(roi, gt) >= threshold for roi in rois) for gt in gt_boxes)
 
 
 def roi_recall(
@@ -98,9 +87,8 @@ def peak_cell_hit(rmap: Any, gt_box: Box, margin: float = 0.0) -> bool:
     upsampled argmax (a cell centre) can sit outside a 50-px object's box."""
     grid = np.asarray(rmap.grid)
     row, col = np.unravel_index(int(np.argmax(grid)), grid.shape)
-    x0, y0, x1, y1 = rmap.cell_box(int(row), int(col))
-    return (x0 < gt_box[2] + margin and gt_box[0] - margin < x1
-            and y0 < gt_box[3] + margin and gt_box[1] - margin < y1)
+    grown = (gt_box[0] - margin, gt_box[1] - margin, gt_box[2] + margin, gt_box[3] + margin)
+    return boxes_overlap(rmap.cell_box(int(row), int(col)), grown)
 
 
 def rate(flags: Iterable[bool]) -> float | None:
@@ -136,6 +124,6 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 
 __all__ = [
-    "ROI_COVERAGE_THRESHOLD", "accuracy", "accuracy_by_category", "box_area", "covered_boxes", "gt_coverage",
+    "ROI_COVERAGE_THRESHOLD", "accuracy", "accuracy_by_category", "covered_boxes",
     "mean", "peak_hit", "peak_pixel", "point_in_box", "rate", "roi_recall", "summarize",
 ]

@@ -253,7 +253,7 @@ def _check_layers(mllm: Any, methods: Sequence[Method]) -> None:
     for method in methods:
         layers = dict(method.overrides).get("layers")
         if layers is not None:
-            mllm.resolve_layers(layers)
+            mllm.check_layers(layers)
 
 
 def _answer_item(

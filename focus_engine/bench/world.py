@@ -30,15 +30,25 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..demo import COLOURS as DEMO_COLOURS
+from ..boxes import Box
 from ..errors import FocusConfigError, FocusInputError
 
 GENERATOR_VERSION = "focus-world-v1"
 """Bumped whenever the same (spec, seed, index) would render differently."""
 
-Box = tuple[int, int, int, int]
 RGB = tuple[int, int, int]
 
+COLOURS: dict[str, RGB] = {
+    "red": (220, 30, 30),
+    "green": (30, 170, 60),
+    "blue": (30, 60, 220),
+    "yellow": (240, 220, 30),
+    "purple": (140, 40, 170),
+    "orange": (245, 140, 20),
+    "white": (250, 250, 250),
+    "black": (10, 10, 10),
+}
+"""The world's object colours by name (the test models' planted colour words too)."""
 DEFAULT_SHAPES = ("circle", "square", "triangle", "star", "diamond", "cross")
 DEFAULT_LABELS = ("A", "E", "H", "K", "M", "R", "T", "X")
 BACKGROUNDS = ("noise", "gradient", "stripes", "tiles", "blobs")
@@ -82,9 +92,8 @@ SUPERSAMPLE = 4
 class WorldSpec:
     """Vocabulary and generator settings of the world (JSON round-trips)."""
 
-    colours: dict[str, RGB] = field(default_factory=lambda: {k: tuple(v) for k, v in DEMO_COLOURS.items()})
-    """Object colours by name. The defaults are the colours the embedded demo
-    model has planted, so its relevance maps localise them."""
+    colours: dict[str, RGB] = field(default_factory=lambda: dict(COLOURS))
+    """Object colours by name (the embedded demo model was trained on these)."""
     shapes: tuple[str, ...] = DEFAULT_SHAPES
     labels: tuple[str, ...] = DEFAULT_LABELS
     scene_long_side: tuple[int, int] = (1200, 2600)

@@ -2,25 +2,43 @@
 
 ``MLLM`` holds a Hugging Face model + processor and offers what the FOCUS
 stages need: a prefill that returns the KV cache with the visual layout, a
-batched yes/no confidence, and greedy generation. A family subclass supplies
-how an image is shown to its model (``view``) and where its image tokens sit
-(``visual_grid_positions``); everything else here is family-agnostic.
+batched yes/no confidence, and greedy generation. A family is one subclass
+(one file) that states:
+
+- ``view``: how an image is shown to its model (padded, resized, cropped) and
+  where its visual tokens fall in the original image (a ``GridGeometry``);
+- ``visual_grid_positions``: which sequence positions hold those tokens;
+- ``Settings``: its own knobs (a dataclass; ``load_mllm(..., settings=...)``);
+- ``load_processor``: how its processor is loaded from a folder;
+- optionally ``family_defaults`` (FocusConfig fields), ``paper_layers``,
+  ``refine_map``, ``before_forward`` (a hook run before every model call)
+  and ``fallback_prompt``.
+
+Everything else here is family-agnostic. Images reaching these methods are
+RGB PIL images (the edges convert them); only ``relevance_map``, the public
+one-call API, converts its input itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
+from ..config import FocusConfig, resolve_config
 from ..cost import CallCounter
 from ..errors import FocusConfigError, FocusInputError, FocusModelError
 from ..grid import GridGeometry, RelevanceMap
 from ..images import to_pil_rgb
+from ..inputs import check_target
+from ..kv import Prefill, check_full_cache
+from ..relevance import target_map
+from .hf_loading import hf_call
 
 EXISTENCE_PROMPT = "Is there a {target} in the image? Answer Yes or No."
 """The question of the relevance prefill and of ROI verification (FOCUS.md)."""
@@ -40,26 +58,20 @@ class VisualView:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Prefill:
-    """One forward pass over an existence prompt, with what relevance needs."""
+@dataclass(frozen=True)
+class FamilySettings:
+    """A family's own settings (none for the base). Subclasses add fields
+    with defaults and check them in ``check``."""
 
-    cache: Any
-    input_ids: torch.Tensor  # [seq], on CPU
-    visual_positions: np.ndarray  # [h, w] sequence index of each grid cell
-    geometry: GridGeometry
-    target_positions: list[int]
-    target_tokens: list[str]
-    pre_rope_keys: dict[int, torch.Tensor] | None = None  # layer -> [kv_heads, seq, head_dim]
+    def check(self) -> None:
+        """Raise FocusConfigError for a value the family cannot use."""
 
-    @property
-    def seq_len(self) -> int:
-        return int(self.input_ids.shape[0])
+    def __post_init__(self) -> None:
+        self.check()
 
 
 class MLLM:
-    """Base adapter. Subclasses set ``family`` and implement ``view`` and
-    ``visual_grid_positions`` (and may override ``fallback_prompt``)."""
+    """Base adapter; see the module docstring for what a family supplies."""
 
     family = "base"
     description = ""
@@ -67,10 +79,15 @@ class MLLM:
     """Tabulated layer ranges by decoder depth (the paper's per-model choices)."""
     interleaved_answer = False
     """Answer on [whole image with the ROI drawn, crop] rather than the crop alone."""
+    Settings: type[FamilySettings] = FamilySettings
+    """The family's own settings (a frozen dataclass)."""
 
-    def __init__(self, model: Any, processor: Any, *, name: str | None = None) -> None:
+    def __init__(
+        self, model: Any, processor: Any, *, name: str | None = None, settings: FamilySettings | None = None
+    ) -> None:
         self.model = model
         self.processor = processor
+        self.settings = settings if settings is not None else self.Settings()
         self.tokenizer = getattr(processor, "tokenizer", None)
         if self.tokenizer is None:
             raise FocusModelError(
@@ -85,6 +102,40 @@ class MLLM:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
         self.image_token = getattr(processor, "image_token", None) or "<image>"
         self.image_token_id = self._image_token_id()
+
+    # --------------------------------------------------------------- settings
+    @classmethod
+    def make_settings(cls, settings: FamilySettings | Mapping[str, Any] | None) -> FamilySettings:
+        """The family's Settings from a mapping of field names (None: defaults)."""
+        if settings is None:
+            return cls.Settings()
+        if isinstance(settings, FamilySettings):
+            if not isinstance(settings, cls.Settings):
+                raise FocusConfigError(f"{type(settings).__name__} are not settings of the {cls.family} family")
+            return settings
+        known = {f.name for f in dataclasses.fields(cls.Settings)}
+        unknown = sorted(set(settings) - known)
+        if unknown:
+            offered = ", ".join(sorted(known)) or "none"
+            raise FocusConfigError(
+                f"{', '.join(unknown)} {'is not a setting' if len(unknown) == 1 else 'are not settings'} of the "
+                f"{cls.family} family; its settings: {offered}"
+            )
+        return cls.Settings(**settings)
+
+    def with_settings(self, **changes: Any) -> "MLLM":
+        """A second adapter over the same model and processor with some
+        settings changed (this one is left as it is)."""
+        settings = self.make_settings({**dataclasses.asdict(self.settings), **changes})
+        return type(self)(self.model, self.processor, name=self.name, settings=settings)
+
+    @classmethod
+    def load_processor(cls, location: str, offline: bool, model_config: Any) -> Any:
+        """The folder's processor (a family overrides this when its processor
+        needs more than ``AutoProcessor``)."""
+        from transformers import AutoProcessor
+
+        return hf_call(AutoProcessor.from_pretrained, location, offline, what="processor")
 
     # ------------------------------------------------------------------ facts
     @property
@@ -103,19 +154,13 @@ class MLLM:
     def num_layers(self) -> int:
         return int(self.text_config.num_hidden_layers)
 
-    def default_layers(self) -> tuple[int, int]:
-        """The paper's range for known depths, else the last-fraction rule."""
-        return self.paper_layers.get(self.num_layers) or layers_by_fraction(self.num_layers, 0.55)
+    def default_layers(self, fraction: float = 0.55) -> tuple[int, int]:
+        """The paper's range for a tabulated depth, else the last ``fraction``
+        of the layers."""
+        return self.paper_layers.get(self.num_layers) or layers_by_fraction(self.num_layers, fraction)
 
-    def family_defaults(self) -> dict[str, Any]:
-        """FocusConfig values this family fills in where the config says None."""
-        return {"layers": self.default_layers()}
-
-    def resolve_layers(self, layers: tuple[int, int] | None, fraction: float | None = None) -> tuple[int, int]:
-        if layers is None:
-            if fraction is not None and self.num_layers not in self.paper_layers:
-                return layers_by_fraction(self.num_layers, fraction)
-            return self.default_layers()
+    def check_layers(self, layers: Sequence[int]) -> tuple[int, int]:
+        """A half-open 0-based layer range, checked against this model's depth."""
         start, end = int(layers[0]), int(layers[1])
         if not 0 <= start < end <= self.num_layers:
             raise FocusConfigError(
@@ -124,6 +169,11 @@ class MLLM:
             )
         return start, end
 
+    def family_defaults(self) -> dict[str, Any]:
+        """FocusConfig fields this family fills in where the config says None
+        (``resolve_config``); none beyond the general defaults here."""
+        return {}
+
     # ------------------------------------------------------- family interface
     def view(self, image: Image.Image) -> VisualView:
         raise NotImplementedError
@@ -131,12 +181,13 @@ class MLLM:
     def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray:
         raise NotImplementedError
 
-    def apply_config(self, config: Any) -> None:
-        """Take the family's input settings from a FocusConfig (none by default)."""
-
-    def refine_map(self, rmap: RelevanceMap, config: Any) -> RelevanceMap:
+    def refine_map(self, rmap: RelevanceMap) -> RelevanceMap:
         """Family post-processing of a relevance map (none by default)."""
         return rmap
+
+    def before_forward(self, inputs: Mapping[str, Any]) -> None:
+        """Run before every model call on the processor's output (none by
+        default; a family checks inputs or resets model state here)."""
 
     def fallback_prompt(self, n_images: int, text: str) -> str:
         return "USER: " + (self.image_token + "\n") * n_images + text + " ASSISTANT:"
@@ -158,12 +209,11 @@ class MLLM:
 
     # --------------------------------------------------------------- prefill
     def prefill(
-        self, image: Any, target: str, *, capture_keys: tuple[int, int] | None = None
+        self, image: Image.Image, target: str, *, capture_keys: tuple[int, int] | None = None
     ) -> Prefill:
         """One forward pass over ``image`` + the existence question about
         ``target``, keeping the KV cache (and pre-RoPE keys if asked)."""
-        target = check_target(target)
-        view = self.view(to_pil_rgb(image))
+        view = self.view(image)
         question = EXISTENCE_PROMPT.format(target=target)
         text = self.build_prompt(1, question)
         q_at = text.rfind(question)
@@ -184,7 +234,7 @@ class MLLM:
         handles = self._hook_pre_rope_keys(capture_keys, captured) if capture_keys else []
         try:
             with torch.inference_mode():
-                out = self.model(**self._to_device(inputs), use_cache=True, logits_to_keep=1)
+                out = self.model(**self._model_inputs(inputs), use_cache=True, logits_to_keep=1)
         finally:
             for handle in handles:
                 handle.remove()
@@ -206,13 +256,15 @@ class MLLM:
         image: Any,
         target: str,
         layers: tuple[int, int] | None = None,
-        source: str = "values",
-        config: Any = None,
+        source: str | None = None,
+        config: FocusConfig | None = None,
     ) -> RelevanceMap:
-        """The FOCUS relevance map of ``target`` over ``image`` (stage 2)."""
-        from ..relevance import compute_relevance_map
-
-        return compute_relevance_map(self, image, target, layers=layers, source=source, config=config)
+        """The FOCUS relevance map of ``target`` over ``image`` (any image
+        input), in one call. ``layers`` / ``source`` override the config's
+        (default: the family's layers, value vectors)."""
+        overrides = {k: v for k, v in (("layers", layers), ("source", source)) if v is not None}
+        resolved = resolve_config(self, config, **overrides)
+        return target_map(self, to_pil_rgb(image), check_target(target), resolved)
 
     # ----------------------------------------------------- yes/no confidence
     def yes_no_confidence(
@@ -223,8 +275,8 @@ class MLLM:
         should_stop: Callable[[], bool] | None = None,
     ) -> np.ndarray:
         """``softmax(l_Yes, l_No)[Yes]`` at the last position of
-        ``Is there a {target} in the image?`` for each (image, target) pair;
-        ``batch_size`` pairs go through the model together."""
+        ``Is there a {target} in the image?`` for each (RGB image, target)
+        pair; ``batch_size`` pairs go through the model together."""
         if len(images) != len(targets):
             raise FocusInputError(f"{len(images)} images but {len(targets)} targets; pass one target per image")
         out = np.zeros(len(images), dtype=np.float64)
@@ -232,11 +284,11 @@ class MLLM:
             if should_stop is not None and should_stop():
                 raise InterruptedError("FOCUS verification interrupted")
             chunk = range(start, min(start + batch_size, len(images)))
-            views = [self.view(to_pil_rgb(images[i], min_side=1)) for i in chunk]
-            texts = [self.build_prompt(1, EXISTENCE_PROMPT.format(target=check_target(targets[i]))) for i in chunk]
+            views = [self.view(images[i]) for i in chunk]
+            texts = [self.build_prompt(1, EXISTENCE_PROMPT.format(target=targets[i])) for i in chunk]
             inputs = self.processor_inputs(views, texts, padding=True)
             with torch.inference_mode():
-                logits = self.model(**self._to_device(inputs), use_cache=False, logits_to_keep=1).logits
+                logits = self.model(**self._model_inputs(inputs), use_cache=False, logits_to_keep=1).logits
             self.counter.forward_passes += len(chunk)
             last = logits[:, -1, :].float()
             yes = torch.logsumexp(last[:, self.yes_no_token_ids[0]], dim=-1)
@@ -252,9 +304,9 @@ class MLLM:
         max_new_tokens: int = 64,
         should_stop: Callable[[], bool] | None = None,
     ) -> str:
-        """Greedy answer to ``text`` about ``images`` (none for text-only);
-        returns only the new text."""
-        views = [self.view(to_pil_rgb(im, min_side=1)) for im in images]
+        """Greedy answer to ``text`` about ``images`` (RGB; none for
+        text-only); returns only the new text."""
+        views = [self.view(im) for im in images]
         prompt = self.build_prompt(len(views), text)
         inputs = self.processor_inputs(views, [prompt])
         kwargs: dict[str, Any] = {}
@@ -266,7 +318,7 @@ class MLLM:
                     return torch.full((input_ids.shape[0],), bool(should_stop()), device=input_ids.device)
 
             kwargs["stopping_criteria"] = StoppingCriteriaList([_Stop()])
-        inputs = self._to_device(inputs)
+        inputs = self._model_inputs(inputs)
         with torch.inference_mode():
             out = self.model.generate(
                 **inputs,
@@ -282,7 +334,11 @@ class MLLM:
         return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
 
     # --------------------------------------------------------------- helpers
-    def _to_device(self, inputs: Any) -> dict[str, Any]:
+    def _model_inputs(self, inputs: Any) -> dict[str, Any]:
+        """The processor's output ready for the model: the family's
+        ``before_forward`` hook, then tensors on the model's device and
+        floating ones in its dtype."""
+        self.before_forward(inputs)
         moved = {}
         for key, value in dict(inputs).items():
             if isinstance(value, torch.Tensor):
@@ -385,39 +441,6 @@ def layers_by_fraction(num_layers: int, fraction: float) -> tuple[int, int]:
     return start, num_layers
 
 
-def cache_layer_kv(cache: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(keys, values) of one layer, ``[batch, kv_heads, seq, head_dim]``."""
-    layers = getattr(cache, "layers", None)
-    if layers is not None:
-        layer = layers[index]
-        return layer.keys, layer.values
-    raise FocusModelError(
-        f"unsupported KV cache {type(cache).__name__}: FOCUS reads cache.layers[i].values "
-        "(transformers >= 4.56); upgrade transformers"
-    )
-
-
-def check_full_cache(cache: Any, seq_len: int, num_layers: int) -> None:
-    """Refuse caches that dropped positions (sliding windows, truncation):
-    the relevance map needs the value of every token."""
-    layers = getattr(cache, "layers", None)
-    if layers is None or len(layers) < num_layers:
-        count = "no" if layers is None else len(layers)
-        raise FocusModelError(
-            f"the KV cache ({type(cache).__name__}) has {count} layers for a {num_layers}-layer model; "
-            "FOCUS needs a full per-layer cache (transformers >= 4.56 DynamicCache)"
-        )
-    for index in range(num_layers):
-        _, values = cache_layer_kv(cache, index)
-        if values is None or values.shape[-2] != seq_len:
-            kept = None if values is None else values.shape[-2]
-            raise FocusModelError(
-                f"layer {index} of the KV cache keeps {kept} of {seq_len} positions (a sliding-window or "
-                "truncated cache); FOCUS needs every position: disable sliding-window attention or use a "
-                "shorter prompt / smaller image"
-            )
-
-
 def known_token(tokenizer: Any, token: str) -> tuple[str | None, int | None]:
     """``(token, id)`` if the vocabulary has ``token``, else ``(None, None)``
     (so a processor does not count unknown words as, say, video tokens)."""
@@ -425,13 +448,6 @@ def known_token(tokenizer: Any, token: str) -> tuple[str | None, int | None]:
     if token_id is None or token_id == tokenizer.unk_token_id:
         return None, None
     return token, token_id
-
-
-def check_target(target: Any) -> str:
-    """The target with whitespace folded; FocusInputError if empty."""
-    if not isinstance(target, str) or not target.strip():
-        raise FocusInputError(f"target {target!r} is empty; give an object phrase such as 'red car'")
-    return " ".join(target.split())
 
 
 def _squash(text: str) -> str:

@@ -26,8 +26,8 @@ class LlavaAdapter(MLLM):
     description = "LLaVA-1.5 (LlavaForConditionalGeneration)"
     paper_layers = {32: (14, 32)}  # LLaVA-1.5-7B, FOCUS.md
 
-    def __init__(self, model: Any, processor: Any, *, name: str | None = None) -> None:
-        super().__init__(model, processor, name=name)
+    def __init__(self, model: Any, processor: Any, **kwargs: Any) -> None:
+        super().__init__(model, processor, **kwargs)
         vision = model.config.vision_config
         self.patch_size = int(vision.patch_size)
         self.canvas_side = _processor_side(processor.image_processor, int(vision.image_size))
@@ -45,8 +45,7 @@ class LlavaAdapter(MLLM):
         # of the image (16 cells: 2..3)
         scale = self.tokens_per_side / 24
         s_min = max(1, round(3 * scale))
-        return {"layers": self.default_layers(), "s_min": s_min, "s_max": max(s_min, round(5 * scale)),
-                "type2_threshold": 0.6}
+        return {"s_min": s_min, "s_max": max(s_min, round(5 * scale)), "type2_threshold": 0.6}
 
     def view(self, image: Image.Image) -> VisualView:
         canvas, content = letterbox(image, self.canvas_side, self.pad_colour)

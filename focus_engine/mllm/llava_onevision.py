@@ -13,15 +13,32 @@ unpadding, so the layout follows the model exactly.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import FocusModelError
-from ..grid import GridGeometry
-from .base import MLLM, VisualView, known_token
+from ..errors import FocusConfigError, FocusModelError
+from ..grid import GridGeometry, RelevanceMap
+from ..relevance import normalise_grid
+from .base import MLLM, FamilySettings, VisualView, known_token
+from .hf_loading import load_image_only_processor
+
+
+@dataclass(frozen=True)
+class OnevisionSettings(FamilySettings):
+    map_blur_sigma: float = 1.0
+    """[ours] Gaussian blur (in cells) of the local-crop map."""
+    max_grid_side: int = 60
+    """[ours] The map is block-averaged to at most this many cells on its long side."""
+
+    def check(self) -> None:
+        if self.map_blur_sigma < 0:
+            raise FocusConfigError(f"map_blur_sigma={self.map_blur_sigma!r}: must be >= 0")
+        if self.max_grid_side < 1:
+            raise FocusConfigError(f"max_grid_side={self.max_grid_side!r}: must be at least 1")
 
 
 def image_only_processor_class() -> type:
@@ -58,9 +75,11 @@ class LlavaOnevisionAdapter(MLLM):
     description = "LLaVA-OneVision (LlavaOnevisionForConditionalGeneration)"
     paper_layers = {28: (21, 28)}  # LLaVA-OV-7B (Qwen2-7B, 28 layers), FOCUS.md
     interleaved_answer = True  # global image with the ROI drawn, then the crop (FOCUS.md, stage 4)
+    Settings = OnevisionSettings
+    settings: OnevisionSettings
 
-    def __init__(self, model: Any, processor: Any, *, name: str | None = None) -> None:
-        super().__init__(model, processor, name=name)
+    def __init__(self, model: Any, processor: Any, **kwargs: Any) -> None:
+        super().__init__(model, processor, **kwargs)
         vision = model.config.vision_config
         self.crop_side = int(vision.image_size)
         self.patches_per_side = self.crop_side // int(vision.patch_size)
@@ -72,9 +91,22 @@ class LlavaOnevisionAdapter(MLLM):
         images = (self.image_token + "\n") * n_images
         return f"<|im_start|>user {images}{text}<|im_end|><|im_start|>assistant\n"
 
+    @classmethod
+    def load_processor(cls, location: str, offline: bool, model_config: Any) -> Any:
+        """The folder's processor, or an image-only one (its video processor
+        needs torchvision); a folder saved without processor_config.json
+        takes the processor settings the model config implies."""
+        vision = model_config.vision_config
+        implied = {
+            "num_image_tokens": (int(vision.image_size) // int(vision.patch_size)) ** 2,
+            "vision_feature_select_strategy": getattr(model_config, "vision_feature_select_strategy", "full"),
+            "vision_aspect_ratio": getattr(model_config, "vision_aspect_ratio", "anyres_max_9"),
+        }
+        return load_image_only_processor(location, offline, image_only_processor_class(), defaults=implied)
+
     def family_defaults(self) -> dict[str, Any]:
         # 9 working-grid cells span 1-2x the 384 px crop on 2-4K images (FOCUS.md: OV s_max 9)
-        return {"layers": self.default_layers(), "s_max": 9, "type2_threshold": 0.5}
+        return {"s_max": 9, "type2_threshold": 0.5}
 
     def view(self, image: Image.Image) -> VisualView:
         from transformers.image_processing_utils import select_best_resolution
@@ -126,15 +158,12 @@ class LlavaOnevisionAdapter(MLLM):
         )
         return geometry, {"local_shape": (kept_rows, kept_cols)}
 
-    def refine_map(self, rmap: Any, config: Any) -> Any:
+    def refine_map(self, rmap: RelevanceMap) -> RelevanceMap:
         """[ours] Gaussian blur, then block-average down to a working grid of
-        at most ``config.max_grid_side`` cells on the long side."""
-        from ..grid import RelevanceMap
-        from ..relevance import normalise_grid
-
+        at most ``settings.max_grid_side`` cells on the long side."""
         grid = rmap.raw if rmap.raw is not None else rmap.grid
-        grid = _gaussian_blur(grid.astype(np.float64), config.map_blur_sigma)
-        factor = max(1, math.ceil(max(grid.shape) / config.max_grid_side))
+        grid = _gaussian_blur(grid.astype(np.float64), self.settings.map_blur_sigma)
+        factor = max(1, math.ceil(max(grid.shape) / self.settings.max_grid_side))
         geometry = rmap.geometry
         if factor > 1:
             grid, geometry = _block_mean(grid, geometry, factor)

@@ -1,8 +1,10 @@
 """``load_mllm``: a local model folder, a hub id, or built HF objects -> adapter.
 
-Local-first: a folder that exists is loaded with ``local_files_only=True`` and
-the network is never contacted; a hub id is looked up in the local HF cache
-first and downloaded only when it is missing and ``HF_HUB_OFFLINE`` is unset.
+Local-first (``hf_loading``): a folder that exists is loaded with
+``local_files_only=True`` and the network is never contacted; a hub id is
+looked up in the local HF cache first and downloaded only when it is missing
+and ``HF_HUB_OFFLINE`` is unset. A family is one adapter module and one line
+of ``FAMILY_ADAPTERS``.
 """
 
 from __future__ import annotations
@@ -11,17 +13,17 @@ import importlib.util
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import torch
 
+from ..config import ATTENTIONS
 from ..errors import FocusModelError, UnsupportedModelError
-from .base import MLLM
+from .base import MLLM, FamilySettings
+from .hf_loading import env_flag, hf_call, looks_like_path
 from .llava import LlavaAdapter
 from .llava_onevision import LlavaOnevisionAdapter
-from .llava_onevision import image_only_processor_class as onevision_image_only
 from .qwen2_5_vl import Qwen2_5_VLAdapter
-from .qwen2_5_vl import image_only_processor_class as qwen_image_only
 
 log = logging.getLogger("focus_engine")
 
@@ -30,8 +32,6 @@ FAMILY_ADAPTERS: dict[str, type[MLLM]] = {
     "llava_onevision": LlavaOnevisionAdapter,
     "qwen2_5_vl": Qwen2_5_VLAdapter,
 }
-IMAGE_ONLY_PROCESSORS = {LlavaOnevisionAdapter: onevision_image_only, Qwen2_5_VLAdapter: qwen_image_only}
-"""Families whose processor wants a video processor (hence torchvision)."""
 """config.model_type -> adapter class."""
 
 _DTYPES = {
@@ -39,7 +39,6 @@ _DTYPES = {
     "fp16": torch.float16, "float16": torch.float16, "half": torch.float16,
     "fp32": torch.float32, "float32": torch.float32, "float": torch.float32,
 }
-ATTENTION_CHOICES = ("auto", "sdpa", "flash_attention_2", "eager")
 
 
 def supported_families() -> str:
@@ -84,8 +83,8 @@ def flash_attn_available() -> bool:
 def resolve_attention(attn: str, device: torch.device, dtype: torch.dtype) -> str:
     """``auto``: flash_attention_2 when flash-attn is installed and the model
     runs in fp16/bf16 on CUDA, else sdpa."""
-    if attn not in ATTENTION_CHOICES:
-        raise FocusModelError(f"attention {attn!r} is not one of {', '.join(ATTENTION_CHOICES)}")
+    if attn not in ATTENTIONS:
+        raise FocusModelError(f"attention {attn!r} is not one of {', '.join(ATTENTIONS)}")
     half = dtype in (torch.float16, torch.bfloat16)
     if attn == "auto":
         if device.type == "cuda" and half and flash_attn_available():
@@ -110,11 +109,15 @@ def load_mllm(
     device: str | torch.device = "auto",
     dtype: str | torch.dtype = "auto",
     attn_implementation: str = "auto",
+    *,
+    settings: FamilySettings | Mapping[str, Any] | None = None,
 ) -> MLLM:
     """Load a supported multimodal LLM and wrap it in its family adapter.
 
     ``path_or_id``: a local Hugging Face model folder, a hub id
     (``llava-hf/llava-1.5-7b-hf``), or an in-memory ``(model, processor)`` pair.
+    ``settings``: the family's own settings by name (e.g. Qwen2.5-VL's
+    ``max_pixels``, LLaVA-OneVision's ``max_grid_side``); unknown names are refused.
     """
     if isinstance(path_or_id, (tuple, list)):
         if len(path_or_id) != 2:
@@ -122,7 +125,7 @@ def load_mllm(
         model, processor = path_or_id
         adapter_cls = _adapter_for(getattr(model.config, "model_type", None), repr(type(model).__name__))
         model.eval()
-        return adapter_cls(model, processor)
+        return adapter_cls(model, processor, settings=adapter_cls.make_settings(settings))
     if not isinstance(path_or_id, (str, os.PathLike)):
         raise FocusModelError(
             f"load_mllm takes a model folder, a hub id or a (model, processor) pair, not {type(path_or_id).__name__}"
@@ -132,7 +135,7 @@ def load_mllm(
         raise FocusModelError("no model given: pass a model folder or a Hugging Face hub id")
     folder = Path(source).expanduser()
     is_local = folder.is_dir()
-    if not is_local and (_looks_like_path(source) or folder.exists()):
+    if not is_local and (looks_like_path(source) or folder.exists()):
         raise FocusModelError(
             f"model folder {source!r} does not exist (or is not a folder); put the whole Hugging Face model "
             "folder there (config.json, *.safetensors, tokenizer and processor files)"
@@ -146,16 +149,17 @@ def load_mllm(
     from transformers import AutoConfig, AutoModelForImageTextToText
 
     location = str(folder) if is_local else source
-    offline = is_local or _env_flag("HF_HUB_OFFLINE") or _env_flag("TRANSFORMERS_OFFLINE")
-    config = _hf_call(AutoConfig.from_pretrained, location, offline, what="config")
+    offline = is_local or env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
+    config = hf_call(AutoConfig.from_pretrained, location, offline, what="config")
     adapter_cls = _adapter_for(getattr(config, "model_type", None), location)
+    family_settings = adapter_cls.make_settings(settings)  # bad settings fail before the weights load
 
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     attention = resolve_attention(attn_implementation, torch_device, torch_dtype)
     log.info("loading %s (%s) on %s as %s with %s attention", location, config.model_type, torch_device, torch_dtype, attention)
-    processor = _load_processor(adapter_cls, location, offline, config)
-    model = _hf_call(
+    processor = adapter_cls.load_processor(location, offline, config)
+    model = hf_call(
         AutoModelForImageTextToText.from_pretrained,
         location,
         offline,
@@ -165,65 +169,7 @@ def load_mllm(
     )
     model.to(torch_device).eval()
     model.requires_grad_(False)
-    return adapter_cls(model, processor, name=location)
-
-
-def _load_processor(adapter_cls: type[MLLM], location: str, offline: bool, config: Any) -> Any:
-    """The folder's processor; for families whose processor needs a video
-    processor (and so torchvision), an image-only one built from its parts
-    when the full one cannot be built."""
-    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
-
-    image_only = IMAGE_ONLY_PROCESSORS.get(adapter_cls)
-    if image_only is None:
-        return _hf_call(AutoProcessor.from_pretrained, location, offline, what="processor")
-    try:
-        processor = AutoProcessor.from_pretrained(location, local_files_only=True)
-        if hasattr(processor, "image_processor"):
-            return processor
-    except Exception as exc:  # noqa: BLE001 - without torchvision the video processor fails to build
-        log.info("building an image-only processor for %s (%s)", location, _first_line(exc))
-    tokenizer = _hf_call(AutoTokenizer.from_pretrained, location, offline, what="tokenizer")
-    image_processor = _hf_call(AutoImageProcessor.from_pretrained, location, offline, what="image processor")
-    extra = {**_settings_from_model_config(config), **_processor_settings(location)}
-    return image_only()(
-        image_processor=image_processor, tokenizer=tokenizer,
-        chat_template=extra.pop("chat_template", None) or getattr(tokenizer, "chat_template", None), **extra,
-    )
-
-
-def _settings_from_model_config(config: Any) -> dict[str, Any]:
-    """Processor settings implied by the model config, for folders saved
-    without a processor_config.json (LLaVA-OneVision needs them)."""
-    vision = getattr(config, "vision_config", None)
-    if getattr(config, "model_type", None) != "llava_onevision" or vision is None:
-        return {}
-    return {
-        "num_image_tokens": (int(vision.image_size) // int(vision.patch_size)) ** 2,
-        "vision_feature_select_strategy": getattr(config, "vision_feature_select_strategy", "full"),
-        "vision_aspect_ratio": getattr(config, "vision_aspect_ratio", "anyres_max_9"),
-    }
-
-
-def _processor_settings(location: str) -> dict[str, Any]:
-    """The processor's own settings saved in the folder: processor_config.json,
-    and the chat template of an older chat_template.json."""
-    import json
-
-    def read(name: str) -> dict[str, Any]:
-        path = Path(location) / name
-        try:
-            data = json.loads(path.read_text()) if path.is_file() else {}
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    skip = ("processor_class", "image_processor", "video_processor", "auto_map")
-    settings = {k: v for k, v in read("processor_config.json").items() if k not in skip}
-    template = read("chat_template.json").get("chat_template")
-    if template and "chat_template" not in settings:
-        settings["chat_template"] = template
-    return settings
+    return adapter_cls(model, processor, name=location, settings=family_settings)
 
 
 def _adapter_for(model_type: str | None, where: str) -> type[MLLM]:
@@ -234,41 +180,3 @@ def _adapter_for(model_type: str | None, where: str) -> type[MLLM]:
             f"FOCUS supports; supported families: {supported_families()}"
         )
     return adapter
-
-
-def _hf_call(func: Any, location: str, offline: bool, *, what: str, **kwargs: Any) -> Any:
-    """Call a transformers loader local-first; turn its errors into one clear message."""
-    try:
-        return func(location, local_files_only=True, **kwargs)
-    except Exception as local_error:  # noqa: BLE001 - transformers raises many types here
-        if offline:
-            raise FocusModelError(
-                f"could not load the {what} of {location!r} from local files: {_first_line(local_error)}. "
-                "Check that the folder holds the complete model (HF_HUB_OFFLINE is honoured: nothing is downloaded)"
-            ) from local_error
-    try:
-        return func(location, **kwargs)
-    except Exception as remote_error:  # noqa: BLE001
-        raise FocusModelError(
-            f"could not load the {what} of {location!r} from the Hugging Face hub: {_first_line(remote_error)}. "
-            "Without internet, download the model folder elsewhere and pass its path"
-        ) from remote_error
-
-
-def _looks_like_path(text: str) -> bool:
-    """Hub ids are ``name`` or ``owner/name``; anything else is meant as a path."""
-    return (
-        text.startswith((".", "/", "~", "\\"))
-        or "\\" in text
-        or text.count("/") > 1
-        or (len(text) > 1 and text[1] == ":")
-    )
-
-
-def _env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

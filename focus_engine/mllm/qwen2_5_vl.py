@@ -12,15 +12,17 @@ and the model caches ``rope_deltas`` between calls: both are handled here.
 from __future__ import annotations
 
 import inspect
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Mapping
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..errors import FocusModelError
+from ..errors import FocusConfigError, FocusModelError
 from ..grid import GridGeometry
-from .base import MLLM, VisualView, known_token
+from .base import MLLM, FamilySettings, VisualView, known_token
+from .hf_loading import load_image_only_processor
 
 try:  # transformers 5.x
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
@@ -30,6 +32,23 @@ except ImportError:  # transformers 4.x
 DEFAULT_MAX_PIXELS = 28 * 28 * 1280
 """[ours] Pixel budget cap (1280 visual tokens): larger budgets run out of
 memory on consumer GPUs with high-resolution inputs."""
+MERGED_PATCH_PIXELS = 28 * 28
+
+
+@dataclass(frozen=True)
+class QwenSettings(FamilySettings):
+    min_pixels: int | None = None
+    max_pixels: int | None = None
+    """Pixel budget of one image; ``None`` = the processor's, with max capped
+    at ``DEFAULT_MAX_PIXELS`` [ours] (larger budgets run out of memory)."""
+
+    def check(self) -> None:
+        if self.min_pixels is not None and self.min_pixels < MERGED_PATCH_PIXELS:
+            raise FocusConfigError(
+                f"min_pixels={self.min_pixels!r}: must be at least 784 (one 28x28 merged patch) or None"
+            )
+        if self.max_pixels is not None and self.max_pixels < max(MERGED_PATCH_PIXELS, self.min_pixels or 0):
+            raise FocusConfigError(f"max_pixels={self.max_pixels!r}: must be at least 784 and at least min_pixels")
 
 
 def image_only_processor_class() -> type:
@@ -52,27 +71,29 @@ class Qwen2_5_VLAdapter(MLLM):
     family = "qwen2_5_vl"
     description = "Qwen2.5-VL (Qwen2_5_VLForConditionalGeneration)"
     paper_layers: dict[int, tuple[int, int]] = {}  # the paper gives none: last-fraction rule
+    Settings = QwenSettings
+    settings: QwenSettings
 
-    def __init__(self, model: Any, processor: Any, *, name: str | None = None) -> None:
-        super().__init__(model, processor, name=name)
+    def __init__(self, model: Any, processor: Any, **kwargs: Any) -> None:
+        super().__init__(model, processor, **kwargs)
         image_processor = processor.image_processor
         self.patch_size = int(getattr(image_processor, "patch_size", 14))
         self.merge_size = int(getattr(image_processor, "merge_size", 2))
         self.factor = self.patch_size * self.merge_size
         size = getattr(image_processor, "size", None) or {}
         get = size.get if isinstance(size, dict) else (lambda key, s=size: getattr(s, key, None))
-        self.min_pixels = int(getattr(image_processor, "min_pixels", None) or get("shortest_edge") or 56 * 56)
+        processor_min = int(getattr(image_processor, "min_pixels", None) or get("shortest_edge") or 56 * 56)
         processor_max = int(getattr(image_processor, "max_pixels", None) or get("longest_edge") or DEFAULT_MAX_PIXELS)
-        self.max_pixels = min(processor_max, DEFAULT_MAX_PIXELS)
+        self.min_pixels = self.settings.min_pixels or processor_min
+        self.max_pixels = self.settings.max_pixels or min(processor_max, DEFAULT_MAX_PIXELS)
         # transformers 5 computes M-RoPE from mm_token_type_ids; 4.x from input_ids
         self.needs_mm_token_types = "mm_token_type_ids" in inspect.signature(model.forward).parameters
 
-    def apply_config(self, config: Any) -> None:
-        """The pixel budget: FocusConfig.min_pixels / max_pixels when set."""
-        if config.min_pixels is not None:
-            self.min_pixels = int(config.min_pixels)
-        if config.max_pixels is not None:
-            self.max_pixels = int(config.max_pixels)
+    @classmethod
+    def load_processor(cls, location: str, offline: bool, model_config: Any) -> Any:
+        """The folder's processor, or an image-only one (its video processor
+        needs torchvision)."""
+        return load_image_only_processor(location, offline, image_only_processor_class())
 
     def fallback_prompt(self, n_images: int, text: str) -> str:
         vision = "<|vision_start|><|image_pad|><|vision_end|>" * n_images
@@ -81,7 +102,7 @@ class Qwen2_5_VLAdapter(MLLM):
     def family_defaults(self) -> dict[str, Any]:
         # a 9-cell box at 28 px per cell is ~250 px of the resized image, 1-2x
         # the 14*16 px the encoder's attention windows cover
-        return {"layers": self.default_layers(), "s_max": 9, "type2_threshold": 0.5}
+        return {"s_max": 9, "type2_threshold": 0.5}
 
     def view(self, image: Image.Image) -> VisualView:
         width, height = image.size
@@ -97,16 +118,15 @@ class Qwen2_5_VLAdapter(MLLM):
         budget = {"shortest_edge": self.min_pixels, "longest_edge": self.max_pixels}
         return super().processor_inputs(views, texts, size=budget, **kwargs)
 
-    def _to_device(self, inputs: Any) -> dict[str, Any]:
+    def before_forward(self, inputs: Mapping[str, Any]) -> None:
         if self.needs_mm_token_types and "mm_token_type_ids" not in inputs:
             raise FocusModelError(
                 "the processor returned no mm_token_type_ids; without them Qwen2.5-VL falls back to 1-D "
                 "positions. Load the model folder's own processor"
             )
-        # rope_deltas persist on the model between calls; a stale value would
+        # the model keeps rope_deltas between calls; a stale value would
         # shift the positions of the next prompt
         self.model.model.rope_deltas = None
-        return super()._to_device(inputs)
 
     def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray:
         positions = (input_ids == self.image_token_id).nonzero().flatten().numpy()

@@ -1,0 +1,80 @@
+"""What a relevance prefill leaves behind, and how to read it.
+
+``Prefill`` is one forward pass over an existence prompt: the KV cache, the
+sequence position of every visual grid cell, and where the target's words
+are. The cache is read as ``cache.layers[i].keys / .values`` (transformers >=
+4.56), shape ``[batch, kv_heads, seq, head_dim]``; values are the raw
+``v_proj`` output (no RoPE). Nothing here runs a model.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from .errors import FocusConfigError, FocusModelError
+from .grid import GridGeometry
+
+
+@dataclass
+class Prefill:
+    """One forward pass over an existence prompt, with what relevance needs."""
+
+    cache: Any
+    input_ids: torch.Tensor  # [seq], on CPU
+    visual_positions: np.ndarray  # [h, w] sequence index of each grid cell
+    geometry: GridGeometry
+    target_positions: list[int]
+    target_tokens: list[str]
+    pre_rope_keys: dict[int, torch.Tensor] | None = None  # layer -> [kv_heads, seq, head_dim]
+
+    @property
+    def seq_len(self) -> int:
+        return int(self.input_ids.shape[0])
+
+    def layer_vectors(self, layer: int, source: str) -> torch.Tensor:
+        """``[kv_heads, seq, head_dim]`` of one layer: the cached values, or
+        the pre-RoPE keys captured during the prefill (the keys ablation)."""
+        if source == "values":
+            _, values = cache_layer_kv(self.cache, layer)
+            return values[0]
+        keys = (self.pre_rope_keys or {}).get(layer)
+        if keys is None:
+            raise FocusConfigError(f"no pre-RoPE keys were captured for layer {layer}")
+        return keys
+
+
+def cache_layer_kv(cache: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(keys, values) of one layer, ``[batch, kv_heads, seq, head_dim]``."""
+    layers = getattr(cache, "layers", None)
+    if layers is not None:
+        layer = layers[index]
+        return layer.keys, layer.values
+    raise FocusModelError(
+        f"unsupported KV cache {type(cache).__name__}: FOCUS reads cache.layers[i].values "
+        "(transformers >= 4.56); upgrade transformers"
+    )
+
+
+def check_full_cache(cache: Any, seq_len: int, num_layers: int) -> None:
+    """Refuse caches that dropped positions (sliding windows, truncation):
+    the relevance map needs the value of every token."""
+    layers = getattr(cache, "layers", None)
+    if layers is None or len(layers) < num_layers:
+        count = "no" if layers is None else len(layers)
+        raise FocusModelError(
+            f"the KV cache ({type(cache).__name__}) has {count} layers for a {num_layers}-layer model; "
+            "FOCUS needs a full per-layer cache (transformers >= 4.56 DynamicCache)"
+        )
+    for index in range(num_layers):
+        _, values = cache_layer_kv(cache, index)
+        if values is None or values.shape[-2] != seq_len:
+            kept = None if values is None else values.shape[-2]
+            raise FocusModelError(
+                f"layer {index} of the KV cache keeps {kept} of {seq_len} positions (a sliding-window or "
+                "truncated cache); FOCUS needs every position: disable sliding-window attention or use a "
+                "shorter prompt / smaller image"
+            )

@@ -1,0 +1,102 @@
+"""Loading Hugging Face files local-first, with one clear error per failure.
+
+A folder that exists is read with ``local_files_only=True`` and the network
+is never contacted; a hub id is looked up in the local cache first and
+downloaded only when missing and ``HF_HUB_OFFLINE`` is unset. Families whose
+processor needs a video processor (hence torchvision) get an image-only one
+assembled from the folder's parts (``load_image_only_processor``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from ..errors import FocusModelError
+
+log = logging.getLogger("focus_engine")
+
+
+def hf_call(func: Callable[..., Any], location: str, offline: bool, *, what: str, **kwargs: Any) -> Any:
+    """Call a transformers loader local-first; turn its errors into one clear message."""
+    try:
+        return func(location, local_files_only=True, **kwargs)
+    except Exception as local_error:  # noqa: BLE001 - transformers raises many types here
+        if offline:
+            raise FocusModelError(
+                f"could not load the {what} of {location!r} from local files: {first_line(local_error)}. "
+                "Check that the folder holds the complete model (HF_HUB_OFFLINE is honoured: nothing is downloaded)"
+            ) from local_error
+    try:
+        return func(location, **kwargs)
+    except Exception as remote_error:  # noqa: BLE001
+        raise FocusModelError(
+            f"could not load the {what} of {location!r} from the Hugging Face hub: {first_line(remote_error)}. "
+            "Without internet, download the model folder elsewhere and pass its path"
+        ) from remote_error
+
+
+def load_image_only_processor(
+    location: str, offline: bool, processor_class: type, defaults: Mapping[str, Any] | None = None
+) -> Any:
+    """The folder's own processor when it can be built; else
+    ``processor_class`` from the folder's tokenizer, image processor and saved
+    processor settings (over ``defaults``, e.g. settings implied by the model
+    config for folders saved without a processor_config.json)."""
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
+
+    try:
+        processor = AutoProcessor.from_pretrained(location, local_files_only=True)
+        if hasattr(processor, "image_processor"):
+            return processor
+    except Exception as exc:  # noqa: BLE001 - without torchvision the video processor fails to build
+        log.info("building an image-only processor for %s (%s)", location, first_line(exc))
+    tokenizer = hf_call(AutoTokenizer.from_pretrained, location, offline, what="tokenizer")
+    image_processor = hf_call(AutoImageProcessor.from_pretrained, location, offline, what="image processor")
+    extra = {**(defaults or {}), **saved_processor_settings(location)}
+    return processor_class(
+        image_processor=image_processor, tokenizer=tokenizer,
+        chat_template=extra.pop("chat_template", None) or getattr(tokenizer, "chat_template", None), **extra,
+    )
+
+
+def saved_processor_settings(location: str) -> dict[str, Any]:
+    """The processor's own settings saved in the folder: processor_config.json,
+    and the chat template of an older chat_template.json."""
+
+    def read(name: str) -> dict[str, Any]:
+        path = Path(location) / name
+        try:
+            data = json.loads(path.read_text()) if path.is_file() else {}
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    skip = ("processor_class", "image_processor", "video_processor", "auto_map")
+    settings = {k: v for k, v in read("processor_config.json").items() if k not in skip}
+    template = read("chat_template.json").get("chat_template")
+    if template and "chat_template" not in settings:
+        settings["chat_template"] = template
+    return settings
+
+
+def looks_like_path(text: str) -> bool:
+    """Hub ids are ``name`` or ``owner/name``; anything else is meant as a path."""
+    return (
+        text.startswith((".", "/", "~", "\\"))
+        or "\\" in text
+        or text.count("/") > 1
+        or (len(text) > 1 and text[1] == ":")
+    )
+
+
+def env_flag(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

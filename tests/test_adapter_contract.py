@@ -1,0 +1,126 @@
+"""What every model family's adapter must do, checked once per family on
+planted models loaded from their saved folders: the map of a colour peaks on
+the object of that colour for wide, tall and square images with the object
+at every edge; a pipeline ROI covers it; the values read from the KV cache
+are the layers' v_proj outputs; a batched yes/no equals one by one; a map
+does not depend on what ran before it; and the families whose processor
+needs torchvision load with an image-only processor when it cannot be built.
+Family-specific geometry is tested in test_llava*.py / test_qwen2_5_vl.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import PLACES, SIZES, covers_centre, object_box, peak_pixel, scene
+from focus_engine import FocusConfig, FocusPipeline, RelevanceMap, load_mllm
+from focus_engine.mllm.base import EXISTENCE_PROMPT
+
+FAMILIES = ("llava", "llava_onevision", "qwen2_5_vl")
+PLANTED = {"llava": "planted", "llava_onevision": "onevision", "qwen2_5_vl": "qwen"}
+"""conftest fixture of each family's planted model (output projections removed)."""
+UNDAMPED = {"llava": "random_dir", "llava_onevision": "random_onevision_dir", "qwen2_5_vl": "random_qwen_dir"}
+"""conftest fixture of each family's folder with every layer at full strength."""
+OBJECT_SIDE = {
+    "llava": lambda size: int(max(size) / 24 * 1.4),  # about 1.4 cells of the 24x24 padded-square grid
+    "llava_onevision": lambda size: 150,  # a few cells of the local-crop grid
+    "qwen2_5_vl": lambda size: 140,  # a few 28-px merged patches of the resized image
+}
+
+
+@pytest.fixture(params=FAMILIES)
+def family(request) -> str:
+    return request.param
+
+
+@pytest.fixture
+def mllm(request, family):
+    return request.getfixturevalue(PLANTED[family])
+
+
+@pytest.mark.parametrize("shape", list(SIZES))
+@pytest.mark.parametrize("place", PLACES)
+def test_map_peaks_on_the_object(mllm, family, shape, place):
+    size = SIZES[shape]
+    box = object_box(size, place, OBJECT_SIDE[family](size))
+    rmap = mllm.relevance_map(scene(size, box, seed=len(place)), "red")
+    assert isinstance(rmap, RelevanceMap) and rmap.image_size == size
+    assert rmap.grid.dtype == np.float32 and rmap.grid.min() >= 0.0 and rmap.grid.max() == pytest.approx(1.0)
+    x, y = peak_pixel(rmap)
+    assert box[0] <= x < box[2] and box[1] <= y < box[3], ((x, y), box)
+    nearest = rmap.to_image(interpolation="nearest")
+    assert nearest.shape == (size[1], size[0]) and nearest[box[1]:box[3], box[0]:box[2]].max() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("shape", list(SIZES))
+def test_pipeline_roi_covers_the_object(mllm, family, shape):
+    size = SIZES[shape]
+    box = object_box(size, "bottom-right", OBJECT_SIDE[family](size))
+    result = FocusPipeline(mllm, FocusConfig(n_steps=2)).run(scene(size, box, seed=5), "Where?", targets=["red"])
+    assert result.family == family and result.targets == ["red"] and result.target_source == "given"
+    assert any(covers_centre(r.box, box) for r in result.rois[:3])
+    assert result.cost.forward_passes >= 1 + 2  # one prefill, at least two verified crops
+
+
+def test_values_equal_v_proj_of_the_layer_input(request, family):
+    """The cache's values are v_proj(input_layernorm(h)) of each layer's input,
+    on a model whose layers all work at full strength."""
+    mllm = load_mllm(str(request.getfixturevalue(UNDAMPED[family])))
+    image = scene((800, 600), (100, 100, 200, 200))
+    prefill = mllm.prefill(image, "red car")
+    text = mllm.build_prompt(1, EXISTENCE_PROMPT.format(target="red car"))
+    inputs = mllm._model_inputs(mllm.processor_inputs([mllm.view(image)], [text]))
+    with torch.inference_mode():
+        out = mllm.model(**inputs, output_hidden_states=True)
+    kv_heads = mllm.text_config.num_key_value_heads
+    layers = mllm._decoder_layers()
+    assert len(layers) == mllm.num_layers
+    for index, layer in enumerate(layers):
+        hidden = out.hidden_states[index][0]
+        expected = layer.self_attn.v_proj(layer.input_layernorm(hidden)).reshape(hidden.shape[0], kv_heads, -1)
+        torch.testing.assert_close(prefill.cache.layers[index].values[0], expected.transpose(0, 1),
+                                   rtol=1e-4, atol=1e-5)
+
+
+def test_batched_yes_no_equals_one_by_one(mllm):
+    crops = [scene((300, 200), (10, 10, 80, 80)), scene((500, 500), (200, 200, 300, 300)),
+             scene((120, 400), (0, 0, 60, 60))]
+    targets = ["red", "blue", "red square"]
+    batched = mllm.yes_no_confidence(crops, targets, batch_size=3)
+    single = np.array([mllm.yes_no_confidence([c], [t])[0] for c, t in zip(crops, targets)])
+    np.testing.assert_allclose(batched, single, atol=1e-4)
+    assert ((batched >= 0) & (batched <= 1)).all()
+
+
+def test_a_map_does_not_depend_on_the_call_before_it(mllm):
+    """Models may keep state between calls (Qwen2.5-VL's rope_deltas, which
+    its adapter resets before every call): an image's map must come out the
+    same after another image of another size was mapped."""
+    small = scene((600, 400), (500, 300, 580, 380))
+    big = scene((1800, 1200), (100, 100, 260, 260))
+    first = mllm.relevance_map(small, "red").grid
+    mllm.relevance_map(big, "red")
+    np.testing.assert_allclose(first, mllm.relevance_map(small, "red").grid, atol=1e-6)
+
+
+@pytest.mark.parametrize("needs_image_only", ["llava_onevision", "qwen2_5_vl"])
+def test_loads_with_an_image_only_processor_when_the_full_one_cannot_be_built(request, monkeypatch,
+                                                                               needs_image_only):
+    """Their full processors include a video processor, which needs
+    torchvision: where it cannot be built the adapter assembles an image-only
+    processor from the folder's parts, and maps as before. (Simulated here, so
+    the test means the same with or without torchvision installed.)"""
+    from transformers import AutoProcessor
+
+    folder = request.getfixturevalue(f"{PLANTED[needs_image_only]}_dir")
+
+    def no_video_processor(*args, **kwargs):
+        raise ImportError("the video processor needs torchvision, which is not installed")
+
+    monkeypatch.setattr(AutoProcessor, "from_pretrained", no_video_processor)
+    mllm = load_mllm(str(folder))
+    assert mllm.family == needs_image_only and type(mllm.processor).__name__.endswith("ImageProcessorOnly")
+    image = scene((1200, 600), (1000, 50, 1150, 200))
+    x, y = peak_pixel(mllm.relevance_map(image, "red"))
+    assert 1000 <= x < 1150 and 50 <= y < 200
