@@ -22,10 +22,10 @@ from .config import FocusConfig
 from .errors import FocusInputError
 from .images import crop, to_pil_rgb
 from .inputs import check_options, check_question
+from .prompts import format_question
 from .ranking import best_per_target
 from .rois import ROI
 
-MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 CANVAS_FILL = (127, 127, 127)
 GLOBAL_MAX_SIDE = 2048
 """Long side of the marked global image of the interleaved prompt."""
@@ -53,14 +53,6 @@ class Answer:
     text: str
     option: str | None  # the chosen option's letter for multiple-choice questions
     view: AnswerView
-
-
-def format_question(question: str, options: Sequence[str] | None) -> str:
-    """The question as the model gets it; options lettered A, B, C, ..."""
-    if not options:
-        return question
-    lines = [question] + [f"{letter}. {text}" for letter, text in zip(string.ascii_uppercase, options)]
-    return "\n".join(lines + [MC_INSTRUCTION])
 
 
 def parse_option(answer: str, options: Sequence[str] | None) -> str | None:

@@ -18,6 +18,8 @@ from typing import Any
 from .errors import FocusConfigError
 
 RELEVANCE_SOURCES = ("values", "keys", "random")
+MAP_PROMPTS = ("existence", "question")
+GATE_SIGNALS = ("answer", "answerable")
 LAYER_AGGREGATIONS = ("sum", "rollout")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ATTENTIONS = ("auto", "sdpa", "flash_attention_2", "eager")
@@ -58,6 +60,22 @@ class FocusConfig:
     stop_words: tuple[str, ...] = DEFAULT_STOP_WORDS
     seed: int = 0
     """Seed of the ``random`` ablation map."""
+    map_prompt: str = "existence"
+    """Which prefill a target's map is read from: ``existence`` (the paper's
+    "Is there a {target} in the image?", one per target) or ``question`` [ours]
+    (the answer prompt's own prefill, for the targets the question names; the
+    existence prompt for the others)."""
+    relevance_batch_size: int = 8
+    """[ours] Existence prompts per forward call (the targets of one question)."""
+
+    # --- the gate [ours] -------------------------------------------------------
+    gate_threshold: float | None = None
+    """Answer on the whole image, without searching, when the plain answer's
+    confidence is at least this; ``None`` = off (the paper: always search)."""
+    gate_signal: str = "answer"
+    """``answer``: the lowest probability of the plain answer's tokens (no
+    extra pass); ``answerable``: ZoomEye's "Could you answer the question...?"
+    P(Yes) on the whole image (one pass)."""
 
     # --- stage 3a: ROI proposal ----------------------------------------------
     n_anchors: int | None = None
@@ -105,6 +123,12 @@ class FocusConfig:
 
         if self.source not in RELEVANCE_SOURCES:
             raise bad("source", f"must be one of {', '.join(RELEVANCE_SOURCES)}")
+        if self.gate_signal not in GATE_SIGNALS:
+            raise bad("gate_signal", f"must be one of {', '.join(GATE_SIGNALS)}")
+        if self.gate_threshold is not None and not 0.0 <= self.gate_threshold <= 1.0:
+            raise bad("gate_threshold", "must be in [0, 1], or None for no gate")
+        if self.map_prompt not in MAP_PROMPTS:
+            raise bad("map_prompt", f"must be one of {', '.join(MAP_PROMPTS)}")
         if self.aggregation not in LAYER_AGGREGATIONS:
             raise bad("aggregation", f"must be one of {', '.join(LAYER_AGGREGATIONS)}")
         if self.layers is not None:
@@ -131,7 +155,7 @@ class FocusConfig:
                 raise bad(name, "must be in [0, 1]")
         if self.type2_threshold is not None and not 0.0 <= self.type2_threshold <= 1.0:
             raise bad("type2_threshold", "must be in [0, 1] or None")
-        for name in ("verify_batch_size", "answer_max_new_tokens", "target_max_new_tokens"):
+        for name in ("verify_batch_size", "relevance_batch_size", "answer_max_new_tokens", "target_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be at least 1")
         if self.max_overrun < 0:
@@ -161,6 +185,6 @@ def resolve_config(mllm: Any, config: FocusConfig | None = None, **overrides: An
 
 
 __all__ = [
-    "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FocusConfig", "LAYER_AGGREGATIONS", "PRECISIONS",
-    "RELEVANCE_SOURCES", "resolve_config",
+    "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FocusConfig", "GATE_SIGNALS", "LAYER_AGGREGATIONS", "MAP_PROMPTS",
+    "PRECISIONS", "RELEVANCE_SOURCES", "resolve_config",
 ]

@@ -40,11 +40,11 @@ class Cost:
 
     @classmethod
     def from_clock(cls, clock: "StageClock", seconds: float, memory: "PeakMemory") -> "Cost":
-        """The cost of a run the clock timed: its search passes (relevance
-        prefills and verifications), stage times and the memory peak."""
+        """The cost of a run the clock timed: its search passes (the gate's,
+        relevance prefills and verifications), stage times and the memory peak."""
         passes = clock.forward_passes
         return cls(
-            forward_passes=passes.get("relevance", 0) + passes.get("ranking", 0),
+            forward_passes=passes.get("gate", 0) + passes.get("relevance", 0) + passes.get("ranking", 0),
             seconds=seconds,
             peak_memory_bytes=memory.peak,
             peak_memory_kind=memory.kind,

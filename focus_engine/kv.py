@@ -29,22 +29,79 @@ class Prefill:
     geometry: GridGeometry
     target_positions: list[int]
     target_tokens: list[str]
-    pre_rope_keys: dict[int, torch.Tensor] | None = None  # layer -> [kv_heads, seq, head_dim]
+    pre_rope_keys: dict[int, torch.Tensor] | None = None  # layer -> [batch, kv_heads, seq, head_dim]
+    row: int = 0
+    """This prompt's row of a batched prefill ..."""
+    start: int = 0
+    """... and its first real position there (the rows are left padded);
+    ``input_ids`` and every position above count from it."""
 
     @property
     def seq_len(self) -> int:
         return int(self.input_ids.shape[0])
 
     def layer_vectors(self, layer: int, source: str) -> torch.Tensor:
-        """``[kv_heads, seq, head_dim]`` of one layer: the cached values, or
-        the pre-RoPE keys captured during the prefill (the keys ablation)."""
+        """``[kv_heads, seq, head_dim]`` of one layer for this prompt: the
+        cached values, or the pre-RoPE keys captured during the prefill (the
+        keys ablation)."""
         if source == "values":
             _, values = cache_layer_kv(self.cache, layer)
-            return values[0]
+            return values[self.row, :, self.start : self.start + self.seq_len]
         keys = (self.pre_rope_keys or {}).get(layer)
         if keys is None:
             raise FocusConfigError(f"no pre-RoPE keys were captured for layer {layer}")
-        return keys
+        return keys[self.row, :, self.start : self.start + self.seq_len]
+
+
+@dataclass
+class PromptRow:
+    """One prompt of a batched prefill, as far as locating words in it goes:
+    its tokens (padding dropped), the chat text they came from, where the
+    user's text sits in it, the tokenizer's character offsets, the visual
+    cells' positions."""
+
+    cache: Any
+    index: int
+    pad: int
+    ids: torch.Tensor
+    chat: str
+    user_text: str
+    user_text_at: int
+    offsets: list[list[int]] | None
+    geometry: GridGeometry
+    visual_positions: np.ndarray
+    pre_rope_keys: dict[int, torch.Tensor] | None = None
+
+
+@dataclass
+class AnswerPrefill:
+    """The prefill of the plain answer prompt: its cache and inputs (to
+    decode the answer from), the next-token logits, and its prompt row (to
+    read the maps of the targets the question names from the same cache)."""
+
+    cache: Any
+    inputs: Any
+    last_logits: torch.Tensor  # [vocab], float, on CPU
+    row: PromptRow
+
+
+def _cache_names() -> tuple[str, str]:
+    """transformers 5 calls the cache ``cache`` in outputs and arguments
+    (``past_key_values`` is deprecated there); 4.x only knows ``past_key_values``."""
+    try:
+        from transformers.modeling_outputs import CausalLMOutputWithPast
+    except ImportError:  # pragma: no cover - transformers always has it
+        return "past_key_values", "past_key_values"
+    name = "cache" if "cache" in CausalLMOutputWithPast.__dataclass_fields__ else "past_key_values"
+    return name, name
+
+
+CACHE_OUTPUT, CACHE_KWARG = _cache_names()
+
+
+def output_cache(output: Any) -> Any:
+    """The KV cache of a model output, under the installed version's name."""
+    return getattr(output, CACHE_OUTPUT)
 
 
 def cache_layer_kv(cache: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:

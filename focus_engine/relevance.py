@@ -10,14 +10,15 @@ region must match every word of "red car". No attention weights are needed,
 so SDPA / FlashAttention work unchanged.
 
 The arithmetic works on a ``Prefill`` (kv.py) and needs no model. The stage
-itself, ``relevance_maps``, asks the adapter for one prefill per target
-(``target_map``); configs reaching it are resolved (``resolve_config``).
+itself, ``relevance_maps``, asks the adapter for the prefills (several
+targets per forward call, or none for targets the answer prompt's prefill
+already holds); configs reaching it are resolved (``resolve_config``).
 """
 
 from __future__ import annotations
 
 import zlib
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -27,6 +28,7 @@ from PIL import Image
 from .config import FocusConfig
 from .grid import GridGeometry, RelevanceMap
 from .kv import Prefill
+from .prompts import existence_prompt
 
 _LOG_FLOOR = 1e-30  # keeps log() finite where a token gives a cell no mass
 
@@ -37,31 +39,42 @@ def relevance_maps(
     targets: Sequence[str],
     config: FocusConfig,
     *,
+    prefilled: Mapping[str, Prefill] | None = None,
     should_stop: Callable[[], bool] | None = None,
     on_map: Callable[[int, str], None] | None = None,
 ) -> dict[str, RelevanceMap]:
-    """Stage 2: the map of every target over ``image`` (RGB), one prefill
-    each; ``should_stop`` is polled before each, ``on_map(index, target)``
-    told after each."""
+    """Stage 2: the map of every target over ``image`` (RGB). Targets in
+    ``prefilled`` (read from the answer prompt's prefill, ``map_prompt=
+    "question"``) cost nothing more; the others get the existence prompt,
+    ``config.relevance_batch_size`` of them per forward call. ``should_stop``
+    is polled before each call, ``on_map(index, target)`` told after each map."""
+    if config.source == "random":
+        geometry = mllm.view(image).geometry
+        return {target: random_map(geometry, target, config.seed) for target in targets}
+    prefilled = dict(prefilled or {})
+    keys = config.layers if config.source == "keys" else None
+    remaining = [t for t in targets if t not in prefilled]
     maps: dict[str, RelevanceMap] = {}
-    for index, target in enumerate(targets):
+
+    def read(batch: Mapping[str, Prefill]) -> None:
+        for target, prefill in batch.items():
+            maps[target] = mllm.refine_map(relevance_from_prefill(prefill, target, config))
+            if on_map is not None:
+                on_map(len(maps) - 1, target)
+
+    read({t: prefilled[t] for t in targets if t in prefilled})
+    for first in range(0, len(remaining), config.relevance_batch_size):
         if should_stop is not None and should_stop():
             raise InterruptedError("FOCUS relevance maps interrupted")
-        maps[target] = target_map(mllm, image, target, config)
-        if on_map is not None:
-            on_map(index, target)
-    return maps
+        chunk = remaining[first : first + config.relevance_batch_size]
+        rows = mllm.prefill_prompts(image, [existence_prompt(t) for t in chunk], capture_keys=keys)
+        read({target: row[target] for target, row in zip(chunk, rows)})
+    return {target: maps[target] for target in targets}
 
 
 def target_map(mllm: Any, image: Image.Image, target: str, config: FocusConfig) -> RelevanceMap:
-    """One target's map: a seeded random grid for the ``random`` ablation (no
-    model call), else the adapter's prefill, the arithmetic below, and the
-    family's refinement of the map."""
-    if config.source == "random":
-        return random_map(mllm.view(image).geometry, target, config.seed)
-    keys = config.layers if config.source == "keys" else None
-    prefill = mllm.prefill(image, target, capture_keys=keys)
-    return mllm.refine_map(relevance_from_prefill(prefill, target, config))
+    """One target's map from its existence prompt (``relevance_maps`` for one)."""
+    return relevance_maps(mllm, image, [target], config)[target]
 
 
 def random_map(geometry: GridGeometry, target: str, seed: int) -> RelevanceMap:

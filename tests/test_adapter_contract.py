@@ -3,8 +3,10 @@ planted models loaded from their saved folders: the map of a colour peaks on
 the object of that colour for wide, tall and square images with the object
 at every edge; a pipeline ROI covers it; the values read from the KV cache
 are the layers' v_proj outputs; a batched yes/no equals one by one; a map
-does not depend on what ran before it; and the families whose processor
-needs torchvision load with an image-only processor when it cannot be built.
+does not depend on what ran before it; the families whose processor needs
+torchvision load with an image-only processor when it cannot be built; a
+batched prefill's rows map like their prompts alone; and the plain answer
+decoded from its own prefill is a fresh generation.
 Family-specific geometry is tested in test_llava*.py / test_qwen2_5_vl.py."""
 
 from __future__ import annotations
@@ -14,8 +16,9 @@ import pytest
 import torch
 
 from helpers import PLACES, SIZES, covers_centre, object_box, peak_pixel, scene
-from focus_engine import FocusConfig, FocusPipeline, RelevanceMap, load_mllm
-from focus_engine.mllm.base import EXISTENCE_PROMPT
+from focus_engine import FocusConfig, FocusPipeline, RelevanceMap, load_mllm, resolve_config
+from focus_engine.prompts import EXISTENCE_PROMPT, existence_prompt, format_question, question_prompt
+from focus_engine.relevance import relevance_from_prefill
 
 FAMILIES = ("llava", "llava_onevision", "qwen2_5_vl")
 PLANTED = {"llava": "planted", "llava_onevision": "onevision", "qwen2_5_vl": "qwen"}
@@ -124,3 +127,40 @@ def test_loads_with_an_image_only_processor_when_the_full_one_cannot_be_built(re
     image = scene((1200, 600), (1000, 50, 1150, 200))
     x, y = peak_pixel(mllm.relevance_map(image, "red"))
     assert 1000 <= x < 1150 and 50 <= y < 200
+
+
+def test_a_batched_prefill_row_maps_as_its_prompt_alone(request, family):
+    """Existence prompts of several targets share one forward call (left
+    padded); each row's map equals the map of its prompt alone."""
+    mllm = load_mllm(str(request.getfixturevalue(UNDAMPED[family])))
+    image = scene((900, 600), (700, 400, 800, 500))
+    config = resolve_config(mllm)
+    rows = mllm.prefill_prompts(image, [existence_prompt("red"), existence_prompt("blue square with a star")])
+    assert mllm.counter.forward_passes == 2
+    batched = relevance_from_prefill(rows[0]["red"], "red", config)  # the shorter row: padded on the left
+    alone = relevance_from_prefill(mllm.prefill(image, "red"), "red", config)
+    np.testing.assert_allclose(batched.grid, alone.grid, atol=1e-4)
+    longer = relevance_from_prefill(rows[1]["blue square with a star"], "blue square with a star", config)
+    assert longer.tokens == ("blue", "square", "star")
+
+
+def test_the_answer_decoded_from_its_prefill_is_a_fresh_generation(request, family):
+    """One prefill serves the plain answer and the maps: decoding from its
+    cache gives the tokens, with the probabilities, of a generation from
+    scratch, and a map read from it after decoding is the map read before."""
+    mllm = load_mllm(str(request.getfixturevalue(UNDAMPED[family])))
+    image = scene((900, 600), (700, 400, 800, 500))
+    text = format_question("What colour is the red square?", ["red", "blue"])
+    views = [mllm.view(image)]
+    fresh = mllm._decode(mllm.processor_inputs(views, [mllm.build_prompt(1, text)]), None, 5, None)
+    prompt = question_prompt("What colour is the red square?", ["red", "blue"], ["red square"])
+    prefill = mllm.prefill_answer(image, text)
+    config = resolve_config(mllm)
+    before = relevance_from_prefill(mllm.answer_target_prefills(prefill, prompt)["red square"], "red square", config)
+    decoded = mllm.continue_answer(prefill, max_new_tokens=5)
+    assert decoded.text == fresh.text and len(decoded.token_probabilities) == len(fresh.token_probabilities) > 0
+    np.testing.assert_allclose(decoded.token_probabilities, fresh.token_probabilities, rtol=1e-4, atol=1e-6)
+    first = torch.softmax(prefill.last_logits, dim=-1).max()
+    assert float(first) == pytest.approx(decoded.token_probabilities[0], rel=1e-4)
+    after = relevance_from_prefill(mllm.answer_target_prefills(prefill, prompt)["red square"], "red square", config)
+    np.testing.assert_allclose(after.grid, before.grid, atol=1e-4)

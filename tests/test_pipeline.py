@@ -9,7 +9,8 @@ import pytest
 
 from helpers import scene
 from focus_engine import FocusConfig, FocusPipeline
-from focus_engine.answer import compose_view, format_question, parse_option, select_rois
+from focus_engine.answer import compose_view, parse_option, select_rois
+from focus_engine.prompts import format_question
 from focus_engine.ranking import rank_rois
 from focus_engine.rois import ROI
 
@@ -65,12 +66,26 @@ def test_forward_passes_are_counted_where_the_model_runs(planted, image):
         )
     finally:
         counter.close()
-    # relevance: one prefill per target; ranking: one batch of 3 crops x 2 targets
-    assert counter.batches[:3] == [1, 1, 6]
+    # relevance: the two targets' prefills in one call; ranking: one batch of 3 crops x 2 targets
+    assert counter.batches[:2] == [2, 6]
     assert res.cost.forward_passes == 2 + 6
     assert res.cost.stage_forward_passes["relevance"] == 2
     assert res.cost.stage_forward_passes["ranking"] == 6
     assert sum(1 for r in res.rois if r.confidence is not None) == 6
+
+
+def test_relevance_prefills_share_forward_calls_up_to_the_batch_size(planted, image):
+    counter = ForwardCounter(planted.model)
+    try:
+        res = FocusPipeline(planted, FocusConfig(n_steps=1, overrun=False, relevance_batch_size=2)).run(
+            image, "Where is the red square?", targets=["red", "blue", "green"]
+        )
+    finally:
+        counter.close()
+    assert counter.batches[:2] == [2, 1] and res.cost.forward_passes == 3  # one pass per prompt, as the paper counts
+    # a map from a batch of prompts (left padded) equals the map from its prompt alone
+    alone = planted.relevance_map(image, "blue")
+    np.testing.assert_allclose(res.relevance["blue"].grid, alone.grid, atol=1e-5)
 
 
 def test_same_input_twice_gives_same_rois(planted, image):
@@ -188,3 +203,46 @@ def test_multiple_choice_formatting_and_parsing():
     assert parse_option("the letter A", ["T", "A", "M", "X"]) is None
     assert parse_option("reddish", ["red", "blue"]) is None
     assert parse_option("red.", ["red", "blue"]) == "A"
+
+
+def test_maps_from_the_question_prompt_and_existence_for_the_rest(planted, image):
+    """map_prompt="question": a target the question names is read from the
+    answer prompt's own prefill; a target it does not name gets the
+    existence prompt (two forward calls of one prompt each)."""
+    counter = ForwardCounter(planted.model)
+    try:
+        res = FocusPipeline(planted, FocusConfig(map_prompt="question", n_steps=1, overrun=False)).run(
+            image, "What is on the red square?", options=["a cat", "a dog"], targets=["red square", "blue"]
+        )
+    finally:
+        counter.close()
+    assert counter.batches[:2] == [1, 1] and res.cost.forward_passes == 2
+    assert res.relevance["red square"].tokens == ("red", "square")
+    assert covers(res.relevance["red square"].peak_box(), BOX) and covers(res.selected[0].box, BOX)
+    existence = FocusPipeline(planted, FocusConfig(n_steps=1, overrun=False)).run(
+        image, "What is on the red square?", options=["a cat", "a dog"], targets=["red square", "blue"])
+    assert existence.relevance["red square"].peak_cell() == res.relevance["red square"].peak_cell()
+
+
+def covers(box, target) -> bool:
+    return box[0] < target[2] and target[0] < box[2] and box[1] < target[3] and target[1] < box[3]
+
+
+def test_the_gate_answers_plainly_when_confident_and_searches_when_not(planted, image):
+    from focus_engine.answer import answer_plain
+
+    question, options = "What colour is the square?", ["red", "blue", "green", "white"]
+    plain = answer_plain(planted, image, question, options, FocusConfig())
+    answered = FocusPipeline(planted, FocusConfig(gate_threshold=0.0)).run(image, question, options=options)
+    assert answered.gate["decision"] == "answered" and answered.answer == plain.text == answered.gate["plain_answer"]
+    assert answered.rois == [] and answered.targets == [] and answered.cost.forward_passes == 0
+    assert answered.answer_view == {"mode": "full", "boxes": []} and answered.to_json()["gate"]["signal"] == "answer"
+    searched = FocusPipeline(planted, FocusConfig(gate_threshold=1.0, n_steps=1, overrun=False,
+                                                  map_prompt="question")).run(image, question, options=options,
+                                                                                  targets=["red"])
+    assert searched.gate["decision"] == "searched" and searched.gate["confidence"] < 1.0 and searched.rois
+    assert searched.cost.forward_passes == 2  # the answer prompt's prefill (the gate) + red's existence prefill
+    answerable = FocusPipeline(planted, FocusConfig(gate_threshold=0.0, gate_signal="answerable")).run(
+        image, question, options=options)
+    assert answerable.gate["signal"] == "answerable" and answerable.cost.forward_passes == 1  # its own question
+    assert FocusPipeline(planted, FocusConfig()).run(image, question, options=options, targets=["red"]).gate is None

@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 
 from focus_engine import load_mllm
-from focus_engine.answer import format_question
 from focus_engine.bench.runner import choose_option
 from focus_engine.bench.metrics import peak_cell_hit
 from focus_engine.bench.world import generate_item
+from focus_engine.prompts import format_question
 
 
 def crop_around(image, box, cells: float = 2.5, grid: int = 16):

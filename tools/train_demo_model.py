@@ -53,11 +53,10 @@ import torch
 import torch.nn.functional as F
 
 from tools.demo_model_data import CELLS, SIDE, load_bank
-from focus_engine.answer import MC_INSTRUCTION, format_question
 from focus_engine.bench.world import (
     DEFAULT_LABELS, DEFAULT_SHAPES, LETTER_HEIGHT_RATIO, QUESTION_TEMPLATES, SIGN_HEIGHT_RATIO, WorldSpec, spatial_ok,
 )
-from focus_engine.mllm.base import EXISTENCE_PROMPT
+from focus_engine.prompts import EXISTENCE_PROMPT, MC_INSTRUCTION, format_question
 from focus_engine.targets import ICL_EXAMPLES, LEAD_IN, build_icl_prompt
 from focus_engine.testing import tiny_llava, word_tokenizer
 

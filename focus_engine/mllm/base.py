@@ -36,12 +36,11 @@ from ..errors import FocusConfigError, FocusInputError, FocusModelError
 from ..grid import GridGeometry, RelevanceMap
 from ..images import to_pil_rgb
 from ..inputs import check_target
-from ..kv import Prefill, check_full_cache
+from ..kv import CACHE_KWARG, AnswerPrefill, Prefill, PromptRow, check_full_cache, output_cache
+from ..prompts import EXISTENCE_PROMPT, MapPrompt, existence_prompt
 from ..relevance import target_map
 from .hf_loading import hf_call
 
-EXISTENCE_PROMPT = "Is there a {target} in the image? Answer Yes or No."
-"""The question of the relevance prefill and of ROI verification (FOCUS.md)."""
 
 
 @dataclass
@@ -56,6 +55,14 @@ class VisualView:
     cols: slice = field(default_factory=lambda: slice(None))
     """Which rows / columns of the model's full token grid the geometry keeps."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Decoded:
+    """A greedy answer and the probability the model gave each of its tokens."""
+
+    text: str
+    token_probabilities: list[float]
 
 
 @dataclass(frozen=True)
@@ -213,23 +220,50 @@ class MLLM:
     ) -> Prefill:
         """One forward pass over ``image`` + the existence question about
         ``target``, keeping the KV cache (and pre-RoPE keys if asked)."""
-        view = self.view(image)
-        question = EXISTENCE_PROMPT.format(target=target)
-        text = self.build_prompt(1, question)
-        q_at = text.rfind(question)
-        if q_at < 0:
-            raise FocusModelError("the chat template dropped the question text; cannot locate the target tokens")
-        start = q_at + EXISTENCE_PROMPT.index("{target}")
-        span = (start, start + len(target))
-        try:
-            inputs = self.processor_inputs([view], [text], return_offsets_mapping=True)
-            offsets = inputs.pop("offset_mapping")[0].tolist()
-        except (NotImplementedError, TypeError, ValueError, KeyError):
-            inputs, offsets = self.processor_inputs([view], [text]), None
-        input_ids = inputs["input_ids"][0].cpu()
-        positions = self._target_positions(input_ids, text, span, offsets, target)
-        grid_positions = self.visual_grid_positions(input_ids, view)
+        return self.prefill_prompts(image, [existence_prompt(target)], capture_keys=capture_keys)[0][target]
 
+    def prefill_prompts(
+        self, image: Image.Image, prompts: Sequence[MapPrompt], *, capture_keys: tuple[int, int] | None = None
+    ) -> list[dict[str, Prefill]]:
+        """One forward call over ``image`` with every prompt (a left-padded
+        batch), keeping the KV cache; for each prompt, a ``Prefill`` of each
+        target it names (they share the batch's cache). Counts one forward
+        pass per prompt."""
+        rows, _, _ = self._prefill(image, [p.text for p in prompts], capture_keys)
+        return [self._row_prefills(row, prompt.spans) for row, prompt in zip(rows, prompts)]
+
+    def prefill_answer(
+        self, image: Image.Image, text: str, *, capture_keys: tuple[int, int] | None = None
+    ) -> AnswerPrefill:
+        """The prefill of the plain answer to ``text`` about the whole image,
+        kept so that the answer can be decoded from it (``continue_answer``)
+        and the maps of the targets the question names read from it
+        (``answer_target_prefills``). One forward pass."""
+        (row,), inputs, logits = self._prefill(image, [text], capture_keys)
+        return AnswerPrefill(cache=row.cache, inputs=inputs, last_logits=logits[0], row=row)
+
+    def answer_target_prefills(self, prefill: AnswerPrefill, prompt: MapPrompt) -> dict[str, Prefill]:
+        """A ``Prefill`` for each target ``prompt`` spans, read from the answer
+        prefill's cache (``prompt.text`` must be the text it was made from)."""
+        if prompt.text != prefill.row.user_text:
+            raise ValueError("the prompt's text is not the one the answer prefill was made from")
+        return self._row_prefills(prefill.row, prompt.spans)
+
+    def _prefill(
+        self, image: Image.Image, texts: Sequence[str], capture_keys: tuple[int, int] | None
+    ) -> tuple[list[PromptRow], Any, torch.Tensor]:
+        """One forward call over ``image`` with each user text; per text, what
+        locating its targets needs later."""
+        view = self.view(image)
+        chats = [self.build_prompt(1, text) for text in texts]
+        try:
+            inputs = self.processor_inputs([view] * len(chats), chats, padding=True, return_offsets_mapping=True)
+            offsets = inputs.pop("offset_mapping").tolist()
+        except (NotImplementedError, TypeError, ValueError, KeyError):
+            inputs, offsets = self.processor_inputs([view] * len(chats), chats, padding=True), None
+        input_ids = inputs["input_ids"].cpu()
+        mask = inputs.get("attention_mask")
+        pads = (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(chats)
         captured: dict[int, torch.Tensor] = {}
         handles = self._hook_pre_rope_keys(capture_keys, captured) if capture_keys else []
         try:
@@ -238,18 +272,34 @@ class MLLM:
         finally:
             for handle in handles:
                 handle.remove()
-        self.counter.forward_passes += 1
-        cache = out.past_key_values
-        check_full_cache(cache, int(input_ids.shape[0]), self.num_layers)
-        return Prefill(
-            cache=cache,
-            input_ids=input_ids,
-            visual_positions=grid_positions,
-            geometry=view.geometry,
-            target_positions=positions,
-            target_tokens=self.tokenizer.convert_ids_to_tokens([int(input_ids[p]) for p in positions]),
-            pre_rope_keys=captured or None,
-        )
+        self.counter.forward_passes += len(chats)
+        cache = output_cache(out)
+        check_full_cache(cache, int(input_ids.shape[1]), self.num_layers)
+        rows = []
+        for index, (text, chat, pad) in enumerate(zip(texts, chats, pads)):
+            at = chat.rfind(text)
+            if at < 0:
+                raise FocusModelError("the chat template dropped the question text; cannot locate the target tokens")
+            ids = input_ids[index, pad:]
+            rows.append(PromptRow(
+                cache=cache, index=index, pad=pad, ids=ids, chat=chat, user_text=text, user_text_at=at,
+                offsets=offsets[index][pad:] if offsets is not None else None, geometry=view.geometry,
+                visual_positions=self.visual_grid_positions(ids, view), pre_rope_keys=captured or None,
+            ))
+        return rows, inputs, out.logits[:, -1, :].float().cpu()
+
+    def _row_prefills(self, row: PromptRow, spans: Mapping[str, tuple[int, int]]) -> dict[str, Prefill]:
+        prefills = {}
+        for target, (lo, hi) in spans.items():
+            span = (row.user_text_at + lo, row.user_text_at + hi)
+            positions = self._target_positions(row.ids, row.chat, span, row.offsets, target)
+            prefills[target] = Prefill(
+                cache=row.cache, input_ids=row.ids, visual_positions=row.visual_positions, geometry=row.geometry,
+                target_positions=positions,
+                target_tokens=self.tokenizer.convert_ids_to_tokens([int(row.ids[p]) for p in positions]),
+                pre_rope_keys=row.pre_rope_keys, row=row.index, start=row.pad,
+            )
+        return prefills
 
     def relevance_map(
         self,
@@ -279,13 +329,25 @@ class MLLM:
         pair; ``batch_size`` pairs go through the model together."""
         if len(images) != len(targets):
             raise FocusInputError(f"{len(images)} images but {len(targets)} targets; pass one target per image")
-        out = np.zeros(len(images), dtype=np.float64)
-        for start in range(0, len(images), batch_size):
+        prompts = [([image], EXISTENCE_PROMPT.format(target=target)) for image, target in zip(images, targets)]
+        return self.yes_probability(prompts, batch_size=batch_size, should_stop=should_stop)
+
+    def yes_probability(
+        self,
+        prompts: Sequence[tuple[Sequence[Image.Image], str]],
+        batch_size: int = 8,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> np.ndarray:
+        """``softmax(l_Yes, l_No)[Yes]`` at the last position of each yes/no
+        question ``(images, text)`` (RGB images, in the order the text's image
+        places take them); ``batch_size`` questions go through the model together."""
+        out = np.zeros(len(prompts), dtype=np.float64)
+        for start in range(0, len(prompts), batch_size):
             if should_stop is not None and should_stop():
                 raise InterruptedError("FOCUS verification interrupted")
-            chunk = range(start, min(start + batch_size, len(images)))
-            views = [self.view(images[i]) for i in chunk]
-            texts = [self.build_prompt(1, EXISTENCE_PROMPT.format(target=targets[i])) for i in chunk]
+            chunk = prompts[start : start + batch_size]
+            views = [self.view(image) for images, _ in chunk for image in images]
+            texts = [self.build_prompt(len(images), text) for images, text in chunk]
             inputs = self.processor_inputs(views, texts, padding=True)
             with torch.inference_mode():
                 logits = self.model(**self._model_inputs(inputs), use_cache=False, logits_to_keep=1).logits
@@ -307,9 +369,24 @@ class MLLM:
         """Greedy answer to ``text`` about ``images`` (RGB; none for
         text-only); returns only the new text."""
         views = [self.view(im) for im in images]
-        prompt = self.build_prompt(len(views), text)
-        inputs = self.processor_inputs(views, [prompt])
-        kwargs: dict[str, Any] = {}
+        inputs = self.processor_inputs(views, [self.build_prompt(len(views), text)])
+        return self._decode(inputs, None, max_new_tokens, should_stop).text
+
+    def continue_answer(
+        self, prefill: AnswerPrefill, max_new_tokens: int = 64, should_stop: Callable[[], bool] | None = None
+    ) -> Decoded:
+        """The greedy answer decoded from an answer prefill's cache: the same
+        text ``generate`` gives for that prompt, without a second prefill (the
+        last prompt token is run again to start the decoding)."""
+        prefill.cache.crop(-1)  # negative: tokens to drop, in transformers 4.x and 5.x alike
+        # the image is in the cache already: its pixels must not be encoded again
+        text_only = {k: v for k, v in dict(prefill.inputs).items() if not k.startswith("pixel_values")}
+        return self._decode(text_only, prefill.cache, max_new_tokens, should_stop)
+
+    def _decode(
+        self, inputs: Any, cache: Any, max_new_tokens: int, should_stop: Callable[[], bool] | None
+    ) -> Decoded:
+        kwargs: dict[str, Any] = {} if cache is None else {CACHE_KWARG: cache}
         if should_stop is not None:
             from transformers import StoppingCriteria, StoppingCriteriaList
 
@@ -325,13 +402,19 @@ class MLLM:
                 max_new_tokens=max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
+                output_scores=True,
+                return_dict_in_generate=True,
                 **kwargs,
             )
         self.counter.generate_calls += 1
         if should_stop is not None and should_stop():
             raise InterruptedError("FOCUS generation interrupted")
-        new_tokens = out[0, inputs["input_ids"].shape[1] :]
-        return self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+        new_tokens = out.sequences[0, inputs["input_ids"].shape[1] :]
+        probabilities = [
+            float(torch.softmax(step[0].float(), dim=-1)[token]) for step, token in zip(out.scores, new_tokens.tolist())
+        ]
+        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
+        return Decoded(text=text, token_probabilities=probabilities)
 
     # --------------------------------------------------------------- helpers
     def _model_inputs(self, inputs: Any) -> dict[str, Any]:
@@ -428,8 +511,8 @@ class MLLM:
                 raise FocusModelError("source='keys' needs self_attn.k_proj in every decoder layer")
 
             def keep(module: Any, args: Any, output: torch.Tensor, index: int = index) -> None:
-                batch, seq, width = output.shape
-                store[index] = output[0].reshape(seq, kv_heads, width // kv_heads).transpose(0, 1).detach()
+                batch, seq, width = output.shape  # -> [batch, kv_heads, seq, head_dim], like the cache
+                store[index] = output.reshape(batch, seq, kv_heads, width // kv_heads).transpose(1, 2).detach()
 
             handles.append(proj.register_forward_hook(keep))
         return handles

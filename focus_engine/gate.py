@@ -1,0 +1,74 @@
+"""The adaptive gate [ours]: search only when the whole image is not enough.
+
+The plain answer is decoded from the answer prompt's prefill (the cost of a
+plain answer); its confidence decides: at or above the threshold the plain
+answer stands and nothing else runs, below it FOCUS searches, reading the
+maps of the targets the question names from that same prefill
+(``map_prompt="question"``). Two signals:
+
+- ``answer``: how sure the model was of its own answer, the lowest
+  probability it gave any token of it (the token that decides the option, for
+  "B" as for "the letter B"); no extra forward pass;
+- ``answerable``: ZoomEye's answering-confidence question about the whole
+  image ("Could you answer the question based on the available visual
+  information?"), ``P(Yes)``; one forward pass more.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
+
+from PIL import Image
+
+from .config import FocusConfig
+
+ANSWERABLE_PROMPT = (
+    "Question: {question}\nCould you answer the question based on the available visual information? "
+    "Answer Yes or No."
+)
+"""ZoomEye's answering-confidence question (its source doubles "the the")."""
+
+
+@dataclass
+class GateDecision:
+    signal: str
+    confidence: float
+    threshold: float
+    plain_answer: str
+
+    @property
+    def answered(self) -> bool:
+        """The plain answer stands (no search)."""
+        return self.confidence >= self.threshold
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "signal": self.signal, "confidence": round(self.confidence, 6), "threshold": self.threshold,
+            "decision": "answered" if self.answered else "searched", "plain_answer": self.plain_answer,
+        }
+
+
+def answer_confidence(token_probabilities: Sequence[float]) -> float:
+    """The lowest probability the model gave a token of its greedy answer
+    (0 for an empty answer)."""
+    return float(min(token_probabilities)) if token_probabilities else 0.0
+
+
+def decide(
+    mllm: Any,
+    image: Image.Image,
+    question: str,
+    prefill: Any,
+    config: FocusConfig,
+    should_stop: Callable[[], bool] | None = None,
+) -> GateDecision:
+    """Decode the plain answer from ``prefill`` (the answer prompt about the
+    whole ``image``) and measure its confidence with ``config.gate_signal``."""
+    decoded = mllm.continue_answer(prefill, config.answer_max_new_tokens, should_stop)
+    if config.gate_signal == "answer":
+        confidence = answer_confidence(decoded.token_probabilities)
+    else:
+        prompt = ([image], ANSWERABLE_PROMPT.format(question=question))
+        confidence = float(mllm.yes_probability([prompt], should_stop=should_stop)[0])
+    return GateDecision(config.gate_signal, confidence, float(config.gate_threshold), decoded.text)
