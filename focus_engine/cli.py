@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from .config import ATTENTIONS, PRECISIONS, RELEVANCE_SOURCES, FocusConfig
+from .config import ATTENTIONS, MAP_PROMPTS, PRECISIONS, RELEVANCE_SOURCES, FocusConfig
 from .errors import FocusError
 
 PREVIEW_MAX_SIDE = 2048
@@ -61,6 +61,8 @@ def _config_from_args(args: argparse.Namespace) -> FocusConfig:
         source=args.source,
         layers=tuple(args.layers) if args.layers else None,
         overrun=not args.no_overrun,
+        map_prompt="question" if args.gate is not None else args.map_prompt,
+        gate_threshold=args.gate,
     )
 
 
@@ -72,6 +74,11 @@ def _print_summary(result: Any, written: Sequence[Path]) -> None:
     print(f"targets  : {', '.join(result.targets)} (type-{result.question_type}, from {result.target_source})")
     for note in result.notes:
         print(f"note     : {note}")
+    if result.gate is not None:
+        gate = result.gate
+        verdict = "the plain answer stands, no search" if gate["decision"] == "answered" else "searched"
+        print(f"gate     : {gate['signal']} confidence {gate['confidence']:.3f} vs threshold {gate['threshold']}: "
+              f"{verdict} (plain answer {gate['plain_answer']!r})")
     for roi in result.selected:
         conf = "unverified" if roi.confidence is None else f"confidence {roi.confidence:.2f}"
         print(f"ROI      : {roi.target}: box {list(roi.box)} (relevance {roi.score:.2f}, {conf})")
@@ -189,6 +196,10 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-overrun", action="store_true", help="do not verify beyond n-steps")
     parser.add_argument("--source", default="values", choices=RELEVANCE_SOURCES, help="relevance source (ablations)")
     parser.add_argument("--layers", type=int, nargs=2, metavar=("START", "END"), help="layer range [START, END)")
+    parser.add_argument("--map-prompt", default="existence", choices=MAP_PROMPTS,
+                        help="maps from the paper's existence prompt, or from the question's own prefill")
+    parser.add_argument("--gate", type=float, metavar="THRESHOLD",
+                        help="adaptive gate: keep the plain answer when its confidence reaches THRESHOLD (0..1)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -90,6 +90,13 @@ class FocusConfig:
     expand_threshold: float = 0.5
     """Grow a box while the mean relevance inside stays at least this."""
     nms_iou: float = 0.3
+    extent_floor: float | None = 0.3
+    """[ours] A box also spans the connected cells around its anchor whose
+    relevance is at least this (on the [0, 1] map), widened ``extent_context``
+    times, past ``s_max``: an object larger than the paper's boxes gets a box
+    that holds it with context. ``None`` = the paper's boxes."""
+    extent_context: float = 2.0
+    """[ours] How many times its own size the box around a relevant region is."""
 
     # --- stage 3b: ranking -----------------------------------------------------
     n_steps: int = 4
@@ -150,6 +157,10 @@ class FocusConfig:
             raise bad("s_max", f"must be at least s_min={self.s_min}")
         if self.anchor_spacing < 0:
             raise bad("anchor_spacing", "must be >= 0")
+        if self.extent_floor is not None and not 0.0 < self.extent_floor <= 1.0:
+            raise bad("extent_floor", "must be in (0, 1], or None for the paper's boxes")
+        if self.extent_context < 1.0:
+            raise bad("extent_context", "must be at least 1 (the region itself)")
         for name in ("expand_threshold", "nms_iou", "yes_threshold"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise bad(name, "must be in [0, 1]")

@@ -21,7 +21,9 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image
 
+from .answer import Answer, AnswerView, answer_question, parse_option
 from .config import FocusConfig
+from .prompts import format_question
 
 ANSWERABLE_PROMPT = (
     "Question: {question}\nCould you answer the question based on the available visual information? "
@@ -72,3 +74,24 @@ def decide(
         prompt = ([image], ANSWERABLE_PROMPT.format(question=question))
         confidence = float(mllm.yes_probability([prompt], should_stop=should_stop)[0])
     return GateDecision(config.gate_signal, confidence, float(config.gate_threshold), decoded.text)
+
+
+def answer_with_gate(
+    mllm: Any,
+    image: Image.Image,
+    question: str,
+    options: Sequence[str] | None,
+    selected: Sequence[Any],
+    config: FocusConfig,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[Answer, GateDecision | None]:
+    """Stage 4 behind the gate: the plain answer when it is confident enough,
+    else the answer on the ``selected`` ROIs (always the latter when the gate
+    is off). For a chain whose ROIs are already found (the Answer node)."""
+    if config.gate_threshold is None:
+        return answer_question(mllm, image, question, options, selected, config, should_stop=should_stop), None
+    prefill = mllm.prefill_answer(image, format_question(question, options))
+    gate = decide(mllm, image, question, prefill, config, should_stop)
+    if gate.answered:
+        return Answer(gate.plain_answer, parse_option(gate.plain_answer, options), AnswerView("full", [], image)), gate
+    return answer_question(mllm, image, question, options, selected, config, should_stop=should_stop), gate

@@ -42,6 +42,18 @@ class CellBox:
     def mean(self, grid: np.ndarray) -> float:
         return float(grid[self.r0 : self.r1, self.c0 : self.c1].mean())
 
+    def scaled(self, factor: float, shape: tuple[int, int]) -> "CellBox":
+        """``factor`` times as tall and wide about the same centre (rounded to
+        whole cells), clipped at the grid border."""
+        pad_r = int(round((factor - 1.0) * self.height / 2))
+        pad_c = int(round((factor - 1.0) * self.width / 2))
+        rows, cols = shape
+        return CellBox(max(self.r0 - pad_r, 0), max(self.c0 - pad_c, 0), min(self.r1 + pad_r, rows),
+                       min(self.c1 + pad_c, cols))
+
+    def union(self, other: "CellBox") -> "CellBox":
+        return CellBox(min(self.r0, other.r0), min(self.c0, other.c0), max(self.r1, other.r1), max(self.c1, other.c1))
+
     def grown(self, shape: tuple[int, int]) -> "CellBox":
         """One cell more on every side, clipped at the grid border."""
         rows, cols = shape
@@ -120,6 +132,28 @@ def expand_box(
         box = grown
 
 
+def region_box(grid: np.ndarray, anchor: tuple[int, int], floor: float) -> CellBox:
+    """The bounding box of the cells connected to ``anchor`` (8-neighbours)
+    whose relevance is at least ``floor`` (the grid is min-max normalised):
+    how far the relevant region around the anchor reaches (the anchor alone
+    where it is itself below ``floor``). [ours]"""
+    rows, cols = grid.shape
+    level = floor
+    seen = {anchor}
+    stack = [anchor]
+    while stack:
+        r, c = stack.pop()
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                cell = (r + dr, c + dc)
+                if cell not in seen and 0 <= cell[0] < rows and 0 <= cell[1] < cols and grid[cell] >= level:
+                    seen.add(cell)
+                    stack.append(cell)
+    found_rows = [r for r, _ in seen]
+    found_cols = [c for _, c in seen]
+    return CellBox(min(found_rows), min(found_cols), max(found_rows) + 1, max(found_cols) + 1)
+
+
 def nms(boxes: Sequence[Sequence[float]], scores: Sequence[float], iou_threshold: float) -> list[int]:
     """Greedy non-maximum suppression: indices kept, by descending score
     (ties keep the lower index first)."""
@@ -140,8 +174,14 @@ def propose_rois(
     s_max: int,
     expand_threshold: float,
     nms_iou: float,
+    extent_floor: float | None = None,
+    extent_context: float = 2.0,
 ) -> list[ROI]:
-    """ROIs of one relevance map, ordered by anchor relevance, after NMS."""
+    """ROIs of one relevance map, ordered by anchor relevance, after NMS.
+    With ``extent_floor``, a box also spans the anchor's relevant region
+    (``region_box``) widened ``extent_context`` times about its centre,
+    beyond ``s_max`` where that is larger: an object larger than the paper's
+    boxes is covered whole, with context around it. [ours]"""
     if n_anchors < 1:
         raise ValueError(f"n_anchors must be at least 1, got {n_anchors}")
     if s_min < 1 or s_max < s_min:
@@ -155,6 +195,9 @@ def propose_rois(
     rois = []
     for anchor in select_anchors(grid, n_anchors, anchor_spacing):
         cells = expand_box(grid, anchor, s_min, s_max, expand_threshold)
+        if extent_floor is not None:
+            region = region_box(grid, anchor, extent_floor).scaled(extent_context, grid.shape)
+            cells = cells.union(region)
         box = rmap.geometry.cells_box(cells.r0, cells.c0, cells.r1, cells.c1)
         rois.append(ROI(box=box, target=rmap.target, score=float(grid[anchor]), cells=cells, anchor=anchor))
     # anchors already come in descending relevance, so NMS keeps that order
@@ -176,5 +219,7 @@ def propose_for_maps(maps: Iterable[RelevanceMap], config: Any) -> list[ROI]:
             s_max=config.s_max,
             expand_threshold=config.expand_threshold,
             nms_iou=config.nms_iou,
+            extent_floor=config.extent_floor,
+            extent_context=config.extent_context,
         )
     ]

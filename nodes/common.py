@@ -26,6 +26,13 @@ ROIS_IN = ("FOCUS_ROIS", {"tooltip": "Regions of interest from FOCUS · Propose 
 QUESTION_IN = ("STRING", {"multiline": True, "default": "", "tooltip": "The question about the image."})
 OPTIONS_IN = ("STRING", {"multiline": True, "default": "", "tooltip": (
     "Multiple-choice options, one per line; the answer is then a letter.")})
+GATE_IN = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": (
+    "Adaptive gate: when the plain answer on the whole image is at least this confident (its least sure token's "
+    "probability), it stands and FOCUS does not search. 0 = off: always search (the paper).")})
+GATE_JSON_TIP = (
+    'The gate per image as JSON: [{"image": 0, "decision": "answered" | "searched" | "off", "confidence", '
+    '"threshold", "plain_answer"}].'
+)
 TARGETS_OVERRIDE_IN = ("STRING", {"default": "", "tooltip": (
     "Objects to look for, comma-separated (e.g. 'red car, all people'); skips the model when set.")})
 
@@ -59,6 +66,13 @@ def focus_config(mllm: Any, **fields: Any) -> Any:
         return resolve_config(mllm, FocusConfig(**fields))
     except FocusError as exc:
         raise ValueError(f"FOCUS: {exc}") from None
+
+
+def gate_json(decisions: Sequence[dict[str, Any] | None]) -> str:
+    """The gate's decision per image (None: the gate was off) as a JSON STRING."""
+    import json
+
+    return json.dumps([{"image": index, **(decision or {"decision": "off"})} for index, decision in enumerate(decisions)])
 
 
 def parse_options(options: str) -> list[str] | None:

@@ -9,9 +9,9 @@ import numpy as np
 
 from . import bridge
 from .common import (
-    BOXES_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN, RoiBatch, boxes_json,
-    check_batch, focus_config, image_items, pad_to_common_size, parse_options, pil_image, run_per_image,
-    to_image_tensor, to_mask_tensor,
+    BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN,
+    RoiBatch, boxes_json, check_batch, focus_config, gate_json, image_items, pad_to_common_size, parse_options,
+    pil_image, run_per_image, to_image_tensor, to_mask_tensor,
 )
 
 MODES = ["best", "all", "top_n", "selected"]
@@ -138,17 +138,19 @@ class FocusDrawROIs:
 class FocusVQA:
     DESCRIPTION = (
         "The whole FOCUS pipeline in one node: targets, relevance maps, ROIs, verification and the answer on the "
-        "crop. Outputs the answer, the MASK of the ROIs the answer used, and a preview (heatmap, ROIs, crop)."
+        "crop. Outputs the answer, the MASK of the ROIs the answer used, and a preview (heatmap, ROIs, crop). "
+        "With the gate on, a confident plain answer on the whole image is kept and nothing is searched."
     )
     CATEGORY = "FOCUS"
     FUNCTION = "run"
-    RETURN_TYPES = ("STRING", "MASK", "IMAGE", "STRING")
-    RETURN_NAMES = ("answer", "mask", "preview", "boxes_json")
+    RETURN_TYPES = ("STRING", "MASK", "IMAGE", "STRING", "STRING")
+    RETURN_NAMES = ("answer", "mask", "preview", "boxes_json", "gate")
     OUTPUT_TOOLTIPS = (
         "The answer (one line per image).",
         "1 inside the ROIs the answer used, at the image's size.",
         "The first image's heatmap, ROIs and answer crop side by side.",
         BOXES_JSON_TIP,
+        GATE_JSON_TIP,
     )
 
     @classmethod
@@ -163,16 +165,19 @@ class FocusVQA:
             "optional": {
                 "options": OPTIONS_IN,
                 "targets_override": TARGETS_OVERRIDE_IN,
+                "gate": GATE_IN,
             },
         }
 
-    def run(self, mllm: Any, image: Any, question: str, n_steps: int, options: str = "", targets_override: str = ""):
+    def run(self, mllm: Any, image: Any, question: str, n_steps: int, options: str = "", targets_override: str = "",
+            gate: float = 0.0):
         from ..focus_engine import FocusPipeline
         from ..focus_engine.render import roi_mask, summary_figure
 
         items = image_items(image)
         choices = parse_options(options)
-        pipe = FocusPipeline(mllm, focus_config(mllm, n_steps=n_steps))
+        gated = {"gate_threshold": gate, "map_prompt": "question"} if gate else {}
+        pipe = FocusPipeline(mllm, focus_config(mllm, n_steps=n_steps, **gated))
         results = run_per_image(len(items), lambda i: pipe.run(
             pil_image(items[i]), question, options=choices, targets=targets_override.strip() or None,
             should_stop=bridge.interrupted,
@@ -181,4 +186,4 @@ class FocusVQA:
         preview = np.asarray(summary_figure(pil_image(items[0]), results[0]))
         answers = "\n".join(" ".join(r.answer.split()) for r in results)
         return (answers, to_mask_tensor(masks), to_image_tensor([preview]),
-                boxes_json([r.rois for r in results], [r.selected for r in results]))
+                boxes_json([r.rois for r in results], [r.selected for r in results]), gate_json([r.gate for r in results]))

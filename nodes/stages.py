@@ -9,9 +9,9 @@ import numpy as np
 from ..focus_engine.config import RELEVANCE_SOURCES
 from . import bridge
 from .common import (
-    BOXES_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_IN, TARGETS_OVERRIDE_IN,
-    RelevanceBatch, RoiBatch, boxes_json, check_batch, focus_config, image_items, pad_to_common_size, parse_options,
-    pil_image, run_per_image, to_image_tensor, to_mask_tensor,
+    BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_IN,
+    TARGETS_OVERRIDE_IN, RelevanceBatch, RoiBatch, boxes_json, check_batch, focus_config, gate_json, image_items,
+    pad_to_common_size, parse_options, pil_image, run_per_image, to_image_tensor, to_mask_tensor,
 )
 
 
@@ -210,13 +210,15 @@ class FocusRankROIs:
 class FocusAnswer:
     DESCRIPTION = (
         "Stage 4: answers the question on the selected ROI crop (union or canvas for several targets; "
-        "all confident ROIs for counting questions). Multiple-choice options, one per line, are lettered A, B, ..."
+        "all confident ROIs for counting questions). Multiple-choice options, one per line, are lettered A, B, ... "
+        "With the gate on, a confident plain answer on the whole image is kept instead."
     )
     CATEGORY = "FOCUS"
     FUNCTION = "answer"
-    RETURN_TYPES = ("STRING", "IMAGE")
-    RETURN_NAMES = ("answer", "annotated")
-    OUTPUT_TOOLTIPS = ("The answer (one line per image of the batch).", "The image with the ROIs drawn.")
+    RETURN_TYPES = ("STRING", "IMAGE", "STRING")
+    RETURN_NAMES = ("answer", "annotated", "gate")
+    OUTPUT_TOOLTIPS = ("The answer (one line per image of the batch).", "The image with the ROIs drawn.",
+                       GATE_JSON_TIP)
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -230,27 +232,34 @@ class FocusAnswer:
             },
             "optional": {
                 "options": OPTIONS_IN,
+                "gate": GATE_IN,
             },
         }
 
-    def answer(self, mllm: Any, image: Any, question: str, rois: Any, targets: Any, options: str = ""):
-        from ..focus_engine.answer import answer_question, select_rois
+    def answer(self, mllm: Any, image: Any, question: str, rois: Any, targets: Any, options: str = "",
+               gate: float = 0.0):
+        from ..focus_engine.answer import select_rois
+        from ..focus_engine.gate import answer_with_gate
         from ..focus_engine.inputs import check_options, check_question
         from ..focus_engine.render import draw_rois
 
         items = image_items(image)
         check_batch("the ROI list", len(rois.per_image), len(items))
-        config = focus_config(mllm)
+        config = focus_config(mllm, gate_threshold=gate or None)
 
-        def one(index: int) -> tuple[str, np.ndarray]:
+        def one(index: int) -> tuple[str, np.ndarray, Any]:
             pil = pil_image(items[index])
             selected = (rois.selected[index] if rois.selected is not None
                         else select_rois(rois.per_image[index], targets.question_type, config))
-            result = answer_question(mllm, pil, check_question(question), check_options(parse_options(options)),
-                                     selected, config, should_stop=bridge.interrupted)
-            return result.text, np.asarray(draw_rois(pil, rois.per_image[index], selected))
+            result, decision = answer_with_gate(mllm, pil, check_question(question),
+                                                check_options(parse_options(options)), selected, config,
+                                                should_stop=bridge.interrupted)
+            shown = [] if result.view.mode == "full" else selected
+            picture = np.asarray(draw_rois(pil, rois.per_image[index], shown))
+            return result.text, picture, decision.to_json() if decision is not None else None
 
         results = run_per_image(len(items), one)
         # one line per image: a multi-line answer is folded so lines map to images
-        lines = [" ".join(text.split()) for text, _ in results]
-        return "\n".join(lines), to_image_tensor([picture for _, picture in results])
+        lines = [" ".join(text.split()) for text, _, _ in results]
+        return ("\n".join(lines), to_image_tensor([picture for _, picture, _ in results]),
+                gate_json([decision for _, _, decision in results]))

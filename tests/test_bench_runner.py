@@ -23,8 +23,10 @@ TINY = WorldSpec(
 )
 """Small scenes in the words the planted test tokenizer knows (it has no
 "cross" or "diamond": FOCUS could not find such a target's tokens)."""
-FAST = FocusConfig(answer_max_new_tokens=2, max_overrun=1)
-"""Two answer tokens and one overrun step keep the CPU time small."""
+FAST = FocusConfig(answer_max_new_tokens=2, max_overrun=1, extent_floor=None)
+"""Two answer tokens and one overrun step keep the CPU time small; the paper's
+boxes (no extent) leave every target of these small scenes enough ROIs for
+the pass counts below."""
 
 
 @pytest.fixture(scope="module")
@@ -122,7 +124,11 @@ def test_methods():
     assert no_ranking.config(FocusConfig(), 8).n_steps == 1 and not no_ranking.sweeps_n_steps
     assert parse_method("focus").config(FocusConfig(), 8).n_steps == 8
     assert [m.name for m in parse_methods("vanilla, focus,vanilla")] == ["vanilla", "focus"]
-    for bad in ("zoomeye", "layers:5-2", ""):
+    assert parse_method("zoomeye").kind == "zoomeye" and not parse_method("zoomeye").sweeps_n_steps
+    assert dict(parse_method("focus-shared").overrides) == {"map_prompt": "question"}
+    gated = parse_method("focus-gated:0.25").config(FocusConfig(), 4)
+    assert gated.gate_threshold == 0.25 and gated.map_prompt == "question" and gated.n_steps == 4
+    for bad in ("zoom-eye", "focus-gated:x", "layers:5-2", ""):
         with pytest.raises(FocusConfigError):
             parse_methods(bad)
 

@@ -32,6 +32,17 @@ def test_focus_run_writes_outputs(planted_dir, tmp_path, capsys):
     assert "answer" in captured.out and "[focus]" in captured.err  # progress goes to stderr
 
 
+def test_focus_run_reports_the_gate(planted_dir, tmp_path, capsys):
+    image_path = tmp_path / "scene.png"
+    scene((1600, 900), (1450, 700, 1560, 810)).save(image_path)
+    code = main(["run", "--model", str(planted_dir), "--image", str(image_path), "--question", "Where is the red square?",
+                 "--targets", "red", "--gate", "0.001", "--out", str(tmp_path / "out")])
+    assert code == 0
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["gate"]["decision"] == "answered" and result["cost"]["forward_passes"] == 0
+    assert "the plain answer stands" in capsys.readouterr().out
+
+
 def test_focus_run_errors_are_one_line(planted_dir, tmp_path, capsys):
     code = main(["run", "--model", str(planted_dir), "--image", str(tmp_path / "missing.png"), "--question", "Q?"])
     assert code == 2

@@ -61,9 +61,10 @@ def test_crop_roi_and_draw(nodes, pack_types):
 def test_vqa_node(nodes, pack_planted, batch):
     planted = pack_planted
     images = image_batch(batch)
-    answer, mask, preview, boxes = nodes.helpers.FocusVQA().run(
+    answer, mask, preview, boxes, gate = nodes.helpers.FocusVQA().run(
         planted, images, "Where is the red square?", 2, "", "red")
     assert answer.count("\n") == batch - 1
+    assert [g["decision"] for g in json.loads(gate)] == ["off"] * batch
     assert mask.shape == (batch, 700, 1200) and preview.shape[0] == 1 and preview.shape[-1] == 3
     for i in range(batch):
         x0, y0, x1, y1 = BOXES[i]
@@ -72,6 +73,21 @@ def test_vqa_node(nodes, pack_planted, batch):
         assert selected and all(float(mask[i, y0 + 1, x0 + 1]) == 1 for x0, y0, _, _ in selected)
     with pytest.raises(ValueError, match="question is empty"):
         nodes.helpers.FocusVQA().run(planted, images, " ", 2)
+
+
+def test_the_gate_widget_keeps_a_confident_plain_answer(nodes, pack_planted):
+    """Gate at 0.001: the planted model's plain answers are confident enough, so
+    nothing is searched (empty mask) and the gate output says so per image;
+    at 1.0 every image is searched."""
+    images = image_batch(2)
+    answer, mask, _, boxes, gate = nodes.helpers.FocusVQA().run(
+        pack_planted, images, "Where is the red square?", 2, "", "red", 0.001)
+    decisions = json.loads(gate)
+    assert [d["decision"] for d in decisions] == ["answered"] * 2 and float(mask.max()) == 0.0
+    assert answer.splitlines() == [" ".join(d["plain_answer"].split()) for d in decisions]
+    assert all(entry["rois"] == [] for entry in json.loads(boxes))
+    _, mask, _, _, gate = nodes.helpers.FocusVQA().run(pack_planted, images, "Where is the red square?", 2, "", "red", 1.0)
+    assert [d["decision"] for d in json.loads(gate)] == ["searched"] * 2 and float(mask.max()) == 1.0
 
 
 def test_every_node_is_documented(pack):

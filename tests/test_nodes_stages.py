@@ -26,10 +26,23 @@ def run_chain(stages, mllm, images, override="red"):
     relevance, heatmap, preview = stages.FocusRelevanceMap().relevance(mllm, images, targets, 0, 0, "values")
     rois, proposals, proposals_json = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
     ranked, selected_mask, best, ranked_json = stages.FocusRankROIs().rank(mllm, images, rois, targets, 2, True)
-    answer, annotated = stages.FocusAnswer().answer(
+    answer, annotated, gate = stages.FocusAnswer().answer(
         mllm, images, "What colour is the square?", ranked, targets, "red\nblue"
     )
     return locals()
+
+
+def test_the_answer_nodes_gate(stages, planted):
+    images = image_batch(2)
+    out = run_chain(stages, planted, images)
+    assert [g["decision"] for g in json.loads(out["gate"])] == ["off", "off"]
+    answer, annotated, gate = stages.FocusAnswer().answer(
+        planted, images, "What colour is the square?", out["ranked"], out["targets"], "red\nblue", 0.001)
+    decisions = json.loads(gate)
+    assert [d["decision"] for d in decisions] == ["answered", "answered"]
+    assert answer.splitlines() == [" ".join(d["plain_answer"].split()) for d in decisions]
+    # nothing searched for the answer: the annotated image shows the proposals but no selected (red) box
+    assert annotated.shape == out["annotated"].shape
 
 
 @pytest.mark.parametrize("batch", [1, 3])

@@ -61,7 +61,7 @@ def test_public_api_result(planted, image):
 def test_forward_passes_are_counted_where_the_model_runs(planted, image):
     counter = ForwardCounter(planted.model)
     try:
-        res = FocusPipeline(planted, FocusConfig(n_steps=3, overrun=False)).run(
+        res = FocusPipeline(planted, FocusConfig(n_steps=3, overrun=False, extent_floor=None)).run(
             image, "Where is the red square?", targets=["red", "blue"]
         )
     finally:

@@ -176,3 +176,29 @@ def test_argument_errors():
         propose_rois(rmap, n_anchors=1, anchor_spacing=1, s_min=1, s_max=2, expand_threshold=0.5, nms_iou=1.5)
     with pytest.raises(ValueError, match="NaN"):
         select_anchors(np.full((2, 2), np.nan), 1, 1)
+
+
+def test_boxes_follow_the_extent_of_a_large_relevant_region():
+    """A relevant region wider than s_max: the paper's box stops at s_max, the
+    extent-following box holds the region, twice its size about its centre."""
+    grid = np.zeros((16, 16), np.float32)
+    grid[5:9, 6:10] = 0.6  # a 4x4-cell object
+    grid[7, 8] = 1.0
+    rmap = RelevanceMap("x", grid, GridGeometry.uniform((1600, 1600), (16, 16)))
+    kwargs = dict(n_anchors=1, anchor_spacing=3, s_min=2, s_max=3, expand_threshold=0.5, nms_iou=0.3)
+    (paper,) = propose_rois(rmap, **kwargs)
+    (extent,) = propose_rois(rmap, **kwargs, extent_floor=0.3, extent_context=2.0)
+    assert paper.cells.side <= 3
+    assert (extent.cells.r0, extent.cells.c0, extent.cells.r1, extent.cells.c1) == (3, 4, 11, 12)
+    assert extent.box == (400, 300, 1200, 1100)
+    (tight,) = propose_rois(rmap, **kwargs, extent_floor=0.3, extent_context=1.0)
+    assert (tight.cells.r0, tight.cells.c0, tight.cells.r1, tight.cells.c1) == (5, 6, 9, 10)
+
+
+def test_a_small_region_keeps_the_papers_box():
+    grid = np.zeros((16, 16), np.float32)
+    grid[7, 8] = 1.0  # relevance on one cell: a small object
+    rmap = RelevanceMap("x", grid, GridGeometry.uniform((1600, 1600), (16, 16)))
+    kwargs = dict(n_anchors=3, anchor_spacing=3, s_min=2, s_max=3, expand_threshold=0.5, nms_iou=0.3)
+    assert [r.box for r in propose_rois(rmap, **kwargs)] == [
+        r.box for r in propose_rois(rmap, **kwargs, extent_floor=0.3, extent_context=2.0)]

@@ -191,7 +191,8 @@ def step_by_step(specs: dict[str, Any]) -> Graph:
     g.add("PreviewImage", (1520, 230), 260, title="Best crop", images=ranked["best_crop"])
     g.add("PreviewAny", (1520, 530), 160, title="Ranked boxes (JSON)", source=ranked["boxes_json"])
     answer = g.add("FocusAnswer", (1900, 0), 190, mllm=mllm["mllm"], image=image["IMAGE"],
-                   question=question["STRING"], rois=ranked["rois"], targets=targets["targets"], options="")
+                   question=question["STRING"], rois=ranked["rois"], targets=targets["targets"], options="",
+                   gate=0.0)
     g.add("PreviewAny", (1900, 230), 120, title="Answer", source=answer["answer"])
     g.add("SaveImage", (1900, 390), 300, images=answer["annotated"], filename_prefix="focus/annotated")
     g.note(
@@ -212,7 +213,7 @@ def step_by_step(specs: dict[str, Any]) -> Graph:
 def _vqa_node(g: Graph, question: str) -> tuple[Node, Node]:
     mllm, image, text = _model_and_image(g, question)
     vqa = g.add("FocusVQA", (380, 0), 220, mllm=mllm["mllm"], image=image["IMAGE"], question=text["STRING"],
-                n_steps=4, options="", targets_override="")
+                n_steps=4, options="", targets_override="", gate=0.0)
     return image, vqa
 
 

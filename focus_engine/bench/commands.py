@@ -117,7 +117,8 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--kind", default="auto", choices=["auto", "vstar", "hrbench", "mme"])
     run.add_argument("--model", help="model folder or hub id (default: the embedded demo model)")
     run.add_argument("--methods", default="vanilla,focus",
-                     help="comma-separated: vanilla, focus, random, no-ranking, keys, layers:A-B")
+                     help="comma-separated: vanilla, focus, random, no-ranking, keys, layers:A-B, focus-shared, "
+                          "focus-gated[:T], zoomeye")
     run.add_argument("--n-steps", default="4", help="comma-separated verification budgets, e.g. 1,2,4,8")
     run.add_argument("--limit", type=int, help="only the first N questions")
     run.add_argument("--out", default="focus_bench_out", help="output folder (default: focus_bench_out)")

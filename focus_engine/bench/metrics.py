@@ -13,6 +13,8 @@ Definitions (kept here so results.json means one thing):
 - relevance-peak hit: the argmax pixel of a target's relevance map at image
   resolution lies inside that target's GT box, grown by ``margin`` pixels.
 - forward passes and seconds per question: plain means.
+- gate answered: the share of gated questions the plain answer settled
+  (no search); None for runs without the gate.
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "peak_hit_rate": rate(hit for r in records for hit in (r.get("peak_hits") or [])),
         "unparsed_answers": sum(1 for r in records if r.get("chosen_index") is None and not r.get("error")),
         "errors": sum(1 for r in records if r.get("error")),
+        "gate_answered": rate((r.get("gate") or {}).get("decision") == "answered" for r in records if r.get("gate")),
     }
 
 

@@ -9,6 +9,12 @@ Methods (names as on the command line):
 - ``keys``: pre-RoPE keys instead of values.
 - ``layers:A-B``: relevance summed over decoder layers ``[A, B)`` (0-based,
   half-open, like ``FocusConfig.layers``), e.g. ``layers:0-14``.
+- ``focus-shared``: maps of the targets the question names read from the
+  answer prompt's own prefill (``map_prompt="question"``).
+- ``focus-gated``: that, plus the gate: the plain answer stands when its
+  confidence reaches ``GATED_THRESHOLD`` (calibrated on a seed no benchmark
+  set uses, README), else FOCUS searches; ``focus-gated:T`` uses threshold T.
+- ``zoomeye``: the ZoomEye tree search (``focus_engine.zoomeye``), once.
 Every FOCUS-family method except ``no-ranking`` runs once per ``n_steps``.
 
 Each item's image is loaded once and every run answers it; per-question
@@ -34,12 +40,16 @@ from ..answer import answer_plain, parse_option
 from ..config import FocusConfig
 from ..errors import FocusConfigError, FocusError
 from ..pipeline import FocusPipeline
+from ..zoomeye import ZoomEye
 from .datasets import BenchItem
 from .metrics import peak_cell_hit, summarize
 from .world import scalable_font
 
 ProgressFn = Callable[[int, int, str], None]
-METHOD_NAMES = ("vanilla", "focus", "random", "no-ranking", "keys", "layers:A-B")
+METHOD_NAMES = ("vanilla", "focus", "random", "no-ranking", "keys", "layers:A-B", "focus-shared", "focus-gated[:T]",
+                "zoomeye")
+GATED_THRESHOLD = 0.56
+"""focus-gated's gate_threshold (FocusConfig.gate_threshold), calibrated as the README says."""
 RESULTS_FILE = "results.json"
 PLOT_FILE = "accuracy_vs_forward_passes.png"
 
@@ -50,7 +60,7 @@ class Method:
     """A named way of answering: ``vanilla`` or FOCUS with config overrides."""
 
     name: str
-    kind: str  # "vanilla" | "focus"
+    kind: str  # "vanilla" | "focus" | "zoomeye"
     overrides: tuple[tuple[str, Any], ...] = ()
     sweeps_n_steps: bool = True
 
@@ -70,9 +80,16 @@ def parse_method(name: str) -> Method:
         "random": Method("random", "focus", (("source", "random"),)),
         "keys": Method("keys", "focus", (("source", "keys"),)),
         "no-ranking": Method("no-ranking", "focus", (("n_steps", 1), ("overrun", False)), sweeps_n_steps=False),
+        "focus-shared": Method("focus-shared", "focus", (("map_prompt", "question"),)),
+        "focus-gated": Method("focus-gated", "focus", (("map_prompt", "question"), ("gate_threshold", GATED_THRESHOLD))),
+        "zoomeye": Method("zoomeye", "zoomeye", sweeps_n_steps=False),
     }
     if name in fixed:
         return fixed[name]
+    match = re.fullmatch(r"focus-gated:([0-9.]+)", name)
+    if match:
+        overrides = (("map_prompt", "question"), ("gate_threshold", float(match.group(1))))
+        return Method(name, "focus", overrides)
     match = re.fullmatch(r"layers:(\d+)-(\d+)", name)
     if match:
         start, end = int(match.group(1)), int(match.group(2))
@@ -274,6 +291,12 @@ def _answer_item(
         if method.kind == "vanilla":
             answer = answer_plain(mllm, image, item.question, item.options, config)
             record.update(answer_text=answer.text, forward_passes=0, ranked_boxes=None, selected_boxes=None)
+        elif method.kind == "zoomeye":
+            targets = item.target_names if (use_gt_targets and item.target_names) else None
+            searched = ZoomEye(mllm, config).run(image, item.question, options=item.options, targets=targets)
+            record.update(answer_text=searched.answer, forward_passes=searched.cost.forward_passes,
+                          targets=list(searched.targets), ranked_boxes=[list(b) for b in searched.visited],
+                          selected_boxes=[list(b) for b in searched.chosen], notes=list(searched.notes))
         else:
             targets = item.target_names if (use_gt_targets and item.target_names) else None
             result = FocusPipeline(mllm, config).run(image, item.question, options=item.options, targets=targets)
@@ -300,6 +323,7 @@ def _focus_fields(result: Any, item: BenchItem, peak_margin: float) -> dict[str,
         "peak_hits": peak_hits(result.relevance, item.target_names, item.target_boxes, peak_margin),
         "answer_view": result.answer_view.get("mode"),
         "notes": list(result.notes),
+        "gate": result.gate,
     }
 
 
@@ -335,7 +359,7 @@ def write_results(result: BenchmarkResult, out_dir: str | Path) -> list[Path]:
 
 def format_summary(result: BenchmarkResult) -> str:
     """A plain-text table: one row per run."""
-    rows = [f"{'run':<22} {'acc %':>6} {'FP/q':>6} {'s/q':>7} {'recall':>7} {'sel.rec':>7} {'peak':>6}"]
+    rows = [f"{'run':<22} {'acc %':>6} {'FP/q':>6} {'s/q':>7} {'recall':>7} {'sel.rec':>7} {'peak':>6} {'gated':>6}"]
 
     def cell(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
         return "-" if value is None else f"{value * scale:.{digits}f}"
@@ -345,7 +369,8 @@ def format_summary(result: BenchmarkResult) -> str:
         rows.append(
             f"{run.label:<22} {cell(m['accuracy'], 100):>6} {cell(m['forward_passes']):>6} "
             f"{cell(m['seconds'], digits=2):>7} {cell(m['roi_recall_ranked'], 100):>7} "
-            f"{cell(m['roi_recall_selected'], 100):>7} {cell(m['peak_hit_rate'], 100):>6}"
+            f"{cell(m['roi_recall_selected'], 100):>7} {cell(m['peak_hit_rate'], 100):>6} "
+            f"{cell(m.get('gate_answered'), 100):>6}"
         )
     return "\n".join(rows)
 

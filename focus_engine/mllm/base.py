@@ -181,6 +181,11 @@ class MLLM:
         (``resolve_config``); none beyond the general defaults here."""
         return {}
 
+    def zoomeye_defaults(self) -> dict[str, Any]:
+        """The ZoomEye baseline's constants for this family
+        (``zoomeye.ZoomEyeSettings``): at least ``input_side``."""
+        raise NotImplementedError(f"the {self.family} family has no ZoomEye settings")
+
     # ------------------------------------------------------- family interface
     def view(self, image: Image.Image) -> VisualView:
         raise NotImplementedError

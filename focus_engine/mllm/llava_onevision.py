@@ -108,6 +108,10 @@ class LlavaOnevisionAdapter(MLLM):
         # 9 working-grid cells span 1-2x the 384 px crop on 2-4K images (FOCUS.md: OV s_max 9)
         return {"s_max": 9, "type2_threshold": 0.5}
 
+    def zoomeye_defaults(self) -> dict[str, Any]:
+        # ZoomEye's global + local setting: whole image with the box, then the crop; b = 0.6
+        return {"input_side": self.crop_side, "view": "global_local", "bias": 0.6, "patch_scale": 1.2}
+
     def view(self, image: Image.Image) -> VisualView:
         from transformers.image_processing_utils import select_best_resolution
 

@@ -104,6 +104,11 @@ class Qwen2_5_VLAdapter(MLLM):
         # the 14*16 px the encoder's attention windows cover
         return {"s_max": 9, "type2_threshold": 0.5}
 
+    def zoomeye_defaults(self) -> dict[str, Any]:
+        # ZoomEye fixes S = 448 for Qwen2.5-VL and starts its answering threshold at 0.95
+        return {"input_side": 448, "view": "global_local", "bias": 0.6, "patch_scale": 1.2, "upper": 0.95,
+                "decrements": (0.05, 0.1, 0.2)}
+
     def view(self, image: Image.Image) -> VisualView:
         width, height = image.size
         new_h, new_w = smart_resize(
