@@ -97,6 +97,10 @@ class FocusConfig:
     that holds it with context. ``None`` = the paper's boxes."""
     extent_context: float = 2.0
     """[ours] How many times its own size the box around a relevant region is."""
+    extent_core: float = 0.5
+    """[ours] Only where the cells of at least this relevance around the
+    anchor span two cells or more (a large object) does the box follow the
+    region; a one-cell peak keeps the paper's box."""
 
     # --- stage 3b: ranking -----------------------------------------------------
     n_steps: int = 4
@@ -159,6 +163,8 @@ class FocusConfig:
             raise bad("anchor_spacing", "must be >= 0")
         if self.extent_floor is not None and not 0.0 < self.extent_floor <= 1.0:
             raise bad("extent_floor", "must be in (0, 1], or None for the paper's boxes")
+        if not 0.0 < self.extent_core <= 1.0:
+            raise bad("extent_core", "must be in (0, 1]")
         if self.extent_context < 1.0:
             raise bad("extent_context", "must be at least 1 (the region itself)")
         for name in ("expand_threshold", "nms_iou", "yes_threshold"):

@@ -176,12 +176,15 @@ def propose_rois(
     nms_iou: float,
     extent_floor: float | None = None,
     extent_context: float = 2.0,
+    extent_core: float = 0.5,
 ) -> list[ROI]:
     """ROIs of one relevance map, ordered by anchor relevance, after NMS.
-    With ``extent_floor``, a box also spans the anchor's relevant region
-    (``region_box``) widened ``extent_context`` times about its centre,
-    beyond ``s_max`` where that is larger: an object larger than the paper's
-    boxes is covered whole, with context around it. [ours]"""
+    With ``extent_floor``, where the cells of relevance >= ``extent_core``
+    around the anchor span two cells or more (a large object), the box also
+    spans the anchor's relevant region (``region_box`` at ``extent_floor``)
+    widened ``extent_context`` times about its centre, beyond ``s_max``: the
+    object is covered whole, with context around it; a one-cell peak (a small
+    object) keeps the paper's box. [ours]"""
     if n_anchors < 1:
         raise ValueError(f"n_anchors must be at least 1, got {n_anchors}")
     if s_min < 1 or s_max < s_min:
@@ -195,9 +198,9 @@ def propose_rois(
     rois = []
     for anchor in select_anchors(grid, n_anchors, anchor_spacing):
         cells = expand_box(grid, anchor, s_min, s_max, expand_threshold)
-        if extent_floor is not None:
-            region = region_box(grid, anchor, extent_floor).scaled(extent_context, grid.shape)
-            cells = cells.union(region)
+        # [ours] a region of more than one cell of high relevance is a large object: hold all of it
+        if extent_floor is not None and region_box(grid, anchor, max(extent_core, extent_floor)).side >= 2:
+            cells = cells.union(region_box(grid, anchor, extent_floor).scaled(extent_context, grid.shape))
         box = rmap.geometry.cells_box(cells.r0, cells.c0, cells.r1, cells.c1)
         rois.append(ROI(box=box, target=rmap.target, score=float(grid[anchor]), cells=cells, anchor=anchor))
     # anchors already come in descending relevance, so NMS keeps that order
@@ -221,5 +224,6 @@ def propose_for_maps(maps: Iterable[RelevanceMap], config: Any) -> list[ROI]:
             nms_iou=config.nms_iou,
             extent_floor=config.extent_floor,
             extent_context=config.extent_context,
+            extent_core=config.extent_core,
         )
     ]

@@ -197,7 +197,8 @@ def test_boxes_follow_the_extent_of_a_large_relevant_region():
 
 def test_a_small_region_keeps_the_papers_box():
     grid = np.zeros((16, 16), np.float32)
-    grid[7, 8] = 1.0  # relevance on one cell: a small object
+    grid[7, 8] = 1.0  # relevance on one cell: a small object ...
+    grid[7, 9] = 0.35  # ... bleeding into a neighbour above the floor but below the core
     rmap = RelevanceMap("x", grid, GridGeometry.uniform((1600, 1600), (16, 16)))
     kwargs = dict(n_anchors=3, anchor_spacing=3, s_min=2, s_max=3, expand_threshold=0.5, nms_iou=0.3)
     assert [r.box for r in propose_rois(rmap, **kwargs)] == [
