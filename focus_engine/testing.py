@@ -196,7 +196,42 @@ def _save(folder: str | os.PathLike, model: Any, processor: Any) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
+    portable_tokenizer_config(folder)
     return folder
+
+
+def portable_llava_weights(folder: str | os.PathLike) -> None:
+    """Make a LLaVA saved by transformers 5 loadable by 4.x as well: 5 writes
+    the CLIP vision tower's weights as ``vision_tower.<name>``, where 4.x
+    looks for ``vision_tower.vision_model.<name>`` (and would leave the tower
+    random); 5 reads both. Same tensors, other names."""
+    from safetensors.torch import load_file, save_file
+
+    for path in Path(folder).glob("*.safetensors"):
+        weights = load_file(path)
+        renamed = {
+            ("vision_tower.vision_model." + key[len("vision_tower."):]
+             if key.startswith("vision_tower.") and not key.startswith("vision_tower.vision_model.") else key): value
+            for key, value in weights.items()
+        }
+        if list(renamed) != list(weights):
+            save_file(renamed, path, metadata={"format": "pt"})
+
+
+def portable_tokenizer_config(folder: str | os.PathLike) -> None:
+    """Make a saved fast tokenizer loadable by every supported transformers:
+    transformers 5 names its class ``TokenizersBackend`` and writes
+    ``extra_special_tokens`` as a list, which 4.x cannot read; both mean the
+    same as 4.x's ``PreTrainedTokenizerFast`` with no extra special tokens."""
+    path = Path(folder) / "tokenizer_config.json"
+    if not path.is_file():
+        return
+    config = json.loads(path.read_text())
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    if config.get("extra_special_tokens") == []:
+        del config["extra_special_tokens"]
+    path.write_text(json.dumps(config, indent=2) + "\n")
 
 
 def _plant_words(
@@ -240,13 +275,20 @@ def _damp_language(model: Any, damping: float) -> None:
         layer.mlp.down_proj.weight.mul_(damping)
 
 
+def _image_features(model: Any, **inputs: Any) -> Any:
+    """The projected image features (per image or crop): transformers 5 wraps
+    them in an output's ``pooler_output``, 4.x returns them as they are."""
+    features = model.model.get_image_features(**inputs)
+    return features.pooler_output if hasattr(features, "pooler_output") else features
+
+
 def _patch_feature(model: Any, image_processor: Any, rgb: tuple[int, int, int], side: int) -> Any:
     """The projected image feature of a patch of colour ``rgb`` (mean over a
     solid image, which removes what little position signal is left)."""
     import torch
 
     pixels = image_processor(images=Image.new("RGB", (side, side), rgb), return_tensors="pt")["pixel_values"]
-    features = model.model.get_image_features(pixel_values=pixels.to(model.dtype)).pooler_output
+    features = _image_features(model, pixel_values=pixels.to(model.dtype))
     return torch.cat(list(features), dim=0).mean(dim=0)
 
 
@@ -318,9 +360,7 @@ def build_planted_qwen2_5_vl(
         features = {}
         for word, rgb in colours.items():
             inputs = image_processor(images=Image.new("RGB", (112, 112), rgb), return_tensors="pt")
-            merged = model.model.get_image_features(
-                pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"]
-            ).pooler_output
+            merged = _image_features(model, pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"])
             features[word] = torch.cat(list(merged), dim=0).mean(dim=0)
         _plant_words(model, tokenizer, features, (*SPECIAL_TOKENS, *QWEN_SPECIAL_TOKENS), neutral_words=True)
     return _save(folder, model, processor)
@@ -390,9 +430,7 @@ def build_planted_llava_onevision(
         features = {}
         for word, rgb in colours.items():
             inputs = image_processor(images=Image.new("RGB", (crop_side, crop_side), rgb), return_tensors="pt")
-            crops = model.model.get_image_features(
-                pixel_values=inputs["pixel_values"], image_sizes=inputs["image_sizes"]
-            ).pooler_output
+            crops = _image_features(model, pixel_values=inputs["pixel_values"], image_sizes=inputs["image_sizes"])
             features[word] = torch.cat([c.reshape(-1, c.shape[-1]) for c in crops], dim=0).mean(dim=0)
         _plant_words(model, tokenizer, features, SPECIAL_TOKENS, neutral_words=True)
     return _save(folder, model, processor)

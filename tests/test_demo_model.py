@@ -37,6 +37,19 @@ def test_the_embedded_model_is_a_small_real_llava():
     assert meta["trained_by"] == "tools/train_demo_model.py" and isinstance(meta["seed"], int)
 
 
+def test_the_embedded_model_loads_the_same_in_every_supported_transformers():
+    """Saved in the names transformers 4.x reads (5.x reads both): the CLIP
+    tower's weights under vision_tower.vision_model., a tokenizer class and
+    config 4.x knows. .ci/run loads it under the lowest supported version too."""
+    from safetensors import safe_open
+
+    with safe_open(str(embedded_model_dir() / "model.safetensors"), "pt") as f:
+        vision = [k for k in f.keys() if k.startswith("vision_tower.")]
+    assert vision and all(k.startswith("vision_tower.vision_model.") for k in vision)
+    config = json.loads((embedded_model_dir() / "tokenizer_config.json").read_text())
+    assert config["tokenizer_class"] == "PreTrainedTokenizerFast" and "extra_special_tokens" not in config
+
+
 @pytest.mark.slow
 def test_it_extracts_the_targets_of_world_questions(demo_mllm):
     # measured on the 40 first questions of seed 31337 when the model was shipped: label and shape

@@ -22,7 +22,7 @@ def test_grid_matches_the_processors_own_bookkeeping(qwen):
     rows, cols = view.geometry.shape
     assert (t, h // 2, w // 2) == (1, rows, cols)
     assert int((inputs["input_ids"] == qwen.image_token_id).sum()) == rows * cols
-    assert "mm_token_type_ids" in inputs
+    assert ("mm_token_type_ids" in inputs) == qwen.needs_mm_token_types  # transformers 5 positions M-RoPE with them
     assert view.geometry.x_edges[-1] == 1000 and view.geometry.y_edges[-1] == 600
 
 

@@ -58,7 +58,7 @@ from focus_engine.bench.world import (
 )
 from focus_engine.prompts import EXISTENCE_PROMPT, MC_INSTRUCTION, format_question
 from focus_engine.targets import ICL_EXAMPLES, LEAD_IN, build_icl_prompt
-from focus_engine.testing import tiny_llava, word_tokenizer
+from focus_engine.testing import portable_llava_weights, portable_tokenizer_config, tiny_llava, word_tokenizer
 
 WORLD = WorldSpec()
 COLOURS = list(WORLD.colours)
@@ -661,6 +661,8 @@ class Trainer:
         self.model.config.dtype = "float16"
         self.model.save_pretrained(folder, state_dict=half)
         self.processor.save_pretrained(folder)
+        portable_tokenizer_config(folder)  # loadable by every supported transformers (4.56 and later)
+        portable_llava_weights(folder)
         (folder / "focus_demo.json").write_text(json.dumps({
             "version": "trained-llava-v1", "seed": self.args.seed, "trained_by": "tools/train_demo_model.py",
             "args": vars(self.args),

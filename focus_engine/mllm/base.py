@@ -207,7 +207,10 @@ class MLLM:
     def processor_inputs(self, views: Sequence[VisualView], texts: Sequence[str], **kwargs: Any) -> Any:
         """Run the processor on the views' images and the texts."""
         images = [im for v in views for im in v.images] or None
-        return self.processor(images=images, text=list(texts), return_tensors="pt", **kwargs)
+        inputs = self.processor(images=images, text=list(texts), return_tensors="pt", **kwargs)
+        # a generic fast tokenizer adds token_type_ids, which no family's model takes (transformers 4.x refuses them)
+        inputs.pop("token_type_ids", None)
+        return inputs
 
     # ---------------------------------------------------------------- prompts
     def build_prompt(self, n_images: int, text: str) -> str:

@@ -20,6 +20,36 @@ from ..errors import FocusModelError
 log = logging.getLogger("focus_engine")
 
 
+TRANSFORMERS_RANGE = ((4, 56), (6, 0))
+"""The transformers versions FOCUS supports: >= 4.56 (the per-layer cache
+layout it reads) and < 6; CI tests the lowest (4.56.2) and the newest."""
+
+
+def check_transformers(version: str | None = None) -> str:
+    """The installed transformers version, or a FocusModelError naming the
+    supported range and the command that installs it."""
+    if version is None:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as installed
+
+        try:
+            version = installed("transformers")
+        except PackageNotFoundError:
+            version = "none"
+    numbers = []
+    for part in version.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    (low_major, low_minor), (high_major, _) = TRANSFORMERS_RANGE
+    if version == "none" or len(numbers) < 2 or not (low_major, low_minor) <= tuple(numbers) < (high_major, 0):
+        raise FocusModelError(
+            f"transformers {version} is installed; FOCUS supports transformers >= {low_major}.{low_minor} and "
+            f"< {high_major}: pip install \"transformers>={low_major}.{low_minor},<{high_major}\" (in ComfyUI's Python "
+            "environment for the nodes)"
+        )
+    return version
+
+
 def hf_call(func: Callable[..., Any], location: str, offline: bool, *, what: str, **kwargs: Any) -> Any:
     """Call a transformers loader local-first; turn its errors into one clear message."""
     try:

@@ -48,6 +48,11 @@ def image_only_processor_class() -> type:
     from transformers.processing_utils import ProcessorMixin
 
     class LlavaOnevisionImageProcessorOnly(LlavaOnevisionProcessor):
+        # transformers 4.x reads these (5.x reads __init__): no video processor, any tokenizer class
+        attributes = ["image_processor", "tokenizer"]
+        image_processor_class = "AutoImageProcessor"
+        tokenizer_class = "AutoTokenizer"
+
         def __init__(
             self,
             image_processor: Any = None,

@@ -58,6 +58,11 @@ def image_only_processor_class() -> type:
     from transformers.processing_utils import ProcessorMixin
 
     class Qwen2_5_VLImageProcessorOnly(Qwen2_5_VLProcessor):
+        # transformers 4.x reads these (5.x reads __init__): no video processor, any tokenizer class
+        attributes = ["image_processor", "tokenizer"]
+        image_processor_class = "AutoImageProcessor"
+        tokenizer_class = "AutoTokenizer"
+
         def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any):
             self.image_token = "<|image_pad|>"
             self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
@@ -131,7 +136,16 @@ class Qwen2_5_VLAdapter(MLLM):
             )
         # the model keeps rope_deltas between calls; a stale value would
         # shift the positions of the next prompt
-        self.model.model.rope_deltas = None
+        deltas = None
+        if not self.needs_mm_token_types and "pixel_values" not in inputs and "image_grid_thw" in inputs:
+            # transformers 4.x decoding on from a cached prefill (continue_answer): the new positions
+            # continue the prefill's M-RoPE offsets, which 4.x keeps only in rope_deltas
+            _, deltas = self.model.model.get_rope_index(
+                input_ids=inputs["input_ids"], image_grid_thw=inputs["image_grid_thw"],
+                attention_mask=inputs.get("attention_mask"),
+            )
+            deltas = deltas.to(self.model.device)
+        self.model.model.rope_deltas = deltas
 
     def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray:
         positions = (input_ids == self.image_token_id).nonzero().flatten().numpy()
