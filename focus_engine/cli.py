@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from .config import ATTENTIONS, MAP_PROMPTS, PRECISIONS, RELEVANCE_SOURCES, FocusConfig
+from .config import ATTENTIONS, MAP_PROMPTS, PRECISIONS, QUANTIZATIONS, RELEVANCE_SOURCES, FocusConfig
 from .errors import FocusError
 
 PREVIEW_MAX_SIDE = 2048
@@ -106,7 +106,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise FocusError(f"cannot read image {args.image!r}: {exc}") from None
     pil = to_pil_rgb(image)
     _progress(f"loading {args.model}")
-    mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention)
+    mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention,
+                     quantization=args.quantization)
     pipe = FocusPipeline(mllm, _config_from_args(args))
     result = pipe.run(pil, args.question, options=args.options, targets=args.targets, progress=_progress)
     _print_summary(result, write_outputs(result, pil, Path(args.out)))
@@ -176,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto")
     run.add_argument("--precision", default="auto", choices=PRECISIONS)
     run.add_argument("--attention", default="auto", choices=ATTENTIONS)
+    run.add_argument("--quantization", default="none", choices=QUANTIZATIONS,
+                     help="8bit or 4bit (NF4) weights through bitsandbytes (pip install bitsandbytes accelerate)")
     _add_common(run)
     run.set_defaults(func=cmd_run)
 

@@ -24,6 +24,8 @@ LAYER_AGGREGATIONS = ("sum", "rollout")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ATTENTIONS = ("auto", "sdpa", "flash_attention_2", "eager")
 DEVICES = ("auto", "cuda", "cpu", "mps")
+QUANTIZATIONS = ("none", "8bit", "4bit")
+"""Weights as loaded: as saved, or through bitsandbytes in 8-bit (LLM.int8) or 4-bit NF4."""
 """Load options: ``load_mllm``, ``focus run`` and the Load MLLM node offer these."""
 GENERAL_DEFAULTS: dict[str, Any] = {"s_min": 3, "s_max": 5, "type2_threshold": 0.5}
 """Where a family states no default of its own (FOCUS.md: LLaVA-1.5's values)."""
@@ -203,5 +205,5 @@ def resolve_config(mllm: Any, config: FocusConfig | None = None, **overrides: An
 
 __all__ = [
     "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FocusConfig", "GATE_SIGNALS", "LAYER_AGGREGATIONS", "MAP_PROMPTS",
-    "PRECISIONS", "RELEVANCE_SOURCES", "resolve_config",
+    "PRECISIONS", "QUANTIZATIONS", "RELEVANCE_SOURCES", "resolve_config",
 ]

@@ -47,42 +47,96 @@ def model_roots() -> list[str]:
 
 
 def list_model_folders() -> list[str]:
-    """Names of the model folders (those holding a config.json), sorted."""
+    """Names of the model folders (a config.json, no unfinished download), sorted."""
+    from ..focus_engine.mllm.catalog import is_complete
+
     names = set()
     for root in model_roots():
         if os.path.isdir(root):
             for name in os.listdir(root):
-                if os.path.isfile(os.path.join(root, name, "config.json")):
+                if is_complete(os.path.join(root, name)):
                     names.add(name)
     return sorted(names)
+
+
+def find_model_folder(name: str) -> str | None:
+    """The full path of the complete model folder ``name``, or None."""
+    from ..focus_engine.mllm.catalog import is_complete
+
+    for root in model_roots():
+        path = os.path.join(root, name)
+        if name and is_complete(path):
+            return path
+    return None
 
 
 def missing_models_message(what: str) -> str:
     """Where to put which model, for an empty or wrong model choice."""
     roots = ", ".join(model_roots()) or "ComfyUI/models/LLM"
     return (
-        f"{what} in {roots}. Put a whole Hugging Face model folder there, e.g. models/LLM/llava-1.5-7b-hf "
-        "(llava-hf/llava-1.5-7b-hf), models/LLM/llava-onevision-qwen2-7b-ov-hf or "
-        "models/LLM/Qwen2.5-VL-7B-Instruct, then refresh the node list"
+        f"{what} in {roots}. Choose one of the known models in FOCUS · Load MLLM's list (llava-1.5-7b-hf, "
+        "llava-onevision-qwen2-7b-ov-hf, Qwen2.5-VL-7B-Instruct, ...: downloaded there on first use), or put a "
+        "whole Hugging Face model folder there, e.g. models/LLM/llava-1.5-7b-hf (llava-hf/llava-1.5-7b-hf), "
+        "then refresh the node list (press R)"
     )
 
 
-def resolve_model_folder(name: str) -> str:
-    """The full path of model folder ``name``, or a ValueError saying where to put it."""
-    for root in model_roots():
-        path = os.path.join(root, name)
-        if os.path.isfile(os.path.join(path, "config.json")):
-            return path
-    raise ValueError(missing_models_message(f"model folder {name!r} was not found"))
-
-
-def free_memory() -> None:
-    """Ask ComfyUI's memory manager for room before loading a model."""
+def make_room(bytes_needed: int, device: str) -> None:
+    """Ask ComfyUI's memory manager to free ``bytes_needed`` (plus its
+    working reserve) on the GPU the model is about to load onto."""
+    if device == "cpu":
+        return
     try:
         import comfy.model_management as mm  # type: ignore[import-not-found]
     except ImportError:
         return
-    mm.unload_all_models()
+    target = mm.get_torch_device()
+    if target.type == "cpu" or device not in ("auto", str(target), target.type):
+        return
+    mm.free_memory(bytes_needed + mm.minimum_inference_memory(), target)
+    mm.soft_empty_cache()
+
+
+def use_model(patcher: Any) -> None:
+    """Tell ComfyUI's model manager that this model is in use: it is
+    registered as loaded (so Unload Models and /free release it), and other
+    models are freed first if its device needs the room."""
+    try:
+        import comfy.model_management as mm  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    mm.load_models_gpu([patcher])
+
+
+def forget_model(patcher: Any, keep_entry: bool = False) -> None:
+    """Before the pack drops a model's weights: stop ComfyUI watching them
+    (its finalizer on the weights takes the entry off its list when they
+    die, which would clash with ComfyUI's own removal while it is unloading
+    them), and take the entry off its list of loaded models unless ComfyUI
+    is doing so itself (``keep_entry``)."""
+    try:
+        import comfy.model_management as mm  # type: ignore[import-not-found]
+    except ImportError:
+        return
+    ours = [entry for entry in mm.current_loaded_models if entry.model is patcher]
+    for entry in ours:
+        finalizer = getattr(entry, "model_finalizer", None)
+        if finalizer is not None:
+            finalizer.detach()
+    if not keep_entry:
+        mm.current_loaded_models[:] = [entry for entry in mm.current_loaded_models if entry not in ours]
+
+
+def empty_device_cache() -> None:
+    """Give freed GPU memory back (ComfyUI's way when it is there)."""
+    try:
+        import comfy.model_management as mm  # type: ignore[import-not-found]
+    except ImportError:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        return
     mm.soft_empty_cache()
 
 
@@ -111,6 +165,10 @@ class _NoProgress:
 
     def update(self, value: int) -> None:
         self.current += value
+
+    def update_absolute(self, value: int, total: int | None = None, preview: Any = None) -> None:
+        self.current = value
+        self.total = total if total is not None else self.total
 
 
 def progress_bar(total: int) -> Any:

@@ -56,6 +56,27 @@ class RoiBatch:
     selected: list[list[Any]] | None = None
 
 
+def use_mllm(mllm: Any) -> Any:
+    """The engine adapter behind a FOCUS_MLLM input, loaded again if
+    ComfyUI's model manager released it; a failed reload stops the node
+    with the engine's message."""
+    from ..focus_engine.errors import FocusError
+    from .memory import model_of
+
+    try:
+        return model_of(mllm)
+    except FocusError as exc:
+        raise ValueError(f"FOCUS: {exc}") from None
+
+
+def finish_with(mllm: Any) -> None:
+    """The end of a FOCUS chain: the model may be released (keep_loaded off)."""
+    from .memory import ManagedMLLM
+
+    if isinstance(mllm, ManagedMLLM):
+        mllm.done()
+
+
 def focus_config(mllm: Any, **fields: Any) -> Any:
     """The engine's config from node widgets, resolved for ``mllm``; a bad
     value stops the node with the engine's message."""

@@ -8,10 +8,12 @@ from typing import Any
 import numpy as np
 
 from . import bridge
+from .regions import BBOX_TIP, SEGS_TIP, bbox_list
+from .regions import segs as region_segs
 from .common import (
     BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN,
     RoiBatch, boxes_json, check_batch, focus_config, gate_json, image_items, pad_to_common_size, parse_options,
-    pil_image, run_per_image, to_image_tensor, to_mask_tensor,
+    finish_with, pil_image, run_per_image, to_image_tensor, to_mask_tensor, use_mllm,
 )
 
 MODES = ["best", "all", "top_n", "selected"]
@@ -143,14 +145,16 @@ class FocusVQA:
     )
     CATEGORY = "FOCUS"
     FUNCTION = "run"
-    RETURN_TYPES = ("STRING", "MASK", "IMAGE", "STRING", "STRING")
-    RETURN_NAMES = ("answer", "mask", "preview", "boxes_json", "gate")
+    RETURN_TYPES = ("STRING", "MASK", "IMAGE", "STRING", "STRING", "BBOX", "SEGS")
+    RETURN_NAMES = ("answer", "mask", "preview", "boxes_json", "gate", "bboxes", "segs")
     OUTPUT_TOOLTIPS = (
         "The answer (one line per image).",
         "1 inside the ROIs the answer used, at the image's size.",
         "The first image's heatmap, ROIs and answer crop side by side.",
         BOXES_JSON_TIP,
         GATE_JSON_TIP,
+        "The ROIs the answer used; " + BBOX_TIP,
+        "The ROIs the answer used; " + SEGS_TIP,
     )
 
     @classmethod
@@ -174,6 +178,7 @@ class FocusVQA:
         from ..focus_engine import FocusPipeline
         from ..focus_engine.render import roi_mask, summary_figure
 
+        handle, mllm = mllm, use_mllm(mllm)
         items = image_items(image)
         choices = parse_options(options)
         gated = {"gate_threshold": gate, "map_prompt": "question"} if gate else {}
@@ -182,8 +187,11 @@ class FocusVQA:
             pil_image(items[i]), question, options=choices, targets=targets_override.strip() or None,
             should_stop=bridge.interrupted,
         ))
+        finish_with(handle)
         masks = [roi_mask(r.image_size, [roi.box for roi in r.selected]) for r in results]
         preview = np.asarray(summary_figure(pil_image(items[0]), results[0]))
         answers = "\n".join(" ".join(r.answer.split()) for r in results)
+        selected = [r.selected for r in results]
         return (answers, to_mask_tensor(masks), to_image_tensor([preview]),
-                boxes_json([r.rois for r in results], [r.selected for r in results]), gate_json([r.gate for r in results]))
+                boxes_json([r.rois for r in results], selected), gate_json([r.gate for r in results]),
+                bbox_list(selected), region_segs(selected[0], results[0].image_size, image[:1]))

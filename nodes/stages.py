@@ -8,10 +8,13 @@ import numpy as np
 
 from ..focus_engine.config import RELEVANCE_SOURCES
 from . import bridge
+from .regions import BBOX_TIP, SEGS_TIP, bbox_list
+from .regions import segs as region_segs
 from .common import (
     BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_IN,
     TARGETS_OVERRIDE_IN, RelevanceBatch, RoiBatch, boxes_json, check_batch, focus_config, gate_json, image_items,
-    pad_to_common_size, parse_options, pil_image, run_per_image, to_image_tensor, to_mask_tensor,
+    finish_with, pad_to_common_size, parse_options, pil_image, run_per_image, to_image_tensor, to_mask_tensor,
+    use_mllm,
 )
 
 
@@ -42,6 +45,7 @@ class FocusExtractTargets:
         from ..focus_engine.inputs import check_question
         from ..focus_engine.targets import find_targets
 
+        mllm = use_mllm(mllm)
         given = targets_override.strip() or None
         config = focus_config(mllm)
         (found,) = run_per_image(1, lambda _: find_targets(
@@ -85,6 +89,7 @@ class FocusRelevanceMap:
         from ..focus_engine.relevance import relevance_maps
         from ..focus_engine.render import heatmap_overlay
 
+        mllm = use_mllm(mllm)
         config = focus_config(mllm, source=source, layers=None if layer_end == 0 else (layer_start, layer_end))
         items = image_items(image)
         maps = run_per_image(len(items), lambda i: relevance_maps(
@@ -104,10 +109,10 @@ class FocusProposeROIs:
     )
     CATEGORY = "FOCUS"
     FUNCTION = "propose"
-    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "STRING")
-    RETURN_NAMES = ("rois", "proposals_mask", "boxes_json")
+    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "STRING", "BBOX", "SEGS")
+    RETURN_NAMES = ("rois", "proposals_mask", "boxes_json", "bboxes", "segs")
     OUTPUT_TOOLTIPS = ("The proposals, best anchor first.", "1 inside any proposal, at the image's size.",
-                       BOXES_JSON_TIP)
+                       BOXES_JSON_TIP, "Every proposal; " + BBOX_TIP, "Every proposal; " + SEGS_TIP)
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -145,7 +150,8 @@ class FocusProposeROIs:
         rois = run_per_image(len(relevance.maps), lambda i: propose_for_maps(relevance.maps[i].values(), config))
         sizes = [next(iter(m.values())).image_size for m in relevance.maps]
         masks = [roi_mask(size, [r.box for r in per_image]) for size, per_image in zip(sizes, rois)]
-        return RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois)
+        return (RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois), bbox_list(rois),
+                region_segs(rois[0], sizes[0]))
 
 
 class FocusRankROIs:
@@ -156,13 +162,15 @@ class FocusRankROIs:
     )
     CATEGORY = "FOCUS"
     FUNCTION = "rank"
-    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "IMAGE", "STRING")
-    RETURN_NAMES = ("rois", "selected_mask", "best_crop", "boxes_json")
+    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "IMAGE", "STRING", "BBOX", "SEGS")
+    RETURN_NAMES = ("rois", "selected_mask", "best_crop", "boxes_json", "bboxes", "segs")
     OUTPUT_TOOLTIPS = (
         "The ROIs re-ranked by verification confidence (selected ones marked for the answer).",
         "1 inside the ROIs the answer will use, at the image's size.",
         "The best ROI's crop of each image (padded to a common size in a batch).",
         BOXES_JSON_TIP,
+        "The selected ROIs; " + BBOX_TIP,
+        "The selected ROIs; " + SEGS_TIP,
     )
 
     @classmethod
@@ -186,6 +194,7 @@ class FocusRankROIs:
         from ..focus_engine.ranking import rank_rois
         from ..focus_engine.render import roi_mask
 
+        mllm = use_mllm(mllm)
         items = image_items(image)
         check_batch("the ROI list", len(rois.per_image), len(items))
         config = focus_config(mllm, n_steps=n_steps, overrun=overrun)
@@ -204,7 +213,8 @@ class FocusRankROIs:
         masks = [roi_mask(size, [r.box for r in sel]) for size, sel in zip(rois.image_sizes, selected)]
         crops = [np.asarray(crop(pil_image(items[i]), selected[i][0].box)) for i in range(len(items))]
         return (RoiBatch(ranked, rois.image_sizes, selected), to_mask_tensor(masks),
-                to_image_tensor(pad_to_common_size(crops)), boxes_json(ranked, selected))
+                to_image_tensor(pad_to_common_size(crops)), boxes_json(ranked, selected), bbox_list(selected),
+                region_segs(selected[0], rois.image_sizes[0], image[:1]))
 
 
 class FocusAnswer:
@@ -243,6 +253,7 @@ class FocusAnswer:
         from ..focus_engine.inputs import check_options, check_question
         from ..focus_engine.render import draw_rois
 
+        handle, mllm = mllm, use_mllm(mllm)
         items = image_items(image)
         check_batch("the ROI list", len(rois.per_image), len(items))
         config = focus_config(mllm, gate_threshold=gate or None)
@@ -259,6 +270,7 @@ class FocusAnswer:
             return result.text, picture, decision.to_json() if decision is not None else None
 
         results = run_per_image(len(items), one)
+        finish_with(handle)
         # one line per image: a multi-line answer is folded so lines map to images
         lines = [" ".join(text.split()) for text, _, _ in results]
         return ("\n".join(lines), to_image_tensor([picture for _, picture, _ in results]),

@@ -127,3 +127,70 @@ def test_yes_no_tokens_are_looked_up_only_for_verification(planted_dir, monkeypa
     assert mllm.relevance_map(image, "red").grid.shape == (18, 24)
     with pytest.raises(FocusModelError, match="Yes"):
         mllm.yes_no_confidence([image], ["red"])
+
+
+@pytest.mark.parametrize("version", ["4.55.4", "4.40.0", "6.0.0", "none", "garbage"])
+def test_an_unsupported_transformers_gets_the_supported_range(version):
+    from focus_engine.mllm.hf_loading import check_transformers
+
+    with pytest.raises(FocusModelError, match=r"supports transformers >= 4\.56 and < 6: pip install"):
+        check_transformers(version)
+
+
+@pytest.mark.parametrize("version", ["4.56.0", "4.56.2", "4.57.1", "5.0.0", "5.24.0", "5.99.1.dev0"])
+def test_supported_transformers_versions_pass(version):
+    from focus_engine.mllm.hf_loading import check_transformers
+
+    assert check_transformers(version) == version
+
+
+def test_load_mllm_checks_transformers_first(planted_dir, monkeypatch):
+    import importlib.metadata
+
+    real = importlib.metadata.version
+    monkeypatch.setattr(importlib.metadata, "version", lambda name: "4.40.0" if name == "transformers" else real(name))
+    with pytest.raises(FocusModelError, match="transformers 4.40.0 is installed"):
+        load_mllm(str(planted_dir))
+
+
+def test_weights_the_folder_lacks_are_refused_not_made_random(planted_dir, tmp_path):
+    """A folder whose weight names the installed transformers does not know
+    (e.g. saved by another major version) would load with random weights
+    and only a warning; load_mllm refuses it."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    folder = tmp_path / "renamed"
+    shutil.copytree(planted_dir, folder)
+    (path,) = folder.glob("*.safetensors")
+    weights = load_file(path)
+    key = next(k for k in weights if "multi_modal_projector" in k)
+    weights["old_name." + key] = weights.pop(key)
+    save_file(weights, path, metadata={"format": "pt"})
+    with pytest.raises(FocusModelError, match="would be random") as err:
+        load_mllm(str(folder))
+    assert "multi_modal_projector" in str(err.value)
+
+
+def test_portable_llava_weights_keep_the_model(planted_dir, tmp_path):
+    """The renaming that lets transformers 4.x read a LLaVA saved by 5.x
+    changes names only: the model loads to the same outputs."""
+    import shutil
+
+    from safetensors import safe_open
+
+    from focus_engine.testing import portable_llava_weights
+    from helpers import scene
+
+    folder = tmp_path / "portable"
+    shutil.copytree(planted_dir, folder)
+    portable_llava_weights(folder)
+    (path,) = folder.glob("*.safetensors")
+    with safe_open(path, "pt") as f:
+        vision = [k for k in f.keys() if k.startswith("vision_tower.")]
+    assert vision and all(k.startswith("vision_tower.vision_model.") for k in vision)
+    image = scene((800, 600), (100, 100, 220, 220), colour="green")
+    before = load_mllm(str(planted_dir)).relevance_map(image, "green").grid
+    after = load_mllm(str(folder)).relevance_map(image, "green").grid
+    assert (before == after).all()

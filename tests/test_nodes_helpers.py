@@ -61,9 +61,12 @@ def test_crop_roi_and_draw(nodes, pack_types):
 def test_vqa_node(nodes, pack_planted, batch):
     planted = pack_planted
     images = image_batch(batch)
-    answer, mask, preview, boxes, gate = nodes.helpers.FocusVQA().run(
+    answer, mask, preview, boxes, gate, bboxes, segs = nodes.helpers.FocusVQA().run(
         planted, images, "Where is the red square?", 2, "", "red")
     assert answer.count("\n") == batch - 1
+    used = [[roi["box"] for roi in entry["rois"] if roi["selected"]] for entry in json.loads(boxes)]
+    assert bboxes == [box for per_image in used for box in per_image]  # BBOX: the boxes the answer used
+    assert segs[0] == (700, 1200) and [seg.bbox for seg in segs[1]] == used[0]
     assert [g["decision"] for g in json.loads(gate)] == ["off"] * batch
     assert mask.shape == (batch, 700, 1200) and preview.shape[0] == 1 and preview.shape[-1] == 3
     for i in range(batch):
@@ -80,13 +83,14 @@ def test_the_gate_widget_keeps_a_confident_plain_answer(nodes, pack_planted):
     nothing is searched (empty mask) and the gate output says so per image;
     at 1.0 every image is searched."""
     images = image_batch(2)
-    answer, mask, _, boxes, gate = nodes.helpers.FocusVQA().run(
+    answer, mask, _, boxes, gate, bboxes, segs = nodes.helpers.FocusVQA().run(
         pack_planted, images, "Where is the red square?", 2, "", "red", 0.001)
+    assert bboxes == [] and segs == ((700, 1200), [])  # no region searched: none handed on
     decisions = json.loads(gate)
     assert [d["decision"] for d in decisions] == ["answered"] * 2 and float(mask.max()) == 0.0
     assert answer.splitlines() == [" ".join(d["plain_answer"].split()) for d in decisions]
     assert all(entry["rois"] == [] for entry in json.loads(boxes))
-    _, mask, _, _, gate = nodes.helpers.FocusVQA().run(pack_planted, images, "Where is the red square?", 2, "", "red", 1.0)
+    _, mask, _, _, gate, *_ = nodes.helpers.FocusVQA().run(pack_planted, images, "Where is the red square?", 2, "", "red", 1.0)
     assert [d["decision"] for d in json.loads(gate)] == ["searched"] * 2 and float(mask.max()) == 1.0
 
 

@@ -24,8 +24,10 @@ def planted(pack_planted):
 def run_chain(stages, mllm, images, override="red"):
     targets, text = stages.FocusExtractTargets().extract(mllm, "Where is the red square?", override)
     relevance, heatmap, preview = stages.FocusRelevanceMap().relevance(mllm, images, targets, 0, 0, "values")
-    rois, proposals, proposals_json = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
-    ranked, selected_mask, best, ranked_json = stages.FocusRankROIs().rank(mllm, images, rois, targets, 2, True)
+    rois, proposals, proposals_json, proposal_bboxes, proposal_segs = stages.FocusProposeROIs().propose(
+        relevance, 0, 3.0, 3, 0, 0.5, 0.3)
+    ranked, selected_mask, best, ranked_json, bboxes, segs = stages.FocusRankROIs().rank(
+        mllm, images, rois, targets, 2, True)
     answer, annotated, gate = stages.FocusAnswer().answer(
         mllm, images, "What colour is the square?", ranked, targets, "red\nblue"
     )
@@ -74,6 +76,54 @@ def test_chain_outputs(stages, planted, batch):
         assert chosen[0][0] <= cx < chosen[0][2] and chosen[0][1] <= cy < chosen[0][3]
 
 
+IMPACT_SEG_FIELDS = ["cropped_image", "cropped_mask", "confidence", "crop_region", "bbox", "label",
+                     "control_net_wrapper"]
+"""Impact Pack's SEG namedtuple (modules/impact/core.py), field for field."""
+
+
+def sam2_boxes(bboxes, individual_objects=True):
+    """The boxes kijai's Sam2Segmentation hands to SAM 2, from its BBOX input
+    (its loop, restated): each entry's items stacked; with
+    individual_objects every entry is one object."""
+    batch = [np.array(list(entry)) for entry in bboxes]
+    return np.array(batch) if individual_objects else batch[-1]
+
+
+@pytest.mark.parametrize("batch", [1, 3])
+def test_regions_as_bbox_and_segs(stages, planted, batch):
+    images = image_batch(batch)
+    out = run_chain(stages, planted, images)
+    selected = out["ranked"].selected
+    # BBOX: the selected boxes of every image, in order, as [x0, y0, x1, y1] pixel ints
+    assert out["bboxes"] == [[int(v) for v in roi.box] for rois in selected for roi in rois]
+    boxes = sam2_boxes(out["bboxes"])
+    assert boxes.shape == (sum(len(r) for r in selected), 4) and boxes.dtype.kind == "i"
+    first = 0
+    for index, rois in enumerate(selected):  # each image's boxes hold its red square's centre
+        cx, cy = (BOXES[index][0] + BOXES[index][2]) / 2, (BOXES[index][1] + BOXES[index][3]) / 2
+        assert any(x0 <= cx < x1 and y0 <= cy < y1 for x0, y0, x1, y1 in boxes[first:first + len(rois)])
+        first += len(rois)
+    assert sam2_boxes(out["bboxes"], individual_objects=False).shape == (4,)
+    assert len(out["proposal_bboxes"]) == sum(len(r) for r in out["rois"].per_image)
+    # SEGS of the first image, in Impact Pack's layout
+    (height, width), items = out["segs"]
+    assert (height, width) == (700, 1200) and len(items) == len(selected[0])
+    for seg, roi in zip(items, selected[0]):
+        assert list(seg._fields) == IMPACT_SEG_FIELDS and seg.control_net_wrapper is None
+        x0, y0, x1, y1 = seg.crop_region
+        assert 0 <= x0 <= seg.bbox[0] < seg.bbox[2] <= x1 <= width and 0 <= y0 <= seg.bbox[1] < seg.bbox[3] <= y1 <= height
+        assert seg.bbox == [int(v) for v in roi.box] and seg.label == roi.target == "red"
+        assert seg.cropped_image.shape == (1, y1 - y0, x1 - x0, 3)
+        assert torch.equal(seg.cropped_image, images[:1, y0:y1, x0:x1, :])
+        assert seg.cropped_mask.dtype == np.float32 and seg.cropped_mask.shape == (y1 - y0, x1 - x0)
+        inside = seg.cropped_mask[seg.bbox[1] - y0:seg.bbox[3] - y0, seg.bbox[0] - x0:seg.bbox[2] - x0]
+        assert inside.min() == 1.0 and seg.cropped_mask.sum() == inside.size  # 1 in the box, 0 around it
+        assert 0.0 <= seg.confidence <= 1.0 and seg.confidence == roi.confidence
+    (h, w), proposal_items = out["proposal_segs"]
+    assert (h, w) == (700, 1200) and len(proposal_items) == len(out["rois"].per_image[0])
+    assert all(item.cropped_image is None for item in proposal_items)  # Propose ROIs has no image input
+
+
 def test_registry_has_the_stage_nodes(pack):
     NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS
     for node_id, name in [("FocusExtractTargets", "Extract Targets"), ("FocusRelevanceMap", "Relevance Map"),
@@ -104,7 +154,7 @@ def test_node_errors_are_clear(stages, planted):
         stages.FocusExtractTargets().extract(planted, "Q?", " , ")
     targets, _ = stages.FocusExtractTargets().extract(planted, "Q?", "red")
     relevance, _, _ = stages.FocusRelevanceMap().relevance(planted, images, targets, 0, 0, "values")
-    rois, _, _ = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
+    rois, *_ = stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3)
     with pytest.raises(ValueError, match="IMAGE batch has 3"):
         stages.FocusRankROIs().rank(planted, image_batch(3), rois, targets, 2, True)
     rois.per_image[0] = []

@@ -14,13 +14,15 @@ import torch
 from tools import workflow_check as wc
 from helpers import BOXES, image_batch
 
-NAMES = ["focus_vqa_step_by_step", "focus_vqa_one_node", "focus_roi_edit", "focus_roi_inpaint"]
+NAMES = ["focus_vqa_step_by_step", "focus_vqa_one_node", "focus_roi_edit", "focus_roi_inpaint", "focus_sam2_inpaint",
+         "focus_detailer"]
+OTHER_PACKS = {"focus_sam2_inpaint": ["ComfyUI-segment-anything-2"], "focus_detailer": ["ComfyUI-Impact-Pack"]}
 QUESTION = "Where is the red square?"  # what the planted test model can localise
 
 
 @pytest.fixture(scope="module")
 def specs(pack):
-    return {**wc.load_core_specs(), **wc.pack_specs(pack.NODE_CLASS_MAPPINGS)}
+    return {**wc.load_core_specs(), **wc.load_other_pack_specs(), **wc.pack_specs(pack.NODE_CLASS_MAPPINGS)}
 
 
 def load(name: str) -> tuple[dict, dict]:
@@ -61,6 +63,18 @@ def test_core_nodes_used(specs):
             "SaveImage"} <= used
     roi_edit = {node["class_type"] for node in load("focus_roi_edit")[1].values()}
     assert not roi_edit & {"CheckpointLoaderSimple", "UNETLoader", "VAELoader"}  # no extra model
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_other_packs_a_workflow_needs(pack, name):
+    """The SAM 2 and detailer workflows are checked against those packs'
+    node definitions (tools/comfy_pack_nodes.json): without them their
+    nodes are unknown; the other workflows need core nodes only."""
+    ui, api = load(name)
+    assert wc.other_packs_needed(ui) == wc.other_packs_needed(api) == OTHER_PACKS.get(name, [])
+    core_only = {**wc.load_core_specs(), **wc.pack_specs(pack.NODE_CLASS_MAPPINGS)}
+    unknown = [p for p in wc.check_ui(ui, core_only) if "unknown type" in p]
+    assert bool(unknown) == (name in OTHER_PACKS)
 
 
 def test_checker_finds_broken_workflows(specs):
@@ -148,6 +162,19 @@ def test_focus_part_runs(pack, pack_planted, specs, name, batch):
                 assert value.ndim == 4 and value.shape[-1] == 3 and float(value.max()) <= 1.0
             elif kind == "*" and isinstance(value, str) and value.startswith("["):
                 assert len(json.loads(value)) == batch  # boxes JSON: one entry per image
+            elif kind == "BBOX":  # as Sam2Segmentation reads it with individual_objects: one box an entry
+                boxes = torch.tensor(value)
+                assert boxes.ndim == 2 and boxes.shape[1] == 4 and boxes.shape[0] >= batch
+                for i in range(batch):
+                    x0, y0, x1, y1 = BOXES[i]
+                    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+                    assert any(b[0] <= cx < b[2] and b[1] <= cy < b[3] for b in value)
+            elif kind == "SEGS":  # Impact Pack's ((height, width), [SEG]) of the first image
+                (height, width), items = value
+                assert (height, width) == (700, 1200) and items
+                x0, y0, x1, y1 = BOXES[0]
+                assert any(s.bbox[0] <= (x0 + x1) / 2 < s.bbox[2] for s in items)
+                assert all(s.cropped_image.shape[1:3] == s.cropped_mask.shape for s in items)
     masks = [v for inputs in received.values() for k, v in inputs.items()
              if k in ("mask",) and isinstance(v, torch.Tensor)]
     for mask in masks:  # the region FOCUS hands to the editing nodes covers each image's red square

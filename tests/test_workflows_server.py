@@ -30,6 +30,8 @@ pytestmark = pytest.mark.skipif(
     not COMFYUI, reason="set COMFYUI_PATH to a ComfyUI checkout (and COMFYUI_PYTHON to its python) to run this"
 )
 MODEL_FOLDER = "tiny-llava"
+BIG_MODEL_FOLDER = "big-random-llava"
+"""~0.6 GB of fp32 weights: large enough that holding it or not shows in the server's memory."""
 CHECKPOINT = "tiny-sd15.safetensors"
 QUESTION = "Where is the red square?"
 
@@ -116,18 +118,20 @@ def server(tmp_path_factory, planted_dir):
             process.kill()
 
 
-def prepared(name: str, **changes: str) -> dict:
+def prepared(name: str, model: str = MODEL_FOLDER, **changes: str) -> dict:
     """An API workflow with the model, checkpoint and question set for the test
     server (as a user would pick their own)."""
     prompt = json.loads((wc.WORKFLOWS / "api" / f"{name}.json").read_text())
     for node in prompt.values():
         inputs = node["inputs"]
         if node["class_type"] == "FocusLoadMLLM":
-            inputs["model"] = MODEL_FOLDER
+            inputs["model"] = model
         elif node["class_type"] == "CheckpointLoaderSimple":
             inputs["ckpt_name"] = CHECKPOINT
-        elif node["class_type"] == "KSampler":
+        elif node["class_type"] in ("KSampler", "DetailerForEach"):
             inputs["steps"] = 1  # random weights: one step shows the graph runs, on a CPU
+        elif node["class_type"] == "DownloadAndLoadSAM2Model":
+            inputs.update(device="cpu", precision="fp32")
         elif node["class_type"] == "PrimitiveStringMultiline":
             inputs["value"] = changes.get("question", QUESTION)
     return prompt
@@ -160,21 +164,36 @@ def test_core_snapshot_matches_the_server(server):
                     wc.is_widget(ours[name][0], ours[name][1] if len(ours[name]) > 1 else {}), f"{kind}.{name}"
 
 
+def other_pack_nodes() -> set[str]:
+    return set(wc.load_other_pack_specs())
+
+
 def test_every_ui_workflow_resolves(server):
+    """Every node type is the server's, except those of the other packs
+    (SAM 2, Impact Pack) where this server does not have them installed."""
     info = server.get("/object_info")
     for _, ui_path, _ in wc.workflow_pairs():
         types = {n["type"] for n in json.loads(ui_path.read_text())["nodes"]} - wc.VIRTUAL_NODES
-        assert types <= set(info), f"{ui_path.name}: {types - set(info)} unknown to the server"
+        assert types - set(info) <= other_pack_nodes(), f"{ui_path.name}: {types - set(info)} unknown to the server"
 
 
 @pytest.mark.parametrize("name", [name for name, _, _ in wc.workflow_pairs()])
 def test_api_workflow_runs(server, name):
-    entry = server.run(prepared(name))
+    """Each workflow runs; one whose other pack is not installed here is
+    refused at once, naming the missing node."""
+    prompt = prepared(name)
+    missing = {n["class_type"] for n in prompt.values()} - set(server.get("/object_info"))
+    if missing:
+        assert missing <= other_pack_nodes()
+        status, answer = server.post_prompt(prompt)
+        assert status == 400 and any(kind in json.dumps(answer) for kind in missing)
+        return
+    entry = server.run(prompt)
     assert entry["status"]["status_str"] == "success", entry["status"]
     images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
     assert images, "the workflow previews or saves images"
     texts = [text for output in entry["outputs"].values() for text in output.get("text", [])]
-    if name != "focus_roi_edit" and name != "focus_roi_inpaint":
+    if name not in ("focus_roi_edit", "focus_roi_inpaint", "focus_sam2_inpaint", "focus_detailer"):
         assert texts, "the answer is shown"
 
 
@@ -189,3 +208,48 @@ def test_bad_input_is_a_node_error_and_the_server_keeps_serving(server):
     assert status == 400 and answer["node_errors"]  # refused at validation, naming the node
     assert server.run(prepared("focus_vqa_one_node"))["status"]["status_str"] == "success"
     assert server.process.poll() is None
+
+
+def resident_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS in /proc")
+
+
+def post_free(server: Server) -> None:
+    """What ComfyUI's "Unload Models" / "Free model and node cache" buttons send."""
+    request = urllib.request.Request(server.url + "/free", data=json.dumps(
+        {"unload_models": True, "free_memory": True}).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200
+
+
+def test_free_gives_the_model_memory_back(server, tmp_path):
+    """After a FOCUS run, POST /free releases the model: the server's memory
+    returns to within 10 % of what it was before the model loaded. A first
+    run on the tiny model loads the code paths once (transformers' modules,
+    kernels), which stay whatever the model."""
+    from focus_engine.testing import build_planted_llava
+
+    folder = build_planted_llava(tmp_path / BIG_MODEL_FOLDER, seed=4, text_hidden=1024, text_layers=12, heads=8,
+                                 kv_heads=8, damping=1.0)
+    weights = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
+    shutil.copytree(folder, server.base / "models" / "LLM" / BIG_MODEL_FOLDER)
+    assert server.run(prepared("focus_vqa_one_node"))["status"]["status_str"] == "success"
+    post_free(server)
+    time.sleep(3)
+    before = resident_bytes(server.process.pid)
+    entry = server.run(prepared("focus_vqa_one_node", model=BIG_MODEL_FOLDER))
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    loaded = resident_bytes(server.process.pid)
+    assert loaded - before > 0.8 * weights, (before, loaded, weights)  # the model was held after the run
+    post_free(server)
+    deadline = time.time() + 60
+    while resident_bytes(server.process.pid) > 1.1 * before and time.time() < deadline:
+        time.sleep(1)
+    after = resident_bytes(server.process.pid)
+    print(f"server RSS: before {before / 2**20:.0f} MiB, after the run {loaded / 2**20:.0f}, after /free {after / 2**20:.0f}")
+    assert after <= 1.1 * before, (before, loaded, after)
+    assert "FOCUS: released big-random-llava" in server.log.read_text()
+    assert server.run(prepared("focus_vqa_one_node"))["status"]["status_str"] == "success"  # and it loads again

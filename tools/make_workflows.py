@@ -13,7 +13,9 @@ import json
 import sys
 from typing import Any
 
-from tools.workflow_check import ROOT, load_core_specs, pack_specs, socket_inputs, widget_inputs, widgets_layout
+from tools.workflow_check import (
+    ROOT, load_core_specs, load_other_pack_specs, pack_specs, socket_inputs, widget_inputs, widgets_layout,
+)
 
 MODEL = "llava-1.5-7b-hf"  # a folder name in models/LLM; the user picks their own
 IMAGE = "focus_example.png"
@@ -168,7 +170,7 @@ class Graph:
 
 def _model_and_image(g: Graph, question: str, x: int = 0) -> tuple[Node, Node, Node]:
     mllm = g.add("FocusLoadMLLM", (x, 0), 190, model=MODEL, precision="auto", attention="auto",
-                 device="auto", keep_loaded=True)
+                 device="auto", keep_loaded=True, quantization="none")
     image = g.add("LoadImage", (x, 230), 330, image=IMAGE)
     text = g.add("PrimitiveStringMultiline", (x, 600), 140, title="Question", value=question)
     return mllm, image, text
@@ -264,26 +266,75 @@ def roi_edit(specs: dict[str, Any]) -> Graph:
     return g
 
 
+def _sd_model(g: Graph, x: int, positive: str) -> tuple[Node, Node, Node]:
+    """An SD 1.5 checkpoint with its positive and negative prompts, in a column at ``x``."""
+    checkpoint = g.add("CheckpointLoaderSimple", (x, 0), 100, ckpt_name="v1-5-pruned-emaonly-fp16.safetensors")
+    positive_node = g.add("CLIPTextEncode", (x, 140), 150, title="Positive", clip=checkpoint["CLIP"], text=positive)
+    negative = g.add("CLIPTextEncode", (x, 330), 150, title="Negative", clip=checkpoint["CLIP"],
+                     text="blurry, low quality")
+    return checkpoint, positive_node, negative
+
+
+def _sd_inpaint(g: Graph, image: Node, mask: tuple[Node, int], x: int, grow: int, prefix: str) -> None:
+    """SD 1.5 inpainting of ``mask`` in ``image``, saved under ``prefix``; columns from ``x``."""
+    checkpoint, positive, negative = _sd_model(g, x, "a small blue bicycle, photo, detailed")
+    latent = g.add("VAEEncodeForInpaint", (x, 520), 140, pixels=image["IMAGE"], vae=checkpoint["VAE"],
+                   mask=mask, grow_mask_by=grow)
+    sampled = g.add("KSampler", (x + 380, 0), 270, model=checkpoint["MODEL"], positive=positive["CONDITIONING"],
+                    negative=negative["CONDITIONING"], latent_image=latent["LATENT"], seed=42, steps=20, cfg=7.0,
+                    sampler_name="euler", scheduler="normal", denoise=1.0)
+    decoded = g.add("VAEDecode", (x + 380, 310), 60, samples=sampled["LATENT"], vae=checkpoint["VAE"])
+    g.add("SaveImage", (x + 760, 0), 300, images=decoded["IMAGE"], filename_prefix=prefix)
+
+
 def roi_inpaint(specs: dict[str, Any]) -> Graph:
     g = Graph(specs)
     image, vqa = _vqa_node(g, "Where is the red car?")
     g.add("PreviewImage", (380, 260), 300, title="FOCUS preview", images=vqa["preview"])
-    checkpoint = g.add("CheckpointLoaderSimple", (760, 0), 100, ckpt_name="v1-5-pruned-emaonly-fp16.safetensors")
-    positive = g.add("CLIPTextEncode", (760, 140), 150, title="Positive", clip=checkpoint["CLIP"],
-                     text="a small blue bicycle, photo, detailed")
-    negative = g.add("CLIPTextEncode", (760, 330), 150, title="Negative", clip=checkpoint["CLIP"],
-                     text="blurry, low quality")
-    latent = g.add("VAEEncodeForInpaint", (760, 520), 140, pixels=image["IMAGE"], vae=checkpoint["VAE"],
-                   mask=vqa["mask"], grow_mask_by=16)
-    sampled = g.add("KSampler", (1140, 0), 270, model=checkpoint["MODEL"], positive=positive["CONDITIONING"],
-                    negative=negative["CONDITIONING"], latent_image=latent["LATENT"], seed=42, steps=20, cfg=7.0,
-                    sampler_name="euler", scheduler="normal", denoise=1.0)
-    decoded = g.add("VAEDecode", (1140, 310), 60, samples=sampled["LATENT"], vae=checkpoint["VAE"])
-    g.add("SaveImage", (1520, 0), 300, images=decoded["IMAGE"], filename_prefix="focus/roi_inpaint")
+    _sd_inpaint(g, image, vqa["mask"], 760, 16, "focus/roi_inpaint")
     g.note("Inpaint the region FOCUS found: the mask of the ROIs the answer used goes to VAE Encode (for "
            "Inpainting). Needs a Stable Diffusion 1.5 inpainting-capable checkpoint in models/checkpoints (pick it "
            "in Load Checkpoint). Large images: scale down first (Upscale Image By 0.5) - SD 1.5 works best near "
            "512-768 px.", (1140, 420), (NODE_WIDTH, 200))
+    return g
+
+
+def sam2_inpaint(specs: dict[str, Any]) -> Graph:
+    g = Graph(specs)
+    image, vqa = _vqa_node(g, "Where is the red car?")
+    sam2 = g.add("DownloadAndLoadSAM2Model", (380, 260), 130, model="sam2.1_hiera_small.safetensors",
+                 segmentor="single_image", device="cuda", precision="fp16")
+    mask = g.add("Sam2Segmentation", (760, 0), 170, sam2_model=sam2["sam2_model"], image=image["IMAGE"],
+                 keep_model_loaded=False, bboxes=vqa["bboxes"], individual_objects=True)
+    shown = g.add("MaskToImage", (760, 220), 60, mask=mask["mask"])
+    g.add("PreviewImage", (760, 320), 260, title="SAM 2 mask of the FOCUS region", images=shown["IMAGE"])
+    _sd_inpaint(g, image, mask["mask"], 1140, 8, "focus/sam2_inpaint")
+    g.note("FOCUS finds the region the question is about; SAM 2 turns its box into the object's exact mask; the "
+           "mask is inpainted. Needs kijai's ComfyUI-segment-anything-2 (it downloads the SAM 2 weights into "
+           "models/sam2 on first use; on a CPU set device cpu and precision fp32) and a Stable Diffusion 1.5 "
+           "checkpoint in models/checkpoints. individual_objects on: every FOCUS box is segmented. Keep FOCUS's "
+           "gate off here: a question answered without a search hands SAM 2 no box, which it cannot take.",
+           (1520, 420), (NODE_WIDTH, 220))
+    return g
+
+
+def detailer(specs: dict[str, Any]) -> Graph:
+    g = Graph(specs)
+    image, vqa = _vqa_node(g, "What is written on the sign?")
+    g.add("PreviewImage", (380, 260), 300, title="FOCUS preview", images=vqa["preview"])
+    checkpoint, positive, negative = _sd_model(g, 760, "sharp, detailed, clear lettering")
+    detailed = g.add("DetailerForEach", (1140, 0), 560, image=image["IMAGE"], segs=vqa["segs"],
+                     model=checkpoint["MODEL"], clip=checkpoint["CLIP"], vae=checkpoint["VAE"], guide_size=512,
+                     guide_size_for=True, max_size=1024, seed=42, steps=20, cfg=7.0, sampler_name="euler",
+                     scheduler="normal", positive=positive["CONDITIONING"], negative=negative["CONDITIONING"],
+                     denoise=0.4, feather=5, noise_mask=True, force_inpaint=True, wildcard="", cycle=1,
+                     inpaint_model=False, noise_mask_feather=0)
+    g.add("SaveImage", (1520, 0), 300, images=detailed["IMAGE"], filename_prefix="focus/detailer")
+    g.note("FOCUS's regions as SEGS go to Impact Pack's Detailer (SEGS): each region is enlarged, redrawn at "
+           "denoise 0.4 and pasted back. Needs ltdrdata's ComfyUI-Impact-Pack and a Stable Diffusion 1.5 checkpoint "
+           "in models/checkpoints. The SEGS are the first image's (Impact's detailers take one image). "
+           "noise_mask_feather 0: with more, older Impact Pack releases (7.10.6) fail on current ComfyUI (its issue #1113).",
+           (1520, 360), (NODE_WIDTH, 200))
     return g
 
 
@@ -292,11 +343,13 @@ WORKFLOWS = {
     "focus_vqa_one_node": one_node,
     "focus_roi_edit": roi_edit,
     "focus_roi_inpaint": roi_inpaint,
+    "focus_sam2_inpaint": sam2_inpaint,
+    "focus_detailer": detailer,
 }
 
 
 def main() -> None:
-    specs = {**load_core_specs(), **pack_specs(load_pack_mappings())}
+    specs = {**load_core_specs(), **load_other_pack_specs(), **pack_specs(load_pack_mappings())}
     (ROOT / "workflows" / "api").mkdir(parents=True, exist_ok=True)
     for name, build in WORKFLOWS.items():
         graph = build(specs)

@@ -21,6 +21,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = ROOT / "workflows"
 CORE_SPECS = ROOT / "tools" / "comfy_core_nodes.json"
+OTHER_PACK_SPECS = ROOT / "tools" / "comfy_pack_nodes.json"
+"""Nodes of other packs (SAM 2, Impact Pack) that FOCUS workflows wire to."""
 VIRTUAL_NODES = {"Note", "MarkdownNote"}  # frontend-only: never sent to the server
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # Combos whose choices are the files of the user's machine (models, images)
@@ -29,6 +31,18 @@ DYNAMIC_COMBOS = {("FocusLoadMLLM", "model"), ("CheckpointLoaderSimple", "ckpt_n
 
 def load_core_specs() -> dict[str, Any]:
     return json.loads(CORE_SPECS.read_text())["nodes"]
+
+
+def load_other_pack_specs() -> dict[str, Any]:
+    return json.loads(OTHER_PACK_SPECS.read_text())["nodes"]
+
+
+def other_packs_needed(prompt_or_ui: dict[str, Any]) -> list[str]:
+    """The other packs a workflow needs (by the node types it uses)."""
+    packs = json.loads(OTHER_PACK_SPECS.read_text())["packs"]
+    nodes = prompt_or_ui.get("nodes")
+    kinds = {n["type"] for n in nodes} if isinstance(nodes, list) else {n["class_type"] for n in prompt_or_ui.values()}
+    return sorted(name for name, pack in packs.items() if kinds & set(pack["nodes"]))
 
 
 def pack_specs(mappings: dict[str, Any]) -> dict[str, Any]:

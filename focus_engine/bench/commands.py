@@ -14,7 +14,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..config import ATTENTIONS, PRECISIONS
+from ..config import ATTENTIONS, PRECISIONS, QUANTIZATIONS
 from ..errors import FocusInputError
 
 
@@ -79,12 +79,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     _say(f"{len(items)} questions from {args.data}")
     if args.model:
         _say(f"loading {args.model}")
-        mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention)
+        mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention,
+                         quantization=args.quantization)
     else:
         from ..demo import DEMO_DISCLAIMER, embedded_model_dir
 
         print(DEMO_DISCLAIMER)
-        mllm = load_mllm(str(embedded_model_dir()), device="cpu", dtype="fp32")
+        mllm = load_mllm(str(embedded_model_dir()), device="cpu", dtype="fp32", quantization=args.quantization)
     config = FocusConfig(answer_max_new_tokens=args.max_new_tokens)
     result = run_benchmark(
         mllm, items, methods, config, n_steps, progress=None, out_dir=args.out,
@@ -129,4 +130,6 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--device", default="auto")
     run.add_argument("--precision", default="auto", choices=PRECISIONS)
     run.add_argument("--attention", default="auto", choices=ATTENTIONS)
+    run.add_argument("--quantization", default="none", choices=QUANTIZATIONS,
+                     help="8bit or 4bit (NF4) weights through bitsandbytes")
     run.set_defaults(func=cmd_run)

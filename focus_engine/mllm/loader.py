@@ -12,15 +12,17 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
+import warnings
 from pathlib import Path
 from typing import Any, Mapping
 
 import torch
 
-from ..config import ATTENTIONS
+from ..config import ATTENTIONS, QUANTIZATIONS
 from ..errors import FocusModelError, UnsupportedModelError
 from .base import MLLM, FamilySettings
-from .hf_loading import env_flag, hf_call, looks_like_path
+from .hf_loading import check_transformers, env_flag, hf_call, looks_like_path
 from .llava import LlavaAdapter
 from .llava_onevision import LlavaOnevisionAdapter
 from .qwen2_5_vl import Qwen2_5_VLAdapter
@@ -104,6 +106,68 @@ def resolve_attention(attn: str, device: torch.device, dtype: torch.dtype) -> st
     return attn
 
 
+def quantization_kwargs(quantization: str, device: torch.device, dtype: torch.dtype) -> dict[str, Any]:
+    """``from_pretrained`` arguments for ``quantization`` (none: nothing)."""
+    key = str(quantization or "none").lower().replace("-", "").replace("_", "")
+    key = {"none": "none", "8bit": "8bit", "int8": "8bit", "4bit": "4bit", "nf4": "4bit", "4bitnf4": "4bit"}.get(key, key)
+    if key not in QUANTIZATIONS:
+        raise FocusModelError(f"quantization {quantization!r} is not one of {', '.join(QUANTIZATIONS)}")
+    if key == "none":
+        return {}
+    missing = [name for name in ("bitsandbytes", "accelerate") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise FocusModelError(
+            f"{key} quantization needs {' and '.join(missing)}, not installed here: `pip install bitsandbytes "
+            "accelerate` in ComfyUI's Python environment (or `pip install comfyui-focus[quant]`), or choose "
+            "quantization 'none'"
+        )
+    if device.type not in ("cuda", "cpu"):
+        raise FocusModelError(f"bitsandbytes quantization runs on CUDA or the CPU, not {device.type}; choose 'none'")
+    from transformers import BitsAndBytesConfig
+
+    if key == "8bit":
+        # LLM.int8 multiplies in fp16 whatever the precision; bitsandbytes says so on every call
+        warnings.filterwarnings("ignore", message="MatMul8bitLt: inputs will be cast")
+        config = BitsAndBytesConfig(load_in_8bit=True)
+    else:
+        config = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+                                    bnb_4bit_use_double_quant=True)
+    device_map = {"": device.index if device.type == "cuda" and device.index is not None else str(device)}
+    return {"quantization_config": config, "device_map": device_map}
+
+
+def _refuse_missing_weights(location: str, config: Any, model: Any, loading: Mapping[str, Any]) -> None:
+    """transformers fills weights it cannot find in the folder with random
+    values and only warns; FOCUS would then run on noise. A folder whose
+    weight names this transformers does not know (saved by another major
+    version, or another architecture) is refused instead. Tied weights
+    (an lm_head sharing the embeddings) are not stored and not missing."""
+    tied = getattr(model, "all_tied_weights_keys", None) or getattr(model, "_tied_weights_keys", None) or []
+    tied_names = [str(name) for name in (tied.keys() if isinstance(tied, dict) else tied)]
+    missing = [key for key in loading.get("missing_keys") or []
+               if not any(key == name or key.endswith("." + name) or re.fullmatch(name, key) for name in tied_names)]
+    if missing:
+        saved_by = getattr(config, "transformers_version", None) or "an unknown version"
+        raise FocusModelError(
+            f"{len(missing)} weights of {location!r} are not in its files (e.g. {', '.join(missing[:3])}), so "
+            f"they would be random. The folder was saved by transformers {saved_by}; the installed "
+            f"transformers names them differently. Use the model's original Hugging Face folder, or load it with "
+            "the transformers version that saved it"
+        )
+
+
+def _avoid_cpu_packing_of_odd_layers(model: Any) -> None:
+    """bitsandbytes' AVX512-BF16 path for 4-bit layers on the CPU repacks the
+    weight in blocks of 32 output rows and 64 input columns and fails on
+    layers of other sizes (small models only; 7B layers are multiples of
+    both): those layers take bitsandbytes' plain CPU path."""
+    for module in model.modules():
+        if getattr(module, "support_avx512bf16_for_cpu", False) and (
+            getattr(module, "out_features", 0) % 32 or getattr(module, "in_features", 0) % 64
+        ):
+            module.support_avx512bf16_for_cpu = False
+
+
 def load_mllm(
     path_or_id: Any,
     device: str | torch.device = "auto",
@@ -111,6 +175,7 @@ def load_mllm(
     attn_implementation: str = "auto",
     *,
     settings: FamilySettings | Mapping[str, Any] | None = None,
+    quantization: str = "none",
 ) -> MLLM:
     """Load a supported multimodal LLM and wrap it in its family adapter.
 
@@ -118,7 +183,10 @@ def load_mllm(
     (``llava-hf/llava-1.5-7b-hf``), or an in-memory ``(model, processor)`` pair.
     ``settings``: the family's own settings by name (e.g. Qwen2.5-VL's
     ``max_pixels``, LLaVA-OneVision's ``max_grid_side``); unknown names are refused.
+    ``quantization``: ``none``, ``8bit`` or ``4bit`` (NF4, computing in the
+    precision), through transformers' bitsandbytes integration.
     """
+    check_transformers()
     if isinstance(path_or_id, (tuple, list)):
         if len(path_or_id) != 2:
             raise FocusModelError("pass the in-memory model as a (model, processor) pair")
@@ -157,17 +225,26 @@ def load_mllm(
     torch_device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, torch_device)
     attention = resolve_attention(attn_implementation, torch_device, torch_dtype)
-    log.info("loading %s (%s) on %s as %s with %s attention", location, config.model_type, torch_device, torch_dtype, attention)
+    quantized = quantization_kwargs(quantization, torch_device, torch_dtype)
+    log.info("loading %s (%s) on %s as %s with %s attention%s", location, config.model_type, torch_device, torch_dtype,
+             attention, f", {quantization}" if quantized else "")
     processor = adapter_cls.load_processor(location, offline, config)
-    model = hf_call(
+    model, loading = hf_call(
         AutoModelForImageTextToText.from_pretrained,
         location,
         offline,
         what="model weights",
         dtype=torch_dtype,
         attn_implementation=attention,
+        output_loading_info=True,
+        **quantized,
     )
-    model.to(torch_device).eval()
+    _refuse_missing_weights(location, config, model, loading)
+    if not quantized:  # a quantized model is placed by its device_map and cannot be moved
+        model.to(torch_device)
+    elif torch_device.type == "cpu":
+        _avoid_cpu_packing_of_odd_layers(model)
+    model.eval()
     model.requires_grad_(False)
     return adapter_cls(model, processor, name=location, settings=family_settings)
 

@@ -1,0 +1,76 @@
+"""FOCUS regions in the types other packs take: BBOX for SAM 2, SEGS for
+Impact Pack's detailers. Built here from their published formats; neither
+pack is imported.
+
+BBOX (kijai's ComfyUI-segment-anything-2, ``Sam2Segmentation.bboxes``): a
+list of ``[x0, y0, x1, y1]`` boxes in the image's pixels, images in batch
+order, the same layout its Florence2toCoordinates node produces. Its
+single-image segmentor turns each box into one object with
+``individual_objects`` on (off, it takes the last box only).
+
+SEGS (Impact Pack): ``((height, width), [SEG, ...])`` for one image, each SEG
+a namedtuple ``(cropped_image, cropped_mask, confidence, crop_region, bbox,
+label, control_net_wrapper)``: ``bbox`` the region, ``crop_region`` the
+region with context around it (clipped to the image), ``cropped_image`` the
+``[1, h, w, 3]`` crop of the image at ``crop_region`` (None where the node
+has no image, as Impact's own mask-to-SEGS leaves it), ``cropped_mask`` a
+float32 ``h × w`` array, 1 inside ``bbox``.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+from typing import Any, Sequence
+
+import numpy as np
+
+SEG = namedtuple(
+    "SEG", ["cropped_image", "cropped_mask", "confidence", "crop_region", "bbox", "label", "control_net_wrapper"],
+    defaults=[None],
+)
+"""Impact Pack's SEG, field for field."""
+
+CROP_FACTOR = 1.5
+"""``crop_region`` is the box grown to this many times its size (Impact's
+detectors take 1.5-3): the detailer redraws the region with some context."""
+
+
+def bbox_list(per_image: Sequence[Sequence[Any]]) -> list[list[int]]:
+    """BBOX: every ROI's box as ``[x0, y0, x1, y1]`` pixels, images in order."""
+    return [[int(v) for v in roi.box] for rois in per_image for roi in rois]
+
+
+def crop_region(box: Sequence[int], width: int, height: int, factor: float = CROP_FACTOR) -> list[int]:
+    """``box`` grown ``factor`` times about its centre, inside the image."""
+    x0, y0, x1, y1 = box
+    grow_w, grow_h = (x1 - x0) * (factor - 1) / 2, (y1 - y0) * (factor - 1) / 2
+    return [max(0, int(x0 - grow_w)), max(0, int(y0 - grow_h)),
+            min(width, int(np.ceil(x1 + grow_w))), min(height, int(np.ceil(y1 + grow_h)))]
+
+
+def segs(rois: Sequence[Any], size: tuple[int, int], image: Any = None) -> tuple[tuple[int, int], list[SEG]]:
+    """SEGS of one image of ``size`` (width, height) from its ROIs; ``image``
+    (an IMAGE tensor ``[1, H, W, 3]``) gives the crops."""
+    width, height = int(size[0]), int(size[1])
+    items = []
+    for roi in rois:
+        bbox = [int(v) for v in roi.box]
+        region = crop_region(bbox, width, height)
+        cx0, cy0, cx1, cy1 = region
+        mask = np.zeros((cy1 - cy0, cx1 - cx0), np.float32)
+        mask[bbox[1] - cy0:bbox[3] - cy0, bbox[0] - cx0:bbox[2] - cx0] = 1.0
+        confidence = roi.confidence if roi.confidence is not None else roi.score
+        # a copy: detailers paste into crops, and the user's IMAGE must stay as it is
+        crop = None if image is None else image[:, cy0:cy1, cx0:cx1, :].clone()
+        items.append(SEG(crop, mask, float(confidence), region, bbox, roi.target))
+    return (height, width), items
+
+
+BBOX_TIP = (
+    "The regions as BBOX for SAM 2 (kijai's Sam2Segmentation 'bboxes'): [x0, y0, x1, y1] pixel boxes, images in "
+    "order; turn Sam2Segmentation's individual_objects on to segment each (off, it takes the last)."
+)
+SEGS_TIP = (
+    "The regions of the first image as Impact Pack SEGS (label = target, confidence = verification score), with "
+    "1.5x context in each crop region, for its detailers."
+)
