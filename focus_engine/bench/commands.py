@@ -89,8 +89,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     config = FocusConfig(answer_max_new_tokens=args.max_new_tokens)
     result = run_benchmark(
         mllm, items, methods, config, n_steps, progress=None, out_dir=args.out,
-        use_gt_targets=args.gt_targets, peak_margin=args.peak_margin,
+        use_gt_targets=args.gt_targets, peak_margin=args.peak_margin, resume=args.resume,
     )
+    print(format_summary(result))
+    print(f"wrote    : {Path(args.out) / 'results.json'} (records: {Path(args.out) / 'records.jsonl'})")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .runner import format_summary, write_report
+
+    result = write_report(args.out)
     print(format_summary(result))
     print(f"wrote    : {Path(args.out) / 'results.json'}")
     return 0
@@ -132,4 +141,10 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--attention", default="auto", choices=ATTENTIONS)
     run.add_argument("--quantization", default="none", choices=QUANTIZATIONS,
                      help="8bit or 4bit (NF4) weights through bitsandbytes")
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in --out that was cut off, skipping the questions it has answered")
     run.set_defaults(func=cmd_run)
+
+    report = commands.add_parser("report", help="the summary, results.json and plot of a run, from its records")
+    report.add_argument("--out", default="focus_bench_out", help="the run's folder (default: focus_bench_out)")
+    report.set_defaults(func=cmd_report)

@@ -17,9 +17,10 @@ Methods (names as on the command line):
 - ``zoomeye``: the ZoomEye tree search (``focus_engine.zoomeye``), once.
 Every FOCUS-family method except ``no-ranking`` runs once per ``n_steps``.
 
-Each item's image is loaded once and every run answers it; per-question
-records and per-run metrics (``metrics.summarize``) land in results.json,
-and a plot of accuracy against forward passes in a PNG.
+Each item's image is loaded once and every run answers it; each record is
+appended to records.jsonl when it is made (``records``), so a cut-off run
+resumes; per-question records and per-run metrics (``metrics.summarize``)
+land in results.json, and a plot of accuracy against forward passes in a PNG.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence, TextIO
 
+import torch
 from PIL import Image, ImageDraw
 
 from ..answer import answer_plain, parse_option
@@ -43,6 +45,7 @@ from ..pipeline import FocusPipeline
 from ..zoomeye import ZoomEye
 from .datasets import BenchItem
 from .metrics import peak_cell_hit, summarize
+from .records import RECORDS_FILE, RUN_FILE, RecordStore, read_records, records_by_run
 from .world import scalable_font
 
 ProgressFn = Callable[[int, int, str], None]
@@ -217,10 +220,16 @@ def run_benchmark(
     out_dir: str | Path | None = None,
     use_gt_targets: bool = False,
     peak_margin: float = 0.0,
+    resume: bool = False,
 ) -> BenchmarkResult:
     """Answer every item with every method (and ``n_steps``); return the
     per-question records and per-run metrics, and write ``results.json`` and
     the plot to ``out_dir`` if given.
+
+    With ``out_dir``, each record is appended to ``records.jsonl`` as soon as
+    it is made and the report is made from that file; ``resume`` continues a
+    run there that was cut off, skipping the questions already answered
+    (``records.RecordStore``).
 
     ``use_gt_targets`` gives FOCUS the dataset's target names instead of
     extracting them (where the dataset has names). ``progress``: None or
@@ -239,29 +248,68 @@ def run_benchmark(
         for n in (steps if m.sweeps_n_steps else [None])
     ]
     _check_layers(mllm, chosen)
+    settings = {"n_steps_list": steps, "use_gt_targets": use_gt_targets, "peak_margin": peak_margin,
+                "methods": [m.name for m in chosen], "family": getattr(mllm, "family", "")}
+    model_name = str(getattr(mllm, "name", ""))
+    store = None
+    if out_dir is not None:
+        store = RecordStore(out_dir, {
+            "model": model_name, "settings": settings, "items": [item.id for item in items],
+            "runs": [{"label": r.label, "method": r.method, "n_steps": r.n_steps, "config": r.config} for r in runs],
+        }, resume=resume)
     plans = [(run, next(m for m in chosen if m.name == run.method)) for run in runs]
     say = _progress_fn(progress)
     total, done = len(items) * len(runs), 0
     for item in items:
+        todo = [(run, method) for run, method in plans if store is None or (run.label, item.id) not in store.done]
+        done += len(plans) - len(todo)
+        if not todo:
+            continue
         try:
             image: Image.Image | FocusError = item.load_image()
         except FocusError as exc:  # one unreadable image is an error record, not the end of the run
             image = exc
-        for run, method in plans:
+        for run, method in todo:
             say(done, total, f"{run.label} {item.id}")
-            run.records.append(_answer_item(mllm, item, image, method, base, run.n_steps, use_gt_targets, peak_margin))
+            record = _answer_item(mllm, item, image, method, base, run.n_steps, use_gt_targets, peak_margin)
+            if store is None:
+                run.records.append(record)
+            else:
+                store.append(run.label, record)
             done += 1
     say(total, total, "done")
+    if out_dir is not None:  # the report comes from the records on disk, whoever wrote them
+        return write_report(out_dir)
     for run in runs:
         run.metrics = summarize(run.records)
-    result = BenchmarkResult(
-        runs=runs, n_items=len(items), datasets=sorted({i.dataset for i in items}),
-        model=str(getattr(mllm, "name", "")),
-        settings={"n_steps_list": steps, "use_gt_targets": use_gt_targets, "peak_margin": peak_margin,
-                  "methods": [m.name for m in chosen], "family": getattr(mllm, "family", "")},
-    )
-    if out_dir is not None:
-        write_results(result, out_dir)
+    return BenchmarkResult(runs=runs, n_items=len(items), datasets=sorted({i.dataset for i in items}),
+                           model=model_name, settings=settings)
+
+
+def load_result(out_dir: str | Path) -> BenchmarkResult:
+    """The result of the run in ``out_dir``, from its run.json and records.jsonl
+    (whatever is there: a run still going or cut off reports what it has)."""
+    out = Path(out_dir)
+    if not (out / RUN_FILE).is_file():
+        raise FocusConfigError(f"{out} holds no benchmark run (no {RUN_FILE}); run `focus bench run --out {out}` first")
+    plan = json.loads((out / RUN_FILE).read_text())
+    labels = [r["label"] for r in plan["runs"]]
+    records = read_records(out / RECORDS_FILE) if (out / RECORDS_FILE).is_file() else []
+    stored = records_by_run(records, labels, plan["items"])
+    runs = []
+    for entry in plan["runs"]:
+        run = RunResult(entry["method"], entry["n_steps"], entry["config"], stored[entry["label"]])
+        run.metrics = summarize(run.records)
+        runs.append(run)
+    datasets = sorted({r["dataset"] for rs in stored.values() for r in rs})
+    return BenchmarkResult(runs=runs, n_items=len(plan["items"]), datasets=datasets, model=plan["model"],
+                           settings=plan["settings"])
+
+
+def write_report(out_dir: str | Path) -> BenchmarkResult:
+    """results.json and the plot of the run in ``out_dir``, from its records."""
+    result = load_result(out_dir)
+    write_results(result, out_dir)
     return result
 
 
@@ -303,6 +351,12 @@ def _answer_item(
             record.update(_focus_fields(result, item, peak_margin))
     except FocusError as exc:
         record.update(answer_text="", error=str(exc), forward_passes=None, ranked_boxes=None, selected_boxes=None)
+    except (torch.OutOfMemoryError, MemoryError) as exc:  # one image too large: recorded, and the run goes on
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        record.update(answer_text="", error=f"out of memory: {reason}", forward_passes=None, ranked_boxes=None,
+                      selected_boxes=None)
     record["seconds"] = round(time.perf_counter() - started, 4)
     record["generate_calls"] = mllm.counter.generate_calls - calls_before
     record["chosen_index"] = choose_option(record["answer_text"], item.options) if record["answer_text"] else None
