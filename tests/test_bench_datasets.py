@@ -7,6 +7,7 @@ import base64
 import csv
 import io
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -185,3 +186,104 @@ def test_vstar_errors(tmp_path):
         load_dataset(tmp_path / "broken")
     with pytest.raises(FocusInputError, match="unknown dataset kind"):
         load_dataset(tmp_path / "broken", kind="coco")
+
+
+# ------------------------------------------------- the datasets as downloaded
+def _vstar_pair(folder, stem, *, question="What is the colour of the cup?", bbox=(10, 10, 20, 20), suffix=".jpg",
+                size=(200, 100)):
+    folder.mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", size, (90, 90, 90)).save(folder / f"{stem}{suffix}", format="JPEG")
+    (folder / f"{stem}.json").write_text(json.dumps({
+        "target_object": ["cup"], "bbox": [list(bbox)], "question": question, "options": ["red", "blue"]}))
+
+
+def test_vstar_as_downloaded_scores_the_standard_categories(tmp_path, caplog):
+    """The dataset repository also holds OCR/ and GPT4V-hard/ (upper-case
+    .JPG) and may hold unrelated JSON files: the standard score reads
+    direct_attributes + relative_position only, others on request."""
+    root = tmp_path / "vstar_bench"
+    _vstar_pair(root / "direct_attributes", "sa_1")
+    _vstar_pair(root / "direct_attributes", "sa_2")
+    _vstar_pair(root / "relative_position", "sa_3")
+    _vstar_pair(root / "OCR", "ocr_1", suffix=".JPG")
+    _vstar_pair(root / "GPT4V-hard", "hard_1", suffix=".JPG")
+    (root / "direct_attributes" / "metadata.json").write_text(json.dumps({"version": 1}))
+    with caplog.at_level("WARNING"):
+        items = load_dataset(root)
+    assert [i.id for i in items] == ["direct_attributes/sa_1", "direct_attributes/sa_2", "relative_position/sa_3"]
+    assert "metadata.json" in caplog.text and "GPT4V-hard, OCR left out" in caplog.text
+    assert [i.id for i in load_dataset(root, limit=1)] == ["direct_attributes/sa_1"]  # not an extra category first
+    everything = load_dataset(root, categories="all")
+    assert len(everything) == 5 and {i.category for i in everything} >= {"OCR", "GPT4V-hard"}
+    (ocr,) = load_dataset(root, categories=["OCR"])
+    assert ocr.image.path.suffix == ".JPG" and ocr.load_image().size == (200, 100)
+    with pytest.raises(FocusInputError, match="no category folder nope"):
+        load_dataset(root, categories=["nope"])
+
+
+def test_vstar_boxes_past_the_image_edge_are_clipped(tmp_path):
+    root = tmp_path / "vstar"
+    _vstar_pair(root / "direct_attributes", "edge", bbox=(180, 90, 50, 40), size=(200, 100))
+    _vstar_pair(root / "direct_attributes", "negative", bbox=(-5, -3, 20, 20), size=(200, 100))
+    edge, negative = load_dataset(root)
+    assert edge.target_boxes == [(180, 90, 200, 100)] and negative.target_boxes == [(0, 0, 15, 17)]
+
+
+def test_mme_realworld_lite_download_folder(tmp_path):
+    """The Lite download: data.zip and data/ (its JSON and imgs/) side by side."""
+    download = tmp_path / "MME-RealWorld-Lite"
+    data = _mme_folder(tmp_path / "unpacked", MME_RECORDS)
+    shutil.copytree(data, download / "data")
+    (download / "data.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    assert detect_kind(download) == "mme"
+    for kind in ("auto", "mme"):
+        items = load_dataset(download, kind=kind)
+        assert [i.id for i in items] == [r["Question_id"] for r in MME_RECORDS]
+    only_zip = tmp_path / "zip_only"
+    only_zip.mkdir()
+    (only_zip / "data.zip").write_bytes(b"PK\x05\x06" + b"\0" * 18)
+    with pytest.raises(FocusInputError, match="unpack data.zip"):
+        load_dataset(only_zip)
+
+
+def test_the_full_mme_realworld_release_is_recognised(tmp_path):
+    folder = _mme_folder(tmp_path, MME_RECORDS)
+    (folder / "MME-RealWorld-Lite.json").rename(folder / "MME_RealWorld.json")
+    (folder / "MME_RealWorld_CN.json").write_text(json.dumps(MME_RECORDS[:1]))
+    assert detect_kind(folder) == "mme"
+    assert len(load_dataset(folder)) == 2  # the English file, not the Chinese one
+    folder.joinpath("MME_RealWorld.json").rename(folder / "MME_RealWorld_EN_copy.json")
+    assert len(load_dataset(folder)) == 2  # found by name when not the canonical one
+
+
+def test_mme_image_hint_names_the_cli_option(tmp_path):
+    folder = _mme_folder(tmp_path, MME_RECORDS, images=("scene.jpg",))
+    with pytest.raises(FocusInputError, match="--image-root"):
+        load_dataset(folder)
+
+
+def test_hrbench_folder_with_both_tsvs_says_how_to_choose(tmp_path):
+    row = [0, "Q?", "A", "FSP", _png_base64((0, 0, 0)), "a", "b", "c", "d"]
+    _write_tsv(tmp_path / "hr_bench_4k.tsv", [row])
+    _write_tsv(tmp_path / "hr_bench_8k.tsv", [row])
+    with pytest.raises(FocusInputError, match="hr_bench_4k.tsv, hr_bench_8k.tsv.*give one of them as --data"):
+        load_dataset(tmp_path)
+    with pytest.raises(FocusInputError, match="give one of them as --data"):
+        load_dataset(tmp_path, kind="hrbench")
+    assert len(load_dataset(tmp_path / "hr_bench_8k.tsv")) == 1
+
+
+def test_a_corrupt_tsv_image_names_its_row(tmp_path):
+    path = tmp_path / "hr_bench_4k.tsv"
+    _write_tsv(path, [[7, "Q?", "A", "FSP", _png_base64((0, 0, 0)), "a", "b", "c", "d"],
+                      [42, "Q?", "B", "FSP", "iVBORw0KGgo" + "A" * 80, "a", "b", "c", "d"]])
+    good, bad = load_dataset(path)
+    assert good.load_image().size == (40, 30)
+    with pytest.raises(FocusInputError, match="row with index 42"):
+        bad.load_image()
+
+
+def test_unknown_folders_name_the_cli_option(tmp_path):
+    (tmp_path / "nothing_here").mkdir()
+    with pytest.raises(FocusInputError, match="give --kind vstar, hrbench or mme"):
+        load_dataset(tmp_path / "nothing_here")

@@ -166,3 +166,11 @@ def test_cli_bench_run_with_the_demo_model(tmp_path, capsys):
     assert "synthetic world" in printed and "no-ranking" in printed and "vanilla" in printed
     assert (out / RESULTS_FILE).is_file() and (out / PLOT_FILE).is_file()
     assert main(["bench", "run", "--data", str(data), "--methods", "bogus"]) == 2
+
+
+def test_mme_realworlds_own_answer_phrase_is_read():
+    """MME-RealWorld's prompt ends with "The best answer is:", so models answer that way."""
+    options = ["a bus", "two cars", "a truck", "nothing", "The image does not feature it."]
+    assert choose_option("The best answer is: E", options) == 4
+    assert choose_option("The best answer is (B).", options) == 1
+    assert choose_option("Answer: C", options) == 2

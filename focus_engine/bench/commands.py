@@ -75,7 +75,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     methods = parse_methods(args.methods)  # bad names fail before the model loads
     n_steps = _int_list(args.n_steps)
-    items = load_dataset(args.data, args.kind, option_seed=args.option_seed, limit=args.limit)
+    categories = None if not args.categories else ("all" if args.categories == "all" else args.categories.split(","))
+    items = load_dataset(args.data, args.kind, option_seed=args.option_seed, limit=args.limit,
+                         image_root=args.image_root, categories=categories)
     _say(f"{len(items)} questions from {args.data}")
     if args.model:
         _say(f"loading {args.model}")
@@ -131,6 +133,9 @@ def add_bench_commands(sub: Any) -> None:
                           "focus-gated[:T], zoomeye")
     run.add_argument("--n-steps", default="4", help="comma-separated verification budgets, e.g. 1,2,4,8")
     run.add_argument("--limit", type=int, help="only the first N questions")
+    run.add_argument("--categories", help="V*Bench category folders, comma-separated, or 'all' (default: the "
+                                          "standard direct_attributes and relative_position)")
+    run.add_argument("--image-root", help="MME-RealWorld: the folder of its images (default: beside the JSON)")
     run.add_argument("--out", default="focus_bench_out", help="output folder (default: focus_bench_out)")
     run.add_argument("--gt-targets", action="store_true", help="give FOCUS the dataset's target names")
     run.add_argument("--peak-margin", type=float, default=0.0, help="px tolerance of the relevance-peak hit")

@@ -15,6 +15,7 @@ import json
 import random
 import re
 import string
+import logging
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ from PIL import Image
 from ..boxes import Box
 from ..errors import FocusInputError
 from ..images import to_pil_rgb
+
+log = logging.getLogger("focus_engine")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
 KINDS = ("vstar", "hrbench", "mme")
@@ -41,6 +44,8 @@ class ImageRef:
     data: bytes | None = None
     tsv_offset: int | None = None
     tsv_column: int | None = None
+    tsv_row: str | None = None
+    """The row's ``index``, to name it when its image cannot be read."""
 
     def open(self) -> Image.Image:
         if self.data is not None:
@@ -48,7 +53,8 @@ class ImageRef:
         if self.path is None:
             raise FocusInputError("this benchmark item has no image")
         if self.tsv_offset is not None and self.tsv_column is not None:
-            return _decode(io.BytesIO(_tsv_image_bytes(self.path, self.tsv_offset, self.tsv_column)), str(self.path))
+            where = f"{self.path}, row with index {self.tsv_row}" if self.tsv_row is not None else str(self.path)
+            return _decode(io.BytesIO(_tsv_image_bytes(self.path, self.tsv_offset, self.tsv_column, where)), where)
         if not self.path.is_file():
             raise FocusInputError(f"image file {self.path} does not exist; check the dataset folder")
         with open(self.path, "rb") as fh:
@@ -119,13 +125,7 @@ def _read_json(path: Path) -> Any:
         raise FocusInputError(f"{path} is not valid JSON ({exc}); fix or remove the file") from None
 
 
-def _vstar_annotation(path: Path) -> dict[str, Any]:
-    data = _read_json(path)
-    if not isinstance(data, dict):
-        raise FocusInputError(f"{path}: a V*Bench annotation must be a JSON object")
-    missing = [k for k in ("question", "options") if k not in data]
-    if missing:
-        raise FocusInputError(f"{path}: missing key(s) {missing}; V*Bench annotations have question and options")
+def _vstar_annotation(path: Path, data: dict[str, Any]) -> dict[str, Any]:
     options = data["options"]
     if not isinstance(options, list) or len(options) < 2 or not all(isinstance(o, str) for o in options):
         raise FocusInputError(f"{path}: 'options' must be a list of at least two strings (correct first)")
@@ -146,36 +146,75 @@ def _image_beside(annotation: Path) -> Path | None:
     return None
 
 
-def load_vstar(folder: str | Path, *, option_seed: int | None = 0, name: str | None = None) -> list[BenchItem]:
+VSTAR_CATEGORIES = ("direct_attributes", "relative_position")
+"""The 191 questions of the standard V*Bench score; the dataset repository
+also holds OCR/ and GPT4V-hard/, scored only when asked for."""
+
+
+def load_vstar(
+    folder: str | Path, *, option_seed: int | None = 0, name: str | None = None,
+    categories: Sequence[str] | str | None = None,
+) -> list[BenchItem]:
     """V*Bench's layout: category folders (``direct_attributes/``,
     ``relative_position/``) of ``NAME.jpg`` + ``NAME.json`` pairs (JSON:
     ``target_object``, ``bbox`` as ``[x, y, w, h]``, ``question``, ``options``
-    with the correct one first). Options are shuffled by ``option_seed``."""
+    with the correct one first). Options are shuffled by ``option_seed``.
+
+    ``categories``: None = the standard two where present (else every
+    folder, for sets of other names), ``"all"`` = every category folder, or
+    a list of folder names. A JSON that is not an annotation (no question and
+    options) is skipped with a warning. Target boxes
+    are clipped to the image, as the official evaluation does."""
     root = _existing_dir(folder)
     dataset = name or root.name
+    present = sorted(p.name for p in root.iterdir() if p.is_dir())
+    chosen = _vstar_categories(root, present, categories)
     items = []
-    for category_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-        for annotation in sorted(category_dir.glob("*.json")):
-            image_path = _image_beside(annotation)
-            if image_path is None:
-                raise FocusInputError(
-                    f"{annotation} has no image beside it (expected {annotation.stem} with one of "
-                    f"{', '.join(IMAGE_SUFFIXES)})"
-                )
-            items.append(_vstar_item(annotation, image_path, category_dir.name, dataset, option_seed))
+    for category in chosen:
+        for annotation in sorted((root / category).glob("*.json")):
+            item = _vstar_item(annotation, category, dataset, option_seed)
+            if item is not None:
+                items.append(item)
     if not items:
         raise FocusInputError(
-            f"{root} holds no V*Bench items: expected category folders (e.g. direct_attributes/) "
-            "with NAME.jpg + NAME.json pairs"
+            f"{root} holds no V*Bench items in {', '.join(chosen) or 'any folder'}: expected category folders "
+            "(e.g. direct_attributes/) with NAME.jpg + NAME.json pairs"
         )
     return items
 
 
-def _vstar_item(annotation: Path, image_path: Path, category: str, dataset: str, seed: int | None) -> BenchItem:
-    data = _vstar_annotation(annotation)
+def _vstar_categories(root: Path, present: list[str], categories: Sequence[str] | str | None) -> list[str]:
+    if categories == "all":
+        return present
+    if categories is None:
+        standard = [c for c in VSTAR_CATEGORIES if c in present]
+        others = [c for c in present if c not in VSTAR_CATEGORIES and any((root / c).glob("*.json"))]
+        if standard and others:
+            log.warning("V*Bench: scoring the standard %s; %s left out (--categories all, or name them, to "
+                        "include them)", " + ".join(standard), ", ".join(others))
+        return standard or present
+    wanted = [categories] if isinstance(categories, str) else list(categories)
+    missing = [c for c in wanted if c not in present]
+    if missing:
+        raise FocusInputError(f"{root} has no category folder {', '.join(missing)}; it has {', '.join(present)}")
+    return wanted
+
+
+def _vstar_item(annotation: Path, category: str, dataset: str, seed: int | None) -> BenchItem | None:
+    data = _read_json(annotation)
+    if not isinstance(data, dict) or not {"question", "options"} <= set(data):
+        log.warning("V*Bench: skipping %s: not a V*Bench annotation (no question and options)", annotation)
+        return None
+    data = _vstar_annotation(annotation, data)
+    image_path = _image_beside(annotation)
+    if image_path is None:
+        raise FocusInputError(
+            f"{annotation} has no image beside it (expected {annotation.stem} with one of {', '.join(IMAGE_SUFFIXES)})"
+        )
     item_id = f"{category}/{annotation.stem}"
     options, correct = shuffled_options([o.strip() for o in data["options"]], item_id, seed)
-    boxes = [(round(x), round(y), round(x + w), round(y + h)) for x, y, w, h in data.get("bbox", [])]
+    width, height = _image_size(image_path)
+    boxes = [_clipped((x, y, x + w, y + h), width, height) for x, y, w, h in data.get("bbox", [])]
     extra = {k: v for k, v in data.items() if k not in ("question", "options", "target_object", "bbox")}
     return BenchItem(
         id=item_id, dataset=dataset, question=str(data["question"]).strip(), options=options,
@@ -183,6 +222,20 @@ def _vstar_item(annotation: Path, image_path: Path, category: str, dataset: str,
         subtype=str(data.get("subtype", "")), target_names=[str(t) for t in data.get("target_object", [])],
         target_boxes=boxes, meta=extra,
     )
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """Width and height from the file's header (the pixels are not read)."""
+    try:
+        with Image.open(path) as image:
+            return image.size
+    except (OSError, ValueError) as exc:
+        raise FocusInputError(f"{path} is not a readable image: {exc}") from None
+
+
+def _clipped(box: tuple[float, float, float, float], width: int, height: int) -> Box:
+    x0, y0, x1, y1 = (round(v) for v in box)
+    return (min(max(x0, 0), width), min(max(y0, 0), height), min(max(x1, 0), width), min(max(y1, 0), height))
 
 
 # ------------------------------------------------------------------ HRBench
@@ -229,7 +282,7 @@ def _hrbench_item(path: Path, record: dict[str, str], offset: int, image_col: in
         id=str(record["index"]), dataset=dataset, question=record["question"].strip(),
         options=[record[c].strip() for c in letters], correct_index=letters.index(answer),
         category=record.get("category", "").strip() or "all",
-        image=ImageRef(path=path, tsv_offset=offset, tsv_column=image_col),
+        image=ImageRef(path=path, tsv_offset=offset, tsv_column=image_col, tsv_row=str(record["index"])),
         meta={k: v for k, v in record.items() if k not in ("image", "question", "answer", *letters)},
     )
 
@@ -292,20 +345,21 @@ def _read_tsv_record(fh: Any, n_columns: int, path: Path) -> list[str] | None:
             return fields
 
 
-def _tsv_image_bytes(path: Path, offset: int, column: int) -> bytes:
+def _tsv_image_bytes(path: Path, offset: int, column: int, where: str) -> bytes:
     with open(path, "rb") as fh:
         fh.seek(offset)
         fields = _read_tsv_record(fh, column + 1, path)
     if fields is None or len(fields) <= column:
-        raise FocusInputError(f"{path}: no image at byte {offset}; the file changed since it was loaded")
+        raise FocusInputError(f"{where}: no image at byte {offset}; the file changed since it was loaded")
     try:
         return base64.b64decode(fields[column], validate=False)
     except ValueError as exc:
-        raise FocusInputError(f"{path}: the image at byte {offset} is not valid base64: {exc}") from None
+        raise FocusInputError(f"{where}: the image is not valid base64: {exc}") from None
 
 
 # --------------------------------------------------------- MME-RealWorld-Lite
-MME_ANNOTATION_NAMES = ("MME-RealWorld-Lite.json", "MME_RealWorld_Lite.json", "MME-RealWorld.json")
+MME_ANNOTATION_NAMES = ("MME-RealWorld-Lite.json", "MME_RealWorld_Lite.json", "MME-RealWorld.json", "MME_RealWorld.json")
+"""The Lite release's file, and the full release's (beside its Chinese MME_RealWorld_CN.json)."""
 MME_IMAGE_DIRS = (".", "imgs", "images", "data/imgs", "data")
 _CHOICE_PREFIX = re.compile(r"^\s*\(?([A-Z])\)?[.:]?\s+")
 
@@ -341,15 +395,30 @@ def _mme_annotation_file(path: Path) -> Path:
         return path
     if not path.is_dir():
         raise FocusInputError(f"{path} does not exist; give the MME-RealWorld JSON file or its folder")
-    for candidate in MME_ANNOTATION_NAMES:
-        if (path / candidate).is_file():
-            return path / candidate
-    found = sorted(p for p in path.glob("*.json") if "realworld" in p.name.lower().replace("-", "").replace("_", ""))
-    if len(found) == 1:
-        return found[0]
-    raise FocusInputError(
-        f"{path} has no MME-RealWorld annotation file; expected one of {', '.join(MME_ANNOTATION_NAMES)}"
-    )
+    found = find_mme_annotation(path)
+    if found is None:
+        raise FocusInputError(
+            f"{path} has no MME-RealWorld annotation file (nor its data/ folder); expected one of "
+            f"{', '.join(MME_ANNOTATION_NAMES)}. Unpack data.zip of the download there, or give the JSON file"
+        )
+    return found
+
+
+def find_mme_annotation(folder: Path) -> Path | None:
+    """The English MME-RealWorld annotation in ``folder`` or its ``data/``
+    (where the Lite download's data.zip unpacks), or None."""
+    for where in (folder, folder / "data"):
+        if not where.is_dir():
+            continue
+        for candidate in MME_ANNOTATION_NAMES:
+            if (where / candidate).is_file():
+                return where / candidate
+        found = sorted(p for p in where.glob("*.json")
+                       if "realworld" in p.name.lower().replace("-", "").replace("_", "")
+                       and not p.stem.upper().endswith("_CN"))
+        if len(found) == 1:
+            return found[0]
+    return None
 
 
 def _mme_item(annotation: Path, position: int, record: Any, roots: Sequence[Path], dataset: str) -> BenchItem:
@@ -386,7 +455,7 @@ def _find_mme_image(relative: str, roots: Sequence[Path], where: str) -> Path:
                 return candidate
     raise FocusInputError(
         f"{where}: image {relative!r} not found under {', '.join(str(r) for r in roots)}; "
-        "unpack the images beside the JSON (imgs/) or pass image_root"
+        "unpack the images beside the JSON (imgs/) or give their folder with --image-root"
     )
 
 
@@ -403,8 +472,16 @@ def _existing_dir(folder: str | Path) -> Path:
 def _single_tsv(folder: Path) -> Path:
     tsvs = sorted(folder.glob("*.tsv")) if folder.is_dir() else []
     if len(tsvs) != 1:
-        raise FocusInputError(f"{folder}: expected exactly one .tsv file, found {len(tsvs)}; give the TSV file itself")
+        raise FocusInputError(_tsv_choice_message(folder, tsvs))
     return tsvs[0]
+
+
+def _tsv_choice_message(folder: Path, tsvs: Sequence[Path]) -> str:
+    if not tsvs:
+        return f"{folder} holds no .tsv file; give an HRBench TSV file as --data"
+    names = ", ".join(t.name for t in tsvs)
+    return (f"{folder} holds {len(tsvs)} TSV files ({names}); give one of them as --data, e.g. --data "
+            f"{tsvs[0]} (HR-Bench scores 4K and 8K separately)")
 
 
 def detect_kind(path: str | Path) -> str:
@@ -421,15 +498,21 @@ def detect_kind(path: str | Path) -> str:
         if suffix == ".json":
             return "mme"
         raise FocusInputError(f"{path}: unknown dataset file type {suffix!r}; expected .tsv (HRBench) or .json (MME)")
+    # MME first: its download folder (data.zip, data/ with the JSON) also has a sub-folder holding a JSON
+    if find_mme_annotation(path) is not None:
+        return "mme"
+    tsvs = sorted(path.glob("*.tsv"))
+    if len(tsvs) > 1:
+        raise FocusInputError(_tsv_choice_message(path, tsvs))
+    if len(tsvs) == 1:
+        return "hrbench"
     if any(sub.is_dir() and any(sub.glob("*.json")) for sub in path.iterdir()):
         return "vstar"
-    if any((path / n).is_file() for n in MME_ANNOTATION_NAMES) or any(path.glob("*[Rr]eal[Ww]orld*.json")):
-        return "mme"
-    if len(list(path.glob("*.tsv"))) == 1:
-        return "hrbench"
+    if (path / "data.zip").is_file():
+        raise FocusInputError(f"{path} holds data.zip but no MME-RealWorld JSON: unpack data.zip there first")
     raise FocusInputError(
         f"cannot tell what dataset {path} holds: expected V*Bench category folders (NAME.jpg + NAME.json), "
-        "an HRBench .tsv or an MME-RealWorld JSON; pass kind= explicitly"
+        "an HRBench .tsv or an MME-RealWorld JSON; give --kind vstar, hrbench or mme"
     )
 
 
@@ -440,15 +523,17 @@ def load_dataset(
     option_seed: int | None = 0,
     limit: int | None = None,
     image_root: str | Path | None = None,
+    categories: Sequence[str] | str | None = None,
 ) -> list[BenchItem]:
     """Load a benchmark as ``BenchItem``s (``kind``: auto, vstar, hrbench, mme).
-    ``limit`` keeps the first N items (in the loader's stable order)."""
+    ``limit`` keeps the first N items (in the loader's stable order);
+    ``categories`` picks V*Bench's category folders (``load_vstar``)."""
     if kind not in ("auto", *KINDS):
         raise FocusInputError(f"unknown dataset kind {kind!r}; use auto, {', '.join(KINDS)}")
     kind = detect_kind(path) if kind == "auto" else kind
     path = Path(path)
     if kind == "vstar":
-        items = load_vstar(path, option_seed=option_seed)
+        items = load_vstar(path, option_seed=option_seed, categories=categories)
     elif kind == "hrbench":
         items = load_hrbench_tsv(path if path.is_file() else _single_tsv(path))
     else:

@@ -125,7 +125,8 @@ def choose_option(answer: str, options: Sequence[str]) -> int | None:
     letter = parse_option(answer, options)
     letters = string.ascii_uppercase[: len(options)]
     if letter is None:
-        match = re.search(rf"(?i:answer|option|choice)\s*(?:is|:)?\s*\(?([{letters}])\b", answer) or re.search(
+        # "answer is B", "Answer: (B)", MME-RealWorld's own "The best answer is: E"
+        match = re.search(rf"(?i:answer|option|choice)\s*(?:is)?\s*:?\s*\(?([{letters}])\b", answer) or re.search(
             rf"\(([{letters}])\)", answer
         )
         letter = match.group(1) if match else None
