@@ -153,3 +153,39 @@ def test_a_killed_run_resumes_to_the_records_of_an_uninterrupted_one(tmp_path):
     for a, b in zip(whole_report["runs"], cut_report["runs"]):
         assert {k: v for k, v in a["metrics"].items() if k != "seconds"} == \
             {k: v for k, v in b["metrics"].items() if k != "seconds"}
+
+
+@pytest.mark.slow
+def test_a_run_sharded_over_two_processes_equals_one_process(tmp_path):
+    """`accelerate launch` with two processes (gloo on the CPU): each answers
+    every second question into its own records file, the main one reports,
+    and the merged records equal a single process's (timings aside)."""
+    data = tmp_path / "data"
+    make_synthetic(data, seed=9, n=5, spec=WorldSpec())
+    run = ["-m", "focus_engine.cli", "bench", "run", "--data", str(data), "--methods", "vanilla,focus",
+           "--n-steps", "1"]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    single = tmp_path / "single"
+    subprocess.run([sys.executable, *run, "--out", str(single)], check=True, capture_output=True, env=env,
+                   timeout=600)
+    sharded = tmp_path / "sharded"
+    launched = subprocess.run(
+        [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2", "--num_machines",
+         "1", "--mixed_precision", "no", "--dynamo_backend", "no", *run, "--out", str(sharded)],
+        capture_output=True, text=True, env=env, timeout=600)
+    assert launched.returncode == 0, launched.stderr[-3000:]
+    shards = sorted(p.name for p in sharded.glob("records*.jsonl"))
+    assert shards == ["records.rank0-of-2.jsonl", "records.rank1-of-2.jsonl"]
+    per_shard = [read_records(sharded / name) for name in shards]
+    assert [len(records) for records in per_shard] == [6, 4]  # questions 0, 2, 4 and 1, 3, two runs each
+    assert launched.stdout.count("wrote    :") == 1  # one report, from the main process
+    plan = json.loads((single / RUN_FILE).read_text())
+    labels = [r["label"] for r in plan["runs"]]
+    one = records_by_run(read_records(single / RECORDS_FILE), labels, plan["items"])
+    merged = records_by_run([r for records in per_shard for r in records], labels, plan["items"])
+    for label in labels:
+        assert without_timing(merged[label]) == without_timing(one[label])
+    single_metrics = [r["metrics"] for r in json.loads((single / "results.json").read_text())["runs"]]
+    sharded_metrics = [r["metrics"] for r in json.loads((sharded / "results.json").read_text())["runs"]]
+    for a, b in zip(single_metrics, sharded_metrics):
+        assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}

@@ -9,13 +9,14 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from ..config import ATTENTIONS, PRECISIONS, QUANTIZATIONS
-from ..errors import FocusInputError
+from ..errors import FocusError, FocusInputError
 
 
 def _say(message: str) -> None:
@@ -67,34 +68,60 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
     return 0
 
 
+def distributed_state() -> Any:
+    """accelerate's process state when this process is one of several
+    (``accelerate launch`` / ``torchrun`` set WORLD_SIZE), else None."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    try:
+        import torch
+        from accelerate import PartialState
+    except ImportError:
+        raise FocusError("this run was launched as several processes, which needs accelerate: "
+                         "pip install accelerate") from None
+    # without CUDA, accelerate would take the processes for one; on the CPU they talk over gloo
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from ..config import FocusConfig
     from ..mllm import load_mllm
     from .datasets import load_dataset
-    from .runner import format_summary, parse_methods, run_benchmark
+    from .runner import format_summary, parse_methods, run_benchmark, write_report
 
     methods = parse_methods(args.methods)  # bad names fail before the model loads
     n_steps = _int_list(args.n_steps)
     categories = None if not args.categories else ("all" if args.categories == "all" else args.categories.split(","))
     items = load_dataset(args.data, args.kind, option_seed=args.option_seed, limit=args.limit,
                          image_root=args.image_root, categories=categories)
-    _say(f"{len(items)} questions from {args.data}")
+    state = distributed_state()
+    rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
+    # one model per process, on that process's device
+    device = str(state.device) if state is not None and args.device == "auto" else args.device
+    _say(f"{len(items)} questions from {args.data}" + (f"; process {rank} of {world} answers every {world}th"
+                                                        if world > 1 else ""))
     if args.model:
         _say(f"loading {args.model}")
-        mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention,
+        mllm = load_mllm(args.model, device=device, dtype=args.precision, attn_implementation=args.attention,
                          quantization=args.quantization)
     else:
         from ..demo import DEMO_DISCLAIMER, embedded_model_dir
 
-        print(DEMO_DISCLAIMER)
+        if rank == 0:
+            print(DEMO_DISCLAIMER)
         mllm = load_mllm(str(embedded_model_dir()), device="cpu", dtype="fp32", quantization=args.quantization)
     config = FocusConfig(answer_max_new_tokens=args.max_new_tokens)
     result = run_benchmark(
         mllm, items, methods, config, n_steps, progress=None, out_dir=args.out,
-        use_gt_targets=args.gt_targets, peak_margin=args.peak_margin, resume=args.resume,
+        use_gt_targets=args.gt_targets, peak_margin=args.peak_margin, resume=args.resume, shard=(rank, world),
     )
+    if state is not None:
+        state.wait_for_everyone()  # every shard's records are on disk: the main process reports
+        if not state.is_main_process:
+            return 0
+        result = write_report(args.out)
     print(format_summary(result))
-    print(f"wrote    : {Path(args.out) / 'results.json'} (records: {Path(args.out) / 'records.jsonl'})")
+    print(f"wrote    : {Path(args.out) / 'results.json'} (records: {Path(args.out)}/records*.jsonl)")
     return 0
 
 

@@ -3,9 +3,10 @@
 ``run.json`` says what the run is (model, settings, runs, question ids);
 ``records.jsonl`` gets each question's record the moment it is done (written
 and flushed, so a killed process loses at most the question it was on). A
-resumed run reads both, checks that it is the same run, and skips what is
-already there; the report is always made from the records file, so the same
-records give the same report.
+run sharded over processes writes one file per process
+(``records.rank{r}-of-{n}.jsonl``). A resumed run reads them all, checks that
+it is the same run, and skips what is already there; the report is always
+made from the records files, so the same records give the same report.
 """
 
 from __future__ import annotations
@@ -19,16 +20,23 @@ from ..errors import FocusConfigError
 
 RUN_FILE = "run.json"
 RECORDS_FILE = "records.jsonl"
+RECORDS_GLOB = "records*.jsonl"
+
+
+def shard_file(rank: int, world: int) -> str:
+    """The records file of process ``rank`` of ``world`` (one process: records.jsonl)."""
+    return RECORDS_FILE if world == 1 else f"records.rank{rank}-of-{world}.jsonl"
 
 
 class RecordStore:
     """The records of one run in ``out_dir`` (``plan``: what run.json holds)."""
 
-    def __init__(self, out_dir: str | os.PathLike[str], plan: Mapping[str, Any], *, resume: bool = False) -> None:
+    def __init__(self, out_dir: str | os.PathLike[str], plan: Mapping[str, Any], *, resume: bool = False,
+                 shard: tuple[int, int] = (0, 1)) -> None:
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
         self.plan = json.loads(json.dumps(plan))  # as it reads back from disk
-        self.path = self.out / RECORDS_FILE
+        self.path = self.out / shard_file(*shard)
         run_path = self.out / RUN_FILE
         if resume and run_path.is_file():
             saved = json.loads(run_path.read_text())
@@ -38,16 +46,21 @@ class RecordStore:
                     f"--resume: the run in {self.out} differs from this one in {', '.join(differs)}; resume it with "
                     "the same data, model, methods and settings, or choose another --out"
                 )
-        elif self.path.is_file() and self.path.stat().st_size > 0:
+        elif any(p.stat().st_size > 0 for p in {self.path, self.out / RECORDS_FILE} if p.is_file()):
             raise FocusConfigError(
                 f"{self.out} already holds the records of a run ({self.path.name}); add --resume to continue it, "
                 "or choose another --out (nothing is overwritten)"
             )
         else:
-            run_path.write_text(json.dumps(self.plan, indent=1) + "\n")
+            # every process of a sharded run writes the same plan: replaced whole, never half-written
+            temporary = run_path.with_name(f"{RUN_FILE}.{shard[0]}.tmp")
+            temporary.write_text(json.dumps(self.plan, indent=1) + "\n")
+            os.replace(temporary, run_path)
+            self.path.write_text("")
+        if not self.path.is_file():
             self.path.write_text("")
         self._drop_torn_tail()
-        self.done = {(r["run"], r["id"]) for r in read_records(self.path)}
+        self.done = {(r["run"], r["id"]) for path in sorted(self.out.glob(RECORDS_GLOB)) for r in read_records(path)}
 
     def _drop_torn_tail(self) -> None:
         """A process killed mid-write leaves a last line without its newline: cut it."""

@@ -45,7 +45,7 @@ from ..pipeline import FocusPipeline
 from ..zoomeye import ZoomEye
 from .datasets import BenchItem
 from .metrics import peak_cell_hit, summarize
-from .records import RECORDS_FILE, RUN_FILE, RecordStore, read_records, records_by_run
+from .records import RECORDS_GLOB, RUN_FILE, RecordStore, read_records, records_by_run
 from .world import scalable_font
 
 ProgressFn = Callable[[int, int, str], None]
@@ -222,6 +222,7 @@ def run_benchmark(
     use_gt_targets: bool = False,
     peak_margin: float = 0.0,
     resume: bool = False,
+    shard: tuple[int, int] = (0, 1),
 ) -> BenchmarkResult:
     """Answer every item with every method (and ``n_steps``); return the
     per-question records and per-run metrics, and write ``results.json`` and
@@ -230,7 +231,10 @@ def run_benchmark(
     With ``out_dir``, each record is appended to ``records.jsonl`` as soon as
     it is made and the report is made from that file; ``resume`` continues a
     run there that was cut off, skipping the questions already answered
-    (``records.RecordStore``).
+    (``records.RecordStore``). ``shard=(rank, n)``: this process answers
+    every n-th question from ``rank`` into its own records file (one process
+    of a run launched with ``accelerate launch``); the report is then made by
+    the caller once every process is done (``write_report``).
 
     ``use_gt_targets`` gives FOCUS the dataset's target names instead of
     extracting them (where the dataset has names). ``progress``: None or
@@ -257,11 +261,13 @@ def run_benchmark(
         store = RecordStore(out_dir, {
             "model": model_name, "settings": settings, "items": [item.id for item in items],
             "runs": [{"label": r.label, "method": r.method, "n_steps": r.n_steps, "config": r.config} for r in runs],
-        }, resume=resume)
+        }, resume=resume, shard=shard)
+    rank, world = shard
+    mine = list(items)[rank::world]
     plans = [(run, next(m for m in chosen if m.name == run.method)) for run in runs]
     say = _progress_fn(progress)
-    total, done = len(items) * len(runs), 0
-    for item in items:
+    total, done = len(mine) * len(runs), 0
+    for item in mine:
         todo = [(run, method) for run, method in plans if store is None or (run.label, item.id) not in store.done]
         done += len(plans) - len(todo)
         if not todo:
@@ -280,7 +286,7 @@ def run_benchmark(
             done += 1
     say(total, total, "done")
     if out_dir is not None:  # the report comes from the records on disk, whoever wrote them
-        return write_report(out_dir)
+        return write_report(out_dir) if world == 1 else load_result(out_dir)
     for run in runs:
         run.metrics = summarize(run.records)
     return BenchmarkResult(runs=runs, n_items=len(items), datasets=sorted({i.dataset for i in items}),
@@ -295,7 +301,7 @@ def load_result(out_dir: str | Path) -> BenchmarkResult:
         raise FocusConfigError(f"{out} holds no benchmark run (no {RUN_FILE}); run `focus bench run --out {out}` first")
     plan = json.loads((out / RUN_FILE).read_text())
     labels = [r["label"] for r in plan["runs"]]
-    records = read_records(out / RECORDS_FILE) if (out / RECORDS_FILE).is_file() else []
+    records = [r for path in sorted(out.glob(RECORDS_GLOB)) for r in read_records(path)]
     stored = records_by_run(records, labels, plan["items"])
     runs = []
     for entry in plan["runs"]:
