@@ -194,3 +194,27 @@ def test_portable_llava_weights_keep_the_model(planted_dir, tmp_path):
     before = load_mllm(str(planted_dir)).relevance_map(image, "green").grid
     after = load_mllm(str(folder)).relevance_map(image, "green").grid
     assert (before == after).all()
+
+
+def test_a_model_spread_by_a_device_map_reads_each_layers_cache_where_it_lives(planted_dir, tmp_path):
+    """accelerate's big-model loading: half the decoder layers offloaded to
+    disk, the rest on the CPU; the relevance map is the same as the model
+    in one piece (each layer's cache is read where that layer ran)."""
+    from helpers import scene
+
+    whole = load_mllm(str(planted_dir), device="cpu")
+    layers = whole.model.config.text_config.num_hidden_layers
+    device_map = {"model.vision_tower": "cpu", "model.multi_modal_projector": "cpu",
+                  "model.language_model.embed_tokens": "cpu", "model.language_model.norm": "cpu",
+                  "model.language_model.rotary_emb": "cpu", "lm_head": "cpu",
+                  **{f"model.language_model.layers.{i}": "disk" if i % 2 else "cpu" for i in range(layers)}}
+    spread = load_mllm(str(planted_dir), device="cpu", device_map=device_map, offload_folder=tmp_path / "offload")
+    assert set(spread.model.hf_device_map.values()) == {"cpu", "disk"}
+    offloaded = spread.model.model.language_model.layers[1].self_attn.v_proj.weight
+    assert offloaded.device.type == "meta"  # not in memory: read from disk when the layer runs
+    image = scene((900, 600), (100, 100, 220, 220), colour="green")
+    assert (spread.relevance_map(image, "green").grid == whole.relevance_map(image, "green").grid).all()
+    auto = load_mllm(str(planted_dir), device="cpu", device_map="auto", offload_folder=tmp_path / "auto")
+    assert (auto.relevance_map(image, "green").grid == whole.relevance_map(image, "green").grid).all()
+    with pytest.raises(FocusModelError, match="either quantization or device_map"):
+        load_mllm(str(planted_dir), device="cpu", device_map="auto", quantization="4bit")

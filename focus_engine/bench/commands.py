@@ -103,7 +103,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.model:
         _say(f"loading {args.model}")
         mllm = load_mllm(args.model, device=device, dtype=args.precision, attn_implementation=args.attention,
-                         quantization=args.quantization)
+                         quantization=args.quantization, device_map=args.device_map,
+                         offload_folder=args.offload_folder)
     else:
         from ..demo import DEMO_DISCLAIMER, embedded_model_dir
 
@@ -173,6 +174,10 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--attention", default="auto", choices=ATTENTIONS)
     run.add_argument("--quantization", default="none", choices=QUANTIZATIONS,
                      help="8bit or 4bit (NF4) weights through bitsandbytes")
+    run.add_argument("--device-map", choices=["auto"],
+                     help="spread a model larger than one GPU over the GPUs, the CPU and --offload-folder "
+                          "(accelerate's big-model loading; one process)")
+    run.add_argument("--offload-folder", help="where --device-map auto may put the layers that fit nowhere else")
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out that was cut off, skipping the questions it has answered")
     run.set_defaults(func=cmd_run)

@@ -136,6 +136,23 @@ def quantization_kwargs(quantization: str, device: torch.device, dtype: torch.dt
     return {"quantization_config": config, "device_map": device_map}
 
 
+def placement_kwargs(device_map: str | Mapping[str, Any] | None, offload_folder: Any,
+                      quantized: Mapping[str, Any]) -> dict[str, Any]:
+    """``from_pretrained`` arguments for accelerate's big-model placement."""
+    if device_map is None:
+        return {}
+    if importlib.util.find_spec("accelerate") is None:
+        raise FocusModelError("device_map needs accelerate, not installed here: pip install accelerate")
+    if quantized:
+        raise FocusModelError("give either quantization or device_map: quantized loading places the model itself")
+    if not (device_map == "auto" or isinstance(device_map, Mapping)):
+        raise FocusModelError(f"device_map {device_map!r}: use 'auto' or a dict of module name -> device")
+    kwargs: dict[str, Any] = {"device_map": device_map if device_map == "auto" else dict(device_map)}
+    if offload_folder is not None:
+        kwargs["offload_folder"] = str(offload_folder)
+    return kwargs
+
+
 def _refuse_missing_weights(location: str, config: Any, model: Any, loading: Mapping[str, Any]) -> None:
     """transformers fills weights it cannot find in the folder with random
     values and only warns; FOCUS would then run on noise. A folder whose
@@ -176,6 +193,8 @@ def load_mllm(
     *,
     settings: FamilySettings | Mapping[str, Any] | None = None,
     quantization: str = "none",
+    device_map: str | Mapping[str, Any] | None = None,
+    offload_folder: str | os.PathLike[str] | None = None,
 ) -> MLLM:
     """Load a supported multimodal LLM and wrap it in its family adapter.
 
@@ -185,6 +204,10 @@ def load_mllm(
     ``max_pixels``, LLaVA-OneVision's ``max_grid_side``); unknown names are refused.
     ``quantization``: ``none``, ``8bit`` or ``4bit`` (NF4, computing in the
     precision), through transformers' bitsandbytes integration.
+    ``device_map``: accelerate's big-model placement for a model larger than
+    one device (``"auto"``: over the GPUs, then the CPU, then
+    ``offload_folder`` on disk; or a dict of module name -> device / "cpu" /
+    "disk"). The layers' caches are read where each layer runs.
     """
     check_transformers()
     if isinstance(path_or_id, (tuple, list)):
@@ -226,6 +249,7 @@ def load_mllm(
     torch_dtype = resolve_dtype(dtype, torch_device)
     attention = resolve_attention(attn_implementation, torch_device, torch_dtype)
     quantized = quantization_kwargs(quantization, torch_device, torch_dtype)
+    placed = placement_kwargs(device_map, offload_folder, quantized)
     log.info("loading %s (%s) on %s as %s with %s attention%s", location, config.model_type, torch_device, torch_dtype,
              attention, f", {quantization}" if quantized else "")
     processor = adapter_cls.load_processor(location, offline, config)
@@ -238,9 +262,10 @@ def load_mllm(
         attn_implementation=attention,
         output_loading_info=True,
         **quantized,
+        **placed,
     )
     _refuse_missing_weights(location, config, model, loading)
-    if not quantized:  # a quantized model is placed by its device_map and cannot be moved
+    if not quantized and not placed:  # a model with a device map is placed by it and is not moved
         model.to(torch_device)
     elif torch_device.type == "cpu":
         _avoid_cpu_packing_of_odd_layers(model)
