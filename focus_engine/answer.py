@@ -159,9 +159,15 @@ def answer_question(
     if not selected and not config.ask_on_full_image_if_no_roi:
         raise FocusInputError("no ROI to answer on; propose ROIs first or allow answering on the full image")
     view = compose_view(image, selected, config)
-    text, images = format_question(question, options), [view.image]
+    by_likelihood = config.answer_scoring == "likelihood" and bool(options)
+    # likelihood scoring asks the bare question and scores each option as the reply (V*Bench's evaluation)
+    text, images = (question if by_likelihood else format_question(question, options)), [view.image]
     if getattr(mllm, "interleaved_answer", False) and view.mode != "full":
         images, text = interleaved_inputs(image, view, text, question)
+    if by_likelihood:
+        losses = mllm.option_losses(text, options, images=images)
+        best = min(range(len(options)), key=losses.__getitem__)
+        return Answer(text=options[best], option=string.ascii_uppercase[best], view=view)
     text = mllm.generate(text, images=images, max_new_tokens=config.answer_max_new_tokens, should_stop=should_stop)
     return Answer(text=text, option=parse_option(text, options), view=view)
 

@@ -20,6 +20,7 @@ from .errors import FocusConfigError
 RELEVANCE_SOURCES = ("values", "keys", "random")
 MAP_PROMPTS = ("existence", "question")
 GATE_SIGNALS = ("answer", "answerable")
+ANSWER_SCORINGS = ("generate", "likelihood")
 LAYER_AGGREGATIONS = ("sum", "rollout")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ATTENTIONS = ("auto", "sdpa", "flash_attention_2", "eager")
@@ -124,6 +125,11 @@ class FocusConfig:
     """Targets further apart than this (union box side, original pixels) are
     pasted on a canvas instead of cropping their union."""
     answer_max_new_tokens: int = 64
+    answer_scoring: str = "generate"
+    """How a multiple-choice answer is chosen: ``generate`` (the answer is
+    generated and parsed, as the FOCUS paper compares) or ``likelihood``
+    (each option scored as the reply, lowest loss wins: V*Bench's, ZoomEye's
+    and SEAL's evaluation)."""
     ask_on_full_image_if_no_roi: bool = True
     """Answer on the whole image when no ROI survives (else raise)."""
 
@@ -138,6 +144,10 @@ class FocusConfig:
             raise bad("source", f"must be one of {', '.join(RELEVANCE_SOURCES)}")
         if self.gate_signal not in GATE_SIGNALS:
             raise bad("gate_signal", f"must be one of {', '.join(GATE_SIGNALS)}")
+        if self.answer_scoring not in ANSWER_SCORINGS:
+            raise bad("answer_scoring", f"must be one of {', '.join(ANSWER_SCORINGS)}")
+        if self.answer_scoring == "likelihood" and self.gate_threshold is not None:
+            raise bad("answer_scoring", "likelihood cannot be gated: the gate judges a generated answer")
         if self.gate_threshold is not None and not 0.0 <= self.gate_threshold <= 1.0:
             raise bad("gate_threshold", "must be in [0, 1], or None for no gate")
         if self.map_prompt not in MAP_PROMPTS:
@@ -204,6 +214,6 @@ def resolve_config(mllm: Any, config: FocusConfig | None = None, **overrides: An
 
 
 __all__ = [
-    "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FocusConfig", "GATE_SIGNALS", "LAYER_AGGREGATIONS", "MAP_PROMPTS",
+    "ANSWER_SCORINGS", "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FocusConfig", "GATE_SIGNALS", "LAYER_AGGREGATIONS", "MAP_PROMPTS",
     "PRECISIONS", "QUANTIZATIONS", "RELEVANCE_SOURCES", "resolve_config",
 ]

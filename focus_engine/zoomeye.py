@@ -399,9 +399,14 @@ class ZoomEye:
                     if best is not None:
                         chosen.append(best)
             with clock.stage("answer"):
-                images, text = self.answer_inputs(pil, chosen, format_question(question, options))
-                answer = mllm.generate(text, images=images, max_new_tokens=self.config.answer_max_new_tokens,
-                                       should_stop=should_stop)
+                if self.config.answer_scoring == "likelihood" and options:  # ZoomEye's own V*Bench scoring
+                    images, text = self.answer_inputs(pil, chosen, question)
+                    losses = mllm.option_losses(text, options, images=images)
+                    answer = options[min(range(len(options)), key=losses.__getitem__)]
+                else:
+                    images, text = self.answer_inputs(pil, chosen, format_question(question, options))
+                    answer = mllm.generate(text, images=images, max_new_tokens=self.config.answer_max_new_tokens,
+                                           should_stop=should_stop)
         cost = Cost.from_clock(clock, time.perf_counter() - started, memory)
         cost.forward_passes = clock.forward_passes.get("search", 0)
         return ZoomEyeResult(

@@ -111,7 +111,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if rank == 0:
             print(DEMO_DISCLAIMER)
         mllm = load_mllm(str(embedded_model_dir()), device="cpu", dtype="fp32", quantization=args.quantization)
-    config = FocusConfig(answer_max_new_tokens=args.max_new_tokens)
+    config = FocusConfig(answer_max_new_tokens=args.max_new_tokens, answer_scoring=args.scoring)
     result = run_benchmark(
         mllm, items, methods, config, n_steps, progress=None, out_dir=args.out,
         use_gt_targets=args.gt_targets, peak_margin=args.peak_margin, resume=args.resume, shard=(rank, world),
@@ -169,6 +169,9 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--peak-margin", type=float, default=0.0, help="px tolerance of the relevance-peak hit")
     run.add_argument("--option-seed", type=int, default=0, help="shuffle of V*Bench options (correct-first files)")
     run.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit")
+    run.add_argument("--scoring", default="generate", choices=["generate", "likelihood"],
+                     help="multiple choice by the generated answer (the FOCUS paper) or by each option's likelihood "
+                          "as the reply (V*Bench's, ZoomEye's and SEAL's evaluation)")
     run.add_argument("--device", default="auto")
     run.add_argument("--precision", default="auto", choices=PRECISIONS)
     run.add_argument("--attention", default="auto", choices=ATTENTIONS)

@@ -366,7 +366,11 @@ def _answer_item(
                       selected_boxes=None)
     record["seconds"] = round(time.perf_counter() - started, 4)
     record["generate_calls"] = mllm.counter.generate_calls - calls_before
-    record["chosen_index"] = choose_option(record["answer_text"], item.options) if record["answer_text"] else None
+    if config.answer_scoring == "likelihood" and record["answer_text"] in item.options:
+        # the option itself was chosen: no parsing (an option that is a letter would read as one)
+        record["chosen_index"] = list(item.options).index(record["answer_text"])
+    else:
+        record["chosen_index"] = choose_option(record["answer_text"], item.options) if record["answer_text"] else None
     record["correct"] = record["chosen_index"] == item.correct_index
     return record
 

@@ -424,6 +424,45 @@ class MLLM:
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
         return Decoded(text=text, token_probabilities=probabilities)
 
+    def option_losses(self, text: str, options: Sequence[str], images: Sequence[Any] = ()) -> list[float]:
+        """Per option, the mean cross-entropy of the option given as the
+        assistant's reply to ``text`` about ``images`` (V*Bench's "logits
+        matching": one forward pass per option, the lowest loss wins). The
+        reply ends as the chat template ends an assistant turn."""
+        views = [self.view(im) for im in images]
+        prompt = self.build_prompt(len(views), text)
+        prompt_ids = self.processor_inputs(views, [prompt])["input_ids"][0]
+        losses = []
+        for option in options:
+            inputs = self.processor_inputs(views, [prompt + self.assistant_reply(len(views), text, option)])
+            ids = inputs["input_ids"][0]
+            shared = 0  # the prompt's tokens come first; the reply's are the rest (robust to a merge at the seam)
+            while shared < min(len(ids), len(prompt_ids)) and ids[shared] == prompt_ids[shared]:
+                shared += 1
+            if shared >= len(ids):
+                raise FocusModelError(f"option {option!r} adds no tokens to the prompt; it cannot be scored")
+            with torch.inference_mode():
+                logits = self.model(**self._model_inputs(inputs)).logits[0]
+            self.counter.generate_calls += 1
+            target = ids[shared:].to(logits.device)
+            losses.append(float(torch.nn.functional.cross_entropy(logits[shared - 1:-1].float(), target)))
+        return losses
+
+    def assistant_reply(self, n_images: int, text: str, reply: str) -> str:
+        """What follows the generation prompt when the assistant answers
+        ``reply``: the chat template's own ending of the turn where it has
+        one, else the reply and the end-of-sequence token."""
+        if getattr(self.processor, "chat_template", None):
+            content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
+            user = [{"role": "user", "content": content}]
+            prompt = self.processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+            whole = self.processor.apply_chat_template(
+                user + [{"role": "assistant", "content": [{"type": "text", "text": reply}]}], tokenize=False
+            )
+            if whole.startswith(prompt) and reply in whole[len(prompt):]:
+                return whole[len(prompt):]
+        return " " + reply + (self.tokenizer.eos_token or "")
+
     # --------------------------------------------------------------- helpers
     def _model_inputs(self, inputs: Any) -> dict[str, Any]:
         """The processor's output ready for the model: the family's
