@@ -287,3 +287,23 @@ def test_unknown_folders_name_the_cli_option(tmp_path):
     (tmp_path / "nothing_here").mkdir()
     with pytest.raises(FocusInputError, match="give --kind vstar, hrbench or mme"):
         load_dataset(tmp_path / "nothing_here")
+
+
+def test_official_scores_come_out_of_a_run(planted_small, tmp_path):
+    """HR-Bench rows keep their cycle_category, MME-RealWorld questions their
+    subtask and its answer reading, so a run reports their own scores."""
+    from focus_engine.bench.runner import run_benchmark
+
+    header = ("index", "question", "answer", "category", "image", "A", "B", "C", "D", "cycle_category")
+    rows = [[i, "What colour is it?", "A", cat, _png_base64((200, 0, 0)), "red", "blue", "green", "grey", cycle]
+            for i, (cat, cycle) in enumerate([("single", "0"), ("cross", "0"), ("single", "1"), ("cross", "1")])]
+    _write_tsv(tmp_path / "hr_bench_4k.tsv", rows, header=header)
+    hr = run_benchmark(planted_small, load_dataset(tmp_path / "hr_bench_4k.tsv"), "vanilla", progress=False)
+    assert [r["cycle"] for r in hr.runs[0].records] == ["0", "0", "1", "1"]
+    assert set(hr.runs[0].metrics["hrbench_cycles"]["per_cycle"]) == {"0", "1"}
+    mme_items = load_dataset(_mme_folder(tmp_path, MME_RECORDS))
+    assert {i.answer_reading for i in mme_items} == {"mme"}
+    mme = run_benchmark(planted_small, mme_items, "vanilla", progress=False)
+    assert [r["subtask"] for r in mme.runs[0].records] == ["Autonomous_Driving", "Diagram and Table"]
+    assert set(mme.runs[0].metrics["accuracy_by_task_and_subtask"]) == {
+        "Perception/Autonomous_Driving", "Reasoning/Diagram and Table"}

@@ -100,3 +100,28 @@ def test_peak_cell_hit_judges_the_map_at_its_own_resolution():
     assert peak_cell_hit(rmap, (290, 190, 320, 220))  # overlapping the cell's corner
     assert not peak_cell_hit(rmap, (300, 100, 340, 140))  # the next cell (exclusive right edge)
     assert peak_cell_hit(rmap, (302, 100, 340, 140), margin=3)
+
+
+def test_hrbench_is_scored_per_cycle_then_averaged():
+    """HR-Bench's VLMEvalKit evaluation: accuracy overall and per category
+    within each cycle_category, then the mean over the cycles."""
+    from focus_engine.bench.metrics import official_scores
+
+    records = ([{"cycle": "0", "category": "FSP", "correct": c} for c in (True, True, False, False)]
+               + [{"cycle": "0", "category": "FCP", "correct": True}]
+               + [{"cycle": "1", "category": "FSP", "correct": c} for c in (True, False)]
+               + [{"cycle": "1", "category": "FCP", "correct": c} for c in (False, False, False)])
+    scores = official_scores(records)["hrbench_cycles"]
+    assert scores["per_cycle"]["0"] == {"all": 0.6, "FSP": 0.5, "FCP": 1.0}
+    assert scores["per_cycle"]["1"] == {"all": 0.2, "FSP": 0.5, "FCP": 0.0}
+    assert scores["mean_over_cycles"] == pytest.approx({"all": 0.4, "FSP": 0.5, "FCP": 0.5})
+    assert "hrbench_cycles" not in official_scores([{"category": "x", "correct": True}])
+
+
+def test_mme_realworld_is_scored_per_task_and_subtask():
+    from focus_engine.bench.metrics import official_scores
+
+    records = [{"category": "Perception", "subtask": "Monitoring", "correct": c} for c in (True, False)] + \
+        [{"category": "Reasoning", "subtask": "Monitoring", "correct": True}]
+    assert official_scores(records)["accuracy_by_task_and_subtask"] == {
+        "Perception/Monitoring": 0.5, "Reasoning/Monitoring": 1.0}

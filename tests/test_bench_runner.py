@@ -174,3 +174,18 @@ def test_mme_realworlds_own_answer_phrase_is_read():
     assert choose_option("The best answer is: E", options) == 4
     assert choose_option("The best answer is (B).", options) == 1
     assert choose_option("Answer: C", options) == 2
+
+
+def test_mme_answers_are_read_as_its_evaluation_reads_them():
+    """MME-RealWorld's eval_your_results.py: prefixes removed, the first
+    capital A-E anywhere, a long answer without one is nothing, else the
+    option containing the answer."""
+    from focus_engine.bench.runner import mme_choice
+
+    options = ["a bus", "two cars", "a truck", "nothing", "The image does not feature it."]
+    assert mme_choice("The best answer is: E", options) == 4
+    assert mme_choice("(C) a truck", options) == 2
+    assert mme_choice("I think it shows A car", options) == 0  # its rule: the first capital A-E
+    assert mme_choice("there is no way to tell what is in front of the ego vehicle here at all", options) is None
+    assert mme_choice("two cars", options) == 1
+    assert choose_option("I think it shows A car", options) is None  # the default reading is stricter

@@ -92,6 +92,9 @@ class BenchItem:
     target_names: list[str] = field(default_factory=list)
     target_boxes: list[Box] = field(default_factory=list)
     meta: dict[str, Any] = field(default_factory=dict)
+    answer_reading: str = "default"
+    """How a generated answer is read: ``default`` (``runner.choose_option``)
+    or ``mme`` (MME-RealWorld's own extraction, ``runner.mme_choice``)."""
 
     @property
     def answer_letter(self) -> str:
@@ -444,7 +447,7 @@ def _mme_item(annotation: Path, position: int, record: Any, roots: Sequence[Path
     return BenchItem(
         id=str(record["Question_id"]), dataset=dataset, question=str(record["Text"]).strip(), options=options,
         correct_index=letters.index(truth), category=task.capitalize(), image=ImageRef(path=image),
-        subtype=subtype, meta=meta,
+        subtype=subtype, meta=meta, answer_reading="mme",
     )
 
 

@@ -123,10 +123,38 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "unparsed_answers": sum(1 for r in records if r.get("chosen_index") is None and not r.get("error")),
         "errors": sum(1 for r in records if r.get("error")),
         "gate_answered": rate((r.get("gate") or {}).get("decision") == "answered" for r in records if r.get("gate")),
+        **official_scores(records),
     }
+
+
+def official_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The scores the benchmarks' own evaluations report, where the records
+    carry what they need. HR-Bench (its VLMEvalKit evaluation): accuracy
+    overall and per category within each ``cycle``, then the mean over the
+    cycles. MME-RealWorld (its eval_your_results.py): accuracy per task and
+    per task/subtask, over questions (``subtask``)."""
+    scores: dict[str, Any] = {}
+    cycles = sorted({str(r["cycle"]) for r in records if r.get("cycle") not in (None, "")})
+    if cycles:
+        per_cycle = {}
+        for cycle in cycles:
+            group = [r for r in records if str(r.get("cycle")) == cycle]
+            correct = [bool(r.get("correct")) for r in group]
+            per_cycle[cycle] = {"all": accuracy(correct),
+                                **accuracy_by_category(correct, [str(r.get("category", "")) for r in group])}
+        kinds = sorted({k for v in per_cycle.values() for k in v})
+        scores["hrbench_cycles"] = {
+            "per_cycle": per_cycle,
+            "mean_over_cycles": {k: mean(v[k] for v in per_cycle.values() if k in v) for k in kinds},
+        }
+    if any(r.get("subtask") for r in records):
+        correct = [bool(r.get("correct")) for r in records]
+        labels = [f"{r.get('category', '')}/{r.get('subtask', '')}" for r in records]
+        scores["accuracy_by_task_and_subtask"] = accuracy_by_category(correct, labels)
+    return scores
 
 
 __all__ = [
     "ROI_COVERAGE_THRESHOLD", "accuracy", "accuracy_by_category", "covered_boxes",
-    "mean", "peak_hit", "peak_pixel", "point_in_box", "rate", "roi_recall", "summarize",
+    "mean", "official_scores", "peak_hit", "peak_pixel", "point_in_box", "rate", "roi_recall", "summarize",
 ]

@@ -113,6 +113,33 @@ def parse_methods(names: str | Sequence[str | Method]) -> list[Method]:
 
 
 # ------------------------------------------------------------- answer parse
+MME_ANSWER_PREFIXES = ("The best answer is", "The correct answer is", "The answer is", "The answer",
+                       "The best option isThe correct option is", "Best answer:Best option:")
+"""As its evaluation has them: two pairs run together there (missing commas),
+kept so that answers are read exactly as its published scores read them."""
+
+
+def mme_choice(answer: str, options: Sequence[str]) -> int | None:
+    """MME-RealWorld's own reading of an answer (its evaluation/
+    eval_your_results.py, restated): its answer prefixes removed, a long
+    answer without a capital A-E is nothing, else the first capital A-E
+    anywhere, else the option whose text contains the answer."""
+    letters = string.ascii_uppercase[: len(options)]
+    text = answer.strip()
+    for prefix in MME_ANSWER_PREFIXES:
+        text = text.replace(prefix, "")
+    if len(text.split()) > 10 and not re.search(f"[{letters}]", text):
+        return None
+    match = re.search(f"[{letters}]", text)
+    if match is not None:
+        return letters.index(match.group(0))
+    lowered = text.strip().lower()
+    for index, option in enumerate(options):
+        if lowered and lowered in option.lower():
+            return index
+    return None
+
+
 def choose_option(answer: str, options: Sequence[str]) -> int | None:
     """Index of the option a free-text answer picks, or None.
 
@@ -337,6 +364,10 @@ def _answer_item(
         "question": item.question, "options": list(item.options), "correct_index": item.correct_index,
         "gt_names": list(item.target_names), "gt_boxes": [list(b) for b in item.target_boxes],
     }
+    if item.meta.get("cycle_category") not in (None, ""):  # HR-Bench: scored per cycle (metrics.official_scores)
+        record["cycle"] = str(item.meta["cycle_category"])
+    if item.answer_reading == "mme" and item.meta.get("Subtask"):
+        record["subtask"] = str(item.meta["Subtask"])
     config = method.config(base, n_steps)
     calls_before = mllm.counter.generate_calls
     started = time.perf_counter()
@@ -369,6 +400,8 @@ def _answer_item(
     if config.answer_scoring == "likelihood" and record["answer_text"] in item.options:
         # the option itself was chosen: no parsing (an option that is a letter would read as one)
         record["chosen_index"] = list(item.options).index(record["answer_text"])
+    elif item.answer_reading == "mme":
+        record["chosen_index"] = mme_choice(record["answer_text"], item.options) if record["answer_text"] else None
     else:
         record["chosen_index"] = choose_option(record["answer_text"], item.options) if record["answer_text"] else None
     record["correct"] = record["chosen_index"] == item.correct_index
