@@ -165,11 +165,17 @@ def answer_question(
     if getattr(mllm, "interleaved_answer", False) and view.mode != "full":
         images, text = interleaved_inputs(image, view, text, question)
     if by_likelihood:
-        losses = mllm.option_losses(text, options, images=images)
-        best = min(range(len(options)), key=losses.__getitem__)
+        best = likeliest_option(mllm, text, options, images)
         return Answer(text=options[best], option=string.ascii_uppercase[best], view=view)
     text = mllm.generate(text, images=images, max_new_tokens=config.answer_max_new_tokens, should_stop=should_stop)
     return Answer(text=text, option=parse_option(text, options), view=view)
+
+
+def likeliest_option(mllm: Any, text: str, options: Sequence[str], images: Sequence[Image.Image]) -> int:
+    """The index of the option whose reply to ``text`` about ``images`` has
+    the lowest loss (V*Bench's "logits matching")."""
+    losses = mllm.option_losses(text, options, images=images)
+    return min(range(len(options)), key=losses.__getitem__)
 
 
 def answer_plain(

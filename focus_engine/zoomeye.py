@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from PIL import Image, ImageDraw
 
-from .answer import parse_option
+from .answer import likeliest_option, parse_option
 from .boxes import Box, union_box
 from .config import FocusConfig
 from .cost import Cost, PeakMemory, StageClock
@@ -401,8 +401,7 @@ class ZoomEye:
             with clock.stage("answer"):
                 if self.config.answer_scoring == "likelihood" and options:  # ZoomEye's own V*Bench scoring
                     images, text = self.answer_inputs(pil, chosen, question)
-                    losses = mllm.option_losses(text, options, images=images)
-                    answer = options[min(range(len(options)), key=losses.__getitem__)]
+                    answer = options[likeliest_option(mllm, text, options, images)]
                 else:
                     images, text = self.answer_inputs(pil, chosen, format_question(question, options))
                     answer = mllm.generate(text, images=images, max_new_tokens=self.config.answer_max_new_tokens,

@@ -8,6 +8,7 @@ from typing import Any
 
 from ..focus_engine.config import ATTENTIONS, DEVICES, PRECISIONS, QUANTIZATIONS
 from . import bridge
+from .common import use_mllm
 from .memory import ManagedMLLM, estimated_bytes
 
 _models: dict[tuple[str, str, str, str, str], ManagedMLLM] = {}
@@ -113,7 +114,6 @@ class FocusLoadMLLM:
     def load(self, model: str, precision: str, attention: str, device: str, keep_loaded: bool,
              quantization: str = "none") -> tuple[Any]:
         from ..focus_engine import load_mllm
-        from ..focus_engine.errors import FocusError
 
         bridge.register_model_folder()
         path = model_folder(model)
@@ -127,8 +127,5 @@ class FocusLoadMLLM:
                                  before_load=room)
             _models[key] = handle
         handle.keep_loaded = keep_loaded
-        try:
-            handle.get()
-        except FocusError as exc:
-            raise ValueError(f"FOCUS: {exc}") from None
+        use_mllm(handle)  # loaded here, so a bad folder stops this node with the engine's message
         return (handle,)

@@ -25,7 +25,7 @@ def test_option_losses_are_the_replys_cross_entropy(request, family):
     # the same number by hand for one option: prompt + reply in one pass, loss over the reply's tokens
     view = mllm.view(image)
     prompt = mllm.build_prompt(1, QUESTION)
-    reply = mllm.assistant_reply(1, QUESTION, "green")
+    reply = mllm.assistant_reply(prompt, 1, QUESTION, "green")
     assert reply.strip().startswith("green") and len(reply.strip()) > len("green")  # the turn's ending comes with it
     short = mllm.processor_inputs([view], [prompt])["input_ids"][0]
     full = mllm.processor_inputs([view], [prompt + reply])

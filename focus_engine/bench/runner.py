@@ -128,11 +128,11 @@ def mme_choice(answer: str, options: Sequence[str]) -> int | None:
     text = answer.strip()
     for prefix in MME_ANSWER_PREFIXES:
         text = text.replace(prefix, "")
-    if len(text.split()) > 10 and not re.search(f"[{letters}]", text):
-        return None
     match = re.search(f"[{letters}]", text)
     if match is not None:
         return letters.index(match.group(0))
+    if len(text.split()) > 10:
+        return None
     lowered = text.strip().lower()
     for index, option in enumerate(options):
         if lowered and lowered in option.lower():

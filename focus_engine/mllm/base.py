@@ -216,11 +216,15 @@ class MLLM:
     def build_prompt(self, n_images: int, text: str) -> str:
         """The family's chat template around ``n_images`` images and ``text``."""
         if getattr(self.processor, "chat_template", None):
-            content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
             return self.processor.apply_chat_template(
-                [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=False
+                self._user_turn(n_images, text), add_generation_prompt=True, tokenize=False
             )
         return self.fallback_prompt(n_images, text)
+
+    @staticmethod
+    def _user_turn(n_images: int, text: str) -> list[dict[str, Any]]:
+        content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
+        return [{"role": "user", "content": content}]
 
     # --------------------------------------------------------------- prefill
     def prefill(
@@ -434,7 +438,7 @@ class MLLM:
         prompt_ids = self.processor_inputs(views, [prompt])["input_ids"][0]
         losses = []
         for option in options:
-            inputs = self.processor_inputs(views, [prompt + self.assistant_reply(len(views), text, option)])
+            inputs = self.processor_inputs(views, [prompt + self.assistant_reply(prompt, len(views), text, option)])
             ids = inputs["input_ids"][0]
             shared = 0  # the prompt's tokens come first; the reply's are the rest (robust to a merge at the seam)
             while shared < min(len(ids), len(prompt_ids)) and ids[shared] == prompt_ids[shared]:
@@ -448,17 +452,13 @@ class MLLM:
             losses.append(float(torch.nn.functional.cross_entropy(logits[shared - 1:-1].float(), target)))
         return losses
 
-    def assistant_reply(self, n_images: int, text: str, reply: str) -> str:
-        """What follows the generation prompt when the assistant answers
-        ``reply``: the chat template's own ending of the turn where it has
-        one, else the reply and the end-of-sequence token."""
+    def assistant_reply(self, prompt: str, n_images: int, text: str, reply: str) -> str:
+        """What follows ``prompt`` (``build_prompt(n_images, text)``) when the
+        assistant answers ``reply``: the chat template's own ending of the
+        turn where it has one, else the reply and the end-of-sequence token."""
         if getattr(self.processor, "chat_template", None):
-            content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
-            user = [{"role": "user", "content": content}]
-            prompt = self.processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
-            whole = self.processor.apply_chat_template(
-                user + [{"role": "assistant", "content": [{"type": "text", "text": reply}]}], tokenize=False
-            )
+            answered = [{"role": "assistant", "content": [{"type": "text", "text": reply}]}]
+            whole = self.processor.apply_chat_template(self._user_turn(n_images, text) + answered, tokenize=False)
             if whole.startswith(prompt) and reply in whole[len(prompt):]:
                 return whole[len(prompt):]
         return " " + reply + (self.tokenizer.eos_token or "")
