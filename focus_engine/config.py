@@ -6,6 +6,8 @@ Fields left at ``None`` take the model family's default;
 (pipeline, nodes, the adapter's ``relevance_map``). How a family shows an image
 to its model (LLaVA-OneVision's map blur, Qwen2.5-VL's pixel budget) is not
 here: those are the adapter's own settings (``load_mllm(..., settings=...)``).
+``ZoomEyeSettings``: the ZoomEye baseline's constants, one per family
+(``mllm.zoomeye_defaults()``).
 Names follow docs/FOCUS.md; decisions the paper leaves open are marked [ours].
 """
 
@@ -213,7 +215,36 @@ def resolve_config(mllm: Any, config: FocusConfig | None = None, **overrides: An
     return dataclasses.replace(config, **updates)
 
 
+@dataclass(frozen=True)
+class ZoomEyeSettings:
+    """ZoomEye's constants for one model family (its evaluation script's)."""
+
+    input_side: int
+    """S: a node is a leaf when its long side is below this (the encoder's input)."""
+    view: str = "global_local"
+    """``local``: the node's crop alone (LLaVA-1.5); ``global_local``: the whole
+    image with the node's box drawn, then the zoomed crop."""
+    bias: float = 0.6
+    """b: the existence weight at the root (LLaVA-1.5: 0.2)."""
+    patch_scale: float | None = 1.2
+    """A node's view is enlarged this much (and to at least S) around its centre."""
+    upper: float = 0.6
+    lower: float = 0.0
+    decrements: tuple[float, ...] = (0.1, 0.1, 0.2)
+    """The answering threshold starts at ``upper``; after ``3 * D`` pops each
+    failed pop lowers it by the next decrement (the last repeats), every second
+    pop, and the search gives up below ``lower``."""
+    depth_limit: int = 5
+    type2_depth: int = 2
+    type2_threshold: float = 0.6
+
+    @classmethod
+    def for_model(cls, mllm: Any) -> "ZoomEyeSettings":
+        """The family's constants: ``mllm.zoomeye_defaults()``."""
+        return mllm.zoomeye_defaults()
+
+
 __all__ = [
     "ANSWER_SCORINGS", "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FocusConfig", "GATE_SIGNALS", "LAYER_AGGREGATIONS", "MAP_PROMPTS",
-    "PRECISIONS", "QUANTIZATIONS", "RELEVANCE_SOURCES", "resolve_config",
+    "PRECISIONS", "QUANTIZATIONS", "RELEVANCE_SOURCES", "ZoomEyeSettings", "resolve_config",
 ]

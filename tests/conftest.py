@@ -1,26 +1,51 @@
-"""Shared fixtures: tiny planted-signal LLaVA models saved to temp folders and
-loaded back through ``load_mllm(folder)``, the path a user's 7B model takes."""
+"""Shared fixtures: tiny planted-signal models saved to temp folders and
+loaded back through ``load_mllm(folder)``, the path a user's 7B model takes.
+Each family's fixtures come from its entry in ``families.py``: ``<planted>_dir`` (the
+folder), ``<planted>`` (the loaded model) and ``<undamped>`` (a folder with
+every layer at full strength): for LLaVA-1.5 ``planted_dir`` / ``planted`` /
+``random_dir``, LLaVA-OneVision ``onevision*`` / ``random_onevision_dir``,
+Qwen2.5-VL ``qwen*`` / ``random_qwen_dir``."""
 
 from __future__ import annotations
 
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the hub
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from focus_engine.testing import (  # noqa: E402
-    build_planted_llava, build_planted_llava_onevision, build_planted_qwen2_5_vl,
-)
+from families import FAMILIES, Family  # noqa: E402
+from focus_engine.testing import build_planted_llava, build_planted_llava_onevision  # noqa: E402
 
 
-@pytest.fixture(scope="session")
-def planted_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """LLaVA-1.5 geometry: 336 px, patch 14 -> 24x24 tokens."""
-    return build_planted_llava(tmp_path_factory.mktemp("planted336"), seed=1)
+def _folder_fixture(family: Family, *, undamped: bool) -> Any:
+    name = family.undamped if undamped else f"{family.planted}_dir"
+
+    def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        return family.build_folder(tmp_path_factory.mktemp(name), undamped=undamped)
+
+    folder.__doc__ = f"{family.name}, every layer at full strength (exactness checks)." if undamped else family.doc
+    return pytest.fixture(scope="session", name=name)(folder)
+
+
+def _model_fixture(family: Family) -> Any:
+    def model(request: pytest.FixtureRequest):
+        from focus_engine import load_mllm
+
+        return load_mllm(str(request.getfixturevalue(f"{family.planted}_dir")))
+
+    model.__doc__ = f"The planted {family.name} loaded from its folder."
+    return pytest.fixture(scope="session", name=family.planted)(model)
+
+
+for _family in FAMILIES:  # per family: <planted>_dir, <planted> and <undamped> (tests/families.py)
+    globals()[f"{_family.planted}_dir"] = _folder_fixture(_family, undamped=False)
+    globals()[_family.planted] = _model_fixture(_family)
+    globals()[_family.undamped] = _folder_fixture(_family, undamped=True)
 
 
 @pytest.fixture(scope="session")
@@ -32,61 +57,10 @@ def planted_small_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def random_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Undamped random weights (nothing planted): for exactness checks."""
-    return build_planted_llava(tmp_path_factory.mktemp("random"), seed=3, damping=1.0, neutral_words=False)
-
-
-@pytest.fixture(scope="session")
-def random_onevision_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """LLaVA-OneVision with every layer at full strength (exactness checks)."""
-    return build_planted_llava_onevision(tmp_path_factory.mktemp("random_ov"), seed=8, damping=1.0)
-
-
-@pytest.fixture(scope="session")
-def random_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Qwen2.5-VL with every layer at full strength (exactness checks)."""
-    return build_planted_qwen2_5_vl(tmp_path_factory.mktemp("random_qwen"), seed=9, damping=1.0)
-
-
-@pytest.fixture(scope="session")
-def planted(planted_dir: Path):
-    from focus_engine import load_mllm
-
-    return load_mllm(str(planted_dir))
-
-
-@pytest.fixture(scope="session")
 def planted_small(planted_small_dir: Path):
     from focus_engine import load_mllm
 
     return load_mllm(str(planted_small_dir))
-
-
-@pytest.fixture(scope="session")
-def qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Planted Qwen2.5-VL with an image-only processor (no torchvision)."""
-    return build_planted_qwen2_5_vl(tmp_path_factory.mktemp("qwen"), seed=2)
-
-
-@pytest.fixture(scope="session")
-def qwen(qwen_dir: Path):
-    from focus_engine import load_mllm
-
-    return load_mllm(str(qwen_dir))
-
-
-@pytest.fixture(scope="session")
-def onevision_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Planted LLaVA-OneVision: 112-px crops (8x8 patches), up to 3x3 crops."""
-    return build_planted_llava_onevision(tmp_path_factory.mktemp("onevision"), seed=4)
-
-
-@pytest.fixture(scope="session")
-def onevision(onevision_dir: Path):
-    from focus_engine import load_mllm
-
-    return load_mllm(str(onevision_dir))
 
 
 @pytest.fixture(scope="session")

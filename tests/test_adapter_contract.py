@@ -6,7 +6,8 @@ are the layers' v_proj outputs; a batched yes/no equals one by one; a map
 does not depend on what ran before it; the families whose processor needs
 torchvision load with an image-only processor when it cannot be built; a
 batched prefill's rows map like their prompts alone; and the plain answer
-decoded from its own prefill is a fresh generation.
+decoded from its own prefill is a fresh generation. The families are the
+table in families.py, one entry each (fixtures, builder, traits).
 Family-specific geometry is tested in test_llava*.py / test_qwen2_5_vl.py."""
 
 from __future__ import annotations
@@ -15,38 +16,38 @@ import numpy as np
 import pytest
 import torch
 
+from families import FAMILY
 from helpers import PLACES, SIZES, covers_centre, object_box, peak_pixel, scene
 from focus_engine import FocusConfig, FocusPipeline, RelevanceMap, load_mllm, resolve_config
+from focus_engine.mllm import FAMILY_ADAPTERS
 from focus_engine.prompts import EXISTENCE_PROMPT, existence_prompt, format_question, question_prompt
 from focus_engine.relevance import relevance_from_prefill
 
-FAMILIES = ("llava", "llava_onevision", "qwen2_5_vl")
-PLANTED = {"llava": "planted", "llava_onevision": "onevision", "qwen2_5_vl": "qwen"}
-"""conftest fixture of each family's planted model (output projections removed)."""
-UNDAMPED = {"llava": "random_dir", "llava_onevision": "random_onevision_dir", "qwen2_5_vl": "random_qwen_dir"}
-"""conftest fixture of each family's folder with every layer at full strength."""
-OBJECT_SIDE = {
-    "llava": lambda size: int(max(size) / 24 * 1.4),  # about 1.4 cells of the 24x24 padded-square grid
-    "llava_onevision": lambda size: 150,  # a few cells of the local-crop grid
-    "qwen2_5_vl": lambda size: 140,  # a few 28-px merged patches of the resized image
-}
 
-
-@pytest.fixture(params=FAMILIES)
+@pytest.fixture(params=list(FAMILY))
 def family(request) -> str:
     return request.param
 
 
 @pytest.fixture
 def mllm(request, family):
-    return request.getfixturevalue(PLANTED[family])
+    return request.getfixturevalue(FAMILY[family].planted)
+
+
+def test_every_registered_family_is_tested():
+    """A family joins the tests by its entry in families.py."""
+    assert sorted(FAMILY) == sorted(FAMILY_ADAPTERS)
+
+
+def test_the_planted_model_loads_as_its_family(mllm, family):
+    assert mllm.family == family and isinstance(mllm, FAMILY_ADAPTERS[family])
 
 
 @pytest.mark.parametrize("shape", list(SIZES))
 @pytest.mark.parametrize("place", PLACES)
 def test_map_peaks_on_the_object(mllm, family, shape, place):
     size = SIZES[shape]
-    box = object_box(size, place, OBJECT_SIDE[family](size))
+    box = object_box(size, place, FAMILY[family].object_side(size))
     rmap = mllm.relevance_map(scene(size, box, seed=len(place)), "red")
     assert isinstance(rmap, RelevanceMap) and rmap.image_size == size
     assert rmap.grid.dtype == np.float32 and rmap.grid.min() >= 0.0 and rmap.grid.max() == pytest.approx(1.0)
@@ -59,7 +60,7 @@ def test_map_peaks_on_the_object(mllm, family, shape, place):
 @pytest.mark.parametrize("shape", list(SIZES))
 def test_pipeline_roi_covers_the_object(mllm, family, shape):
     size = SIZES[shape]
-    box = object_box(size, "bottom-right", OBJECT_SIDE[family](size))
+    box = object_box(size, "bottom-right", FAMILY[family].object_side(size))
     result = FocusPipeline(mllm, FocusConfig(n_steps=2)).run(scene(size, box, seed=5), "Where?", targets=["red"])
     assert result.family == family and result.targets == ["red"] and result.target_source == "given"
     assert any(covers_centre(r.box, box) for r in result.rois[:3])
@@ -69,7 +70,7 @@ def test_pipeline_roi_covers_the_object(mllm, family, shape):
 def test_values_equal_v_proj_of_the_layer_input(request, family):
     """The cache's values are v_proj(input_layernorm(h)) of each layer's input,
     on a model whose layers all work at full strength."""
-    mllm = load_mllm(str(request.getfixturevalue(UNDAMPED[family])))
+    mllm = load_mllm(str(request.getfixturevalue(FAMILY[family].undamped)))
     image = scene((800, 600), (100, 100, 200, 200))
     prefill = mllm.prefill(image, "red car")
     text = mllm.build_prompt(1, EXISTENCE_PROMPT.format(target="red car"))
@@ -107,7 +108,7 @@ def test_a_map_does_not_depend_on_the_call_before_it(mllm):
     np.testing.assert_allclose(first, mllm.relevance_map(small, "red").grid, atol=1e-6)
 
 
-@pytest.mark.parametrize("needs_image_only", ["llava_onevision", "qwen2_5_vl"])
+@pytest.mark.parametrize("needs_image_only", [f.name for f in FAMILY.values() if f.image_only_processor])
 def test_loads_with_an_image_only_processor_when_the_full_one_cannot_be_built(request, monkeypatch,
                                                                                needs_image_only):
     """Their full processors include a video processor, which needs
@@ -116,7 +117,7 @@ def test_loads_with_an_image_only_processor_when_the_full_one_cannot_be_built(re
     the test means the same with or without torchvision installed.)"""
     from transformers import AutoProcessor
 
-    folder = request.getfixturevalue(f"{PLANTED[needs_image_only]}_dir")
+    folder = request.getfixturevalue(f"{FAMILY[needs_image_only].planted}_dir")
 
     def no_video_processor(*args, **kwargs):
         raise ImportError("the video processor needs torchvision, which is not installed")
@@ -132,7 +133,7 @@ def test_loads_with_an_image_only_processor_when_the_full_one_cannot_be_built(re
 def test_a_batched_prefill_row_maps_as_its_prompt_alone(request, family):
     """Existence prompts of several targets share one forward call (left
     padded); each row's map equals the map of its prompt alone."""
-    mllm = load_mllm(str(request.getfixturevalue(UNDAMPED[family])))
+    mllm = load_mllm(str(request.getfixturevalue(FAMILY[family].undamped)))
     image = scene((900, 600), (700, 400, 800, 500))
     config = resolve_config(mllm)
     rows = mllm.prefill_prompts(image, [existence_prompt("red"), existence_prompt("blue square with a star")])
@@ -148,7 +149,7 @@ def test_the_answer_decoded_from_its_prefill_is_a_fresh_generation(request, fami
     """One prefill serves the plain answer and the maps: decoding from its
     cache gives the tokens, with the probabilities, of a generation from
     scratch, and a map read from it after decoding is the map read before."""
-    mllm = load_mllm(str(request.getfixturevalue(UNDAMPED[family])))
+    mllm = load_mllm(str(request.getfixturevalue(FAMILY[family].undamped)))
     image = scene((900, 600), (700, 400, 800, 500))
     text = format_question("What colour is the red square?", ["red", "blue"])
     views = [mllm.view(image)]

@@ -1,28 +1,36 @@
-"""The model adapter interface: the only place that knows a model family.
+"""The model adapter contract: the only place that knows a model family.
 
 ``MLLM`` holds a Hugging Face model + processor and offers what the FOCUS
 stages need: a prefill that returns the KV cache with the visual layout, a
 batched yes/no confidence, and greedy generation. A family is one subclass
-(one file) that states:
+(one file). It must state:
 
 - ``view``: how an image is shown to its model (padded, resized, cropped) and
   where its visual tokens fall in the original image (a ``GridGeometry``);
 - ``visual_grid_positions``: which sequence positions hold those tokens;
-- ``Settings``: its own knobs (a dataclass; ``load_mllm(..., settings=...)``);
+- ``zoomeye_defaults``: the ZoomEye baseline's constants for it (a
+  ``config.ZoomEyeSettings``);
+
+and it may state:
+
+- ``Settings``: its own knobs (a ``FamilySettings`` dataclass;
+  ``load_mllm(..., settings=...)``);
 - ``load_processor``: how its processor is loaded from a folder;
-- optionally ``family_defaults`` (FocusConfig fields), ``paper_layers``,
-  ``refine_map``, ``before_forward`` (a hook run before every model call)
+- ``family_defaults`` (FocusConfig fields), ``paper_layers``, ``refine_map``,
+  ``before_forward`` (a hook run before every model call), ``processor_inputs``
   and ``fallback_prompt``.
 
-Everything else here is family-agnostic. Images reaching these methods are
-RGB PIL images (the edges convert them); only ``relevance_map``, the public
+The family contract comes first below, then the facts and the public
+methods. The Hugging Face plumbing the public methods share (batching, the
+batched prefill, decoding, the decoder layers) is ``runtime.HFRuntime``, a
+mixin a family author need not read. Images reaching these methods are RGB
+PIL images (the edges convert them); only ``relevance_map``, the public
 one-call API, converts its input itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -30,17 +38,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..config import FocusConfig, resolve_config
+from ..config import FocusConfig, ZoomEyeSettings, resolve_config
 from ..cost import CallCounter
-from ..errors import FocusConfigError, FocusInputError, FocusModelError
+from ..errors import FocusConfigError, FocusInputError
 from ..grid import GridGeometry, RelevanceMap
 from ..images import to_pil_rgb
 from ..inputs import check_target
-from ..kv import CACHE_KWARG, AnswerPrefill, Prefill, PromptRow, check_full_cache, output_cache
+from ..kv import AnswerPrefill, Prefill
 from ..prompts import EXISTENCE_PROMPT, MapPrompt, existence_prompt
 from ..relevance import target_map
 from .hf_loading import hf_call
+from .runtime import Decoded, HFRuntime, batches
 
+__all__ = ["Decoded", "EXISTENCE_PROMPT", "FamilySettings", "MLLM", "VisualView", "layers_by_fraction"]
 
 
 @dataclass
@@ -57,14 +67,6 @@ class VisualView:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-@dataclass
-class Decoded:
-    """A greedy answer and the probability the model gave each of its tokens."""
-
-    text: str
-    token_probabilities: list[float]
-
-
 @dataclass(frozen=True)
 class FamilySettings:
     """A family's own settings (none for the base). Subclasses add fields
@@ -77,10 +79,12 @@ class FamilySettings:
         self.check()
 
 
-class MLLM:
+class MLLM(HFRuntime):
     """Base adapter; see the module docstring for what a family supplies."""
 
+    # ================================================== the family contract
     family = "base"
+    """The config's ``model_type`` (the key of ``loader.FAMILY_ADAPTERS``)."""
     description = ""
     paper_layers: dict[int, tuple[int, int]] = {}
     """Tabulated layer ranges by decoder depth (the paper's per-model choices)."""
@@ -89,28 +93,67 @@ class MLLM:
     Settings: type[FamilySettings] = FamilySettings
     """The family's own settings (a frozen dataclass)."""
 
+    # ----------------------------------------------------- a family must state
+    def view(self, image: Image.Image) -> VisualView:
+        """How ``image`` is shown to the model and where its visual tokens
+        fall in the original image."""
+        raise NotImplementedError
+
+    def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray:
+        """The sequence positions of ``view``'s grid cells in ``input_ids``
+        (one prompt row, padding removed), shaped like ``view.geometry``."""
+        raise NotImplementedError
+
+    def zoomeye_defaults(self) -> ZoomEyeSettings:
+        """The ZoomEye baseline's constants for this family (at least its
+        encoder's ``input_side``)."""
+        raise NotImplementedError(f"the {self.family} family has no ZoomEye settings")
+
+    # ------------------------------------------------------ a family may state
+    @classmethod
+    def load_processor(cls, location: str, offline: bool, model_config: Any) -> Any:
+        """The folder's processor (a family overrides this when its processor
+        needs more than ``AutoProcessor``)."""
+        from transformers import AutoProcessor
+
+        return hf_call(AutoProcessor.from_pretrained, location, offline, what="processor")
+
+    def family_defaults(self) -> dict[str, Any]:
+        """FocusConfig fields this family fills in where the config says None
+        (``resolve_config``); none beyond the general defaults here."""
+        return {}
+
+    def refine_map(self, rmap: RelevanceMap) -> RelevanceMap:
+        """Family post-processing of a relevance map (none by default)."""
+        return rmap
+
+    def before_forward(self, inputs: Mapping[str, Any]) -> None:
+        """Run before every model call on the processor's output (none by
+        default; a family checks inputs or resets model state here)."""
+
+    def processor_inputs(self, views: Sequence[VisualView], texts: Sequence[str], **kwargs: Any) -> Any:
+        """Run the processor on the views' images and the texts."""
+        images = [im for v in views for im in v.images] or None
+        inputs = self.processor(images=images, text=list(texts), return_tensors="pt", **kwargs)
+        # a generic fast tokenizer adds token_type_ids, which no family's model takes (transformers 4.x refuses them)
+        inputs.pop("token_type_ids", None)
+        return inputs
+
+    def fallback_prompt(self, n_images: int, text: str) -> str:
+        """The prompt where the processor has no chat template."""
+        return "USER: " + (self.image_token + "\n") * n_images + text + " ASSISTANT:"
+
+    # ======================================================= construction
     def __init__(
         self, model: Any, processor: Any, *, name: str | None = None, settings: FamilySettings | None = None
     ) -> None:
         self.model = model
         self.processor = processor
         self.settings = settings if settings is not None else self.Settings()
-        self.tokenizer = getattr(processor, "tokenizer", None)
-        if self.tokenizer is None:
-            raise FocusModelError(
-                f"the processor {type(processor).__name__} has no tokenizer; load the model's full "
-                "processor (AutoProcessor.from_pretrained on the model folder)"
-            )
+        self._prepare_tokenizer()
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.counter = CallCounter()
-        # left padding so that the last position of every row of a batch is its real last token
-        self.tokenizer.padding_side = "left"
-        if self.tokenizer.pad_token is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
-        self.image_token = getattr(processor, "image_token", None) or "<image>"
-        self.image_token_id = self._image_token_id()
 
-    # --------------------------------------------------------------- settings
     @classmethod
     def make_settings(cls, settings: FamilySettings | Mapping[str, Any] | None) -> FamilySettings:
         """The family's Settings from a mapping of field names (None: defaults)."""
@@ -136,15 +179,7 @@ class MLLM:
         settings = self.make_settings({**dataclasses.asdict(self.settings), **changes})
         return type(self)(self.model, self.processor, name=self.name, settings=settings)
 
-    @classmethod
-    def load_processor(cls, location: str, offline: bool, model_config: Any) -> Any:
-        """The folder's processor (a family overrides this when its processor
-        needs more than ``AutoProcessor``)."""
-        from transformers import AutoProcessor
-
-        return hf_call(AutoProcessor.from_pretrained, location, offline, what="processor")
-
-    # ------------------------------------------------------------------ facts
+    # ============================================================== facts
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
@@ -176,42 +211,7 @@ class MLLM:
             )
         return start, end
 
-    def family_defaults(self) -> dict[str, Any]:
-        """FocusConfig fields this family fills in where the config says None
-        (``resolve_config``); none beyond the general defaults here."""
-        return {}
-
-    def zoomeye_defaults(self) -> dict[str, Any]:
-        """The ZoomEye baseline's constants for this family
-        (``zoomeye.ZoomEyeSettings``): at least ``input_side``."""
-        raise NotImplementedError(f"the {self.family} family has no ZoomEye settings")
-
-    # ------------------------------------------------------- family interface
-    def view(self, image: Image.Image) -> VisualView:
-        raise NotImplementedError
-
-    def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray:
-        raise NotImplementedError
-
-    def refine_map(self, rmap: RelevanceMap) -> RelevanceMap:
-        """Family post-processing of a relevance map (none by default)."""
-        return rmap
-
-    def before_forward(self, inputs: Mapping[str, Any]) -> None:
-        """Run before every model call on the processor's output (none by
-        default; a family checks inputs or resets model state here)."""
-
-    def fallback_prompt(self, n_images: int, text: str) -> str:
-        return "USER: " + (self.image_token + "\n") * n_images + text + " ASSISTANT:"
-
-    def processor_inputs(self, views: Sequence[VisualView], texts: Sequence[str], **kwargs: Any) -> Any:
-        """Run the processor on the views' images and the texts."""
-        images = [im for v in views for im in v.images] or None
-        inputs = self.processor(images=images, text=list(texts), return_tensors="pt", **kwargs)
-        # a generic fast tokenizer adds token_type_ids, which no family's model takes (transformers 4.x refuses them)
-        inputs.pop("token_type_ids", None)
-        return inputs
-
+    # ===================================================== public methods
     # ---------------------------------------------------------------- prompts
     def build_prompt(self, n_images: int, text: str) -> str:
         """The family's chat template around ``n_images`` images and ``text``."""
@@ -220,11 +220,6 @@ class MLLM:
                 self._user_turn(n_images, text), add_generation_prompt=True, tokenize=False
             )
         return self.fallback_prompt(n_images, text)
-
-    @staticmethod
-    def _user_turn(n_images: int, text: str) -> list[dict[str, Any]]:
-        content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
-        return [{"role": "user", "content": content}]
 
     # --------------------------------------------------------------- prefill
     def prefill(
@@ -260,58 +255,6 @@ class MLLM:
         if prompt.text != prefill.row.user_text:
             raise ValueError("the prompt's text is not the one the answer prefill was made from")
         return self._row_prefills(prefill.row, prompt.spans)
-
-    def _prefill(
-        self, image: Image.Image, texts: Sequence[str], capture_keys: tuple[int, int] | None
-    ) -> tuple[list[PromptRow], Any, torch.Tensor]:
-        """One forward call over ``image`` with each user text; per text, what
-        locating its targets needs later."""
-        view = self.view(image)
-        chats = [self.build_prompt(1, text) for text in texts]
-        try:
-            inputs = self.processor_inputs([view] * len(chats), chats, padding=True, return_offsets_mapping=True)
-            offsets = inputs.pop("offset_mapping").tolist()
-        except (NotImplementedError, TypeError, ValueError, KeyError):
-            inputs, offsets = self.processor_inputs([view] * len(chats), chats, padding=True), None
-        input_ids = inputs["input_ids"].cpu()
-        mask = inputs.get("attention_mask")
-        pads = (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(chats)
-        captured: dict[int, torch.Tensor] = {}
-        handles = self._hook_pre_rope_keys(capture_keys, captured) if capture_keys else []
-        try:
-            with torch.inference_mode():
-                out = self.model(**self._model_inputs(inputs), use_cache=True, logits_to_keep=1)
-        finally:
-            for handle in handles:
-                handle.remove()
-        self.counter.forward_passes += len(chats)
-        cache = output_cache(out)
-        check_full_cache(cache, int(input_ids.shape[1]), self.num_layers)
-        rows = []
-        for index, (text, chat, pad) in enumerate(zip(texts, chats, pads)):
-            at = chat.rfind(text)
-            if at < 0:
-                raise FocusModelError("the chat template dropped the question text; cannot locate the target tokens")
-            ids = input_ids[index, pad:]
-            rows.append(PromptRow(
-                cache=cache, index=index, pad=pad, ids=ids, chat=chat, user_text=text, user_text_at=at,
-                offsets=offsets[index][pad:] if offsets is not None else None, geometry=view.geometry,
-                visual_positions=self.visual_grid_positions(ids, view), pre_rope_keys=captured or None,
-            ))
-        return rows, inputs, out.logits[:, -1, :].float().cpu()
-
-    def _row_prefills(self, row: PromptRow, spans: Mapping[str, tuple[int, int]]) -> dict[str, Prefill]:
-        prefills = {}
-        for target, (lo, hi) in spans.items():
-            span = (row.user_text_at + lo, row.user_text_at + hi)
-            positions = self._target_positions(row.ids, row.chat, span, row.offsets, target)
-            prefills[target] = Prefill(
-                cache=row.cache, input_ids=row.ids, visual_positions=row.visual_positions, geometry=row.geometry,
-                target_positions=positions,
-                target_tokens=self.tokenizer.convert_ids_to_tokens([int(row.ids[p]) for p in positions]),
-                pre_rope_keys=row.pre_rope_keys, row=row.index, start=row.pad,
-            )
-        return prefills
 
     def relevance_map(
         self,
@@ -354,20 +297,8 @@ class MLLM:
         question ``(images, text)`` (RGB images, in the order the text's image
         places take them); ``batch_size`` questions go through the model together."""
         out = np.zeros(len(prompts), dtype=np.float64)
-        for start in range(0, len(prompts), batch_size):
-            if should_stop is not None and should_stop():
-                raise InterruptedError("FOCUS verification interrupted")
-            chunk = prompts[start : start + batch_size]
-            views = [self.view(image) for images, _ in chunk for image in images]
-            texts = [self.build_prompt(len(images), text) for images, text in chunk]
-            inputs = self.processor_inputs(views, texts, padding=True)
-            with torch.inference_mode():
-                logits = self.model(**self._model_inputs(inputs), use_cache=False, logits_to_keep=1).logits
-            self.counter.forward_passes += len(chunk)
-            last = logits[:, -1, :].float()
-            yes = torch.logsumexp(last[:, self.yes_no_token_ids[0]], dim=-1)
-            no = torch.logsumexp(last[:, self.yes_no_token_ids[1]], dim=-1)
-            out[start : start + len(chunk)] = torch.sigmoid(yes - no).cpu().numpy()
+        for start, chunk in batches(prompts, batch_size, should_stop, "verification"):
+            out[start : start + len(chunk)] = self._yes_probability_batch(chunk)
         return out
 
     # -------------------------------------------------------------- generate
@@ -395,39 +326,6 @@ class MLLM:
         text_only = {k: v for k, v in dict(prefill.inputs).items() if not k.startswith("pixel_values")}
         return self._decode(text_only, prefill.cache, max_new_tokens, should_stop)
 
-    def _decode(
-        self, inputs: Any, cache: Any, max_new_tokens: int, should_stop: Callable[[], bool] | None
-    ) -> Decoded:
-        kwargs: dict[str, Any] = {} if cache is None else {CACHE_KWARG: cache}
-        if should_stop is not None:
-            from transformers import StoppingCriteria, StoppingCriteriaList
-
-            class _Stop(StoppingCriteria):
-                def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
-                    return torch.full((input_ids.shape[0],), bool(should_stop()), device=input_ids.device)
-
-            kwargs["stopping_criteria"] = StoppingCriteriaList([_Stop()])
-        inputs = self._model_inputs(inputs)
-        with torch.inference_mode():
-            out = self.model.generate(
-                **inputs,
-                max_new_tokens=max_new_tokens,
-                do_sample=False,
-                pad_token_id=self.tokenizer.pad_token_id,
-                output_scores=True,
-                return_dict_in_generate=True,
-                **kwargs,
-            )
-        self.counter.generate_calls += 1
-        if should_stop is not None and should_stop():
-            raise InterruptedError("FOCUS generation interrupted")
-        new_tokens = out.sequences[0, inputs["input_ids"].shape[1] :]
-        probabilities = [
-            float(torch.softmax(step[0].float(), dim=-1)[token]) for step, token in zip(out.scores, new_tokens.tolist())
-        ]
-        text = self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
-        return Decoded(text=text, token_probabilities=probabilities)
-
     def option_losses(self, text: str, options: Sequence[str], images: Sequence[Any] = ()) -> list[float]:
         """Per option, the mean cross-entropy of the option given as the
         assistant's reply to ``text`` about ``images`` (V*Bench's "logits
@@ -436,21 +334,10 @@ class MLLM:
         views = [self.view(im) for im in images]
         prompt = self.build_prompt(len(views), text)
         prompt_ids = self.processor_inputs(views, [prompt])["input_ids"][0]
-        losses = []
-        for option in options:
-            inputs = self.processor_inputs(views, [prompt + self.assistant_reply(prompt, len(views), text, option)])
-            ids = inputs["input_ids"][0]
-            shared = 0  # the prompt's tokens come first; the reply's are the rest (robust to a merge at the seam)
-            while shared < min(len(ids), len(prompt_ids)) and ids[shared] == prompt_ids[shared]:
-                shared += 1
-            if shared >= len(ids):
-                raise FocusModelError(f"option {option!r} adds no tokens to the prompt; it cannot be scored")
-            with torch.inference_mode():
-                logits = self.model(**self._model_inputs(inputs)).logits[0]
-            self.counter.generate_calls += 1
-            target = ids[shared:].to(logits.device)
-            losses.append(float(torch.nn.functional.cross_entropy(logits[shared - 1:-1].float(), target)))
-        return losses
+        return [
+            self._reply_loss(views, prompt_ids, prompt + self.assistant_reply(prompt, len(views), text, option), option)
+            for option in options
+        ]
 
     def assistant_reply(self, prompt: str, n_images: int, text: str, reply: str) -> str:
         """What follows ``prompt`` (``build_prompt(n_images, text)``) when the
@@ -463,134 +350,8 @@ class MLLM:
                 return whole[len(prompt):]
         return " " + reply + (self.tokenizer.eos_token or "")
 
-    # --------------------------------------------------------------- helpers
-    def _model_inputs(self, inputs: Any) -> dict[str, Any]:
-        """The processor's output ready for the model: the family's
-        ``before_forward`` hook, then tensors on the model's device and
-        floating ones in its dtype."""
-        self.before_forward(inputs)
-        moved = {}
-        for key, value in dict(inputs).items():
-            if isinstance(value, torch.Tensor):
-                value = value.to(self.device)
-                if value.is_floating_point():
-                    value = value.to(self.dtype)
-            moved[key] = value
-        return moved
-
-    def _image_token_id(self) -> int:
-        token_id = getattr(self.processor, "image_token_id", None)
-        if token_id is None:
-            token_id = self.tokenizer.convert_tokens_to_ids(self.image_token)
-        if token_id is None or token_id == self.tokenizer.unk_token_id:
-            raise FocusModelError(
-                f"the tokenizer does not know the image token {self.image_token!r}; "
-                "this folder's processor does not match a multimodal model"
-            )
-        return int(token_id)
-
-    @functools.cached_property
-    def yes_no_token_ids(self) -> tuple[list[int], list[int]]:
-        """Token ids that start a "Yes" / "No" answer (looked up on first use,
-        so a model whose vocabulary lacks them still maps relevance)."""
-        return self._answer_token_ids("Yes"), self._answer_token_ids("No")
-
-    def _answer_token_ids(self, word: str) -> list[int]:
-        """First token of ``word`` in the forms a model starts an answer with."""
-        ids = []
-        for form in (word, " " + word):
-            encoded = self.tokenizer.encode(form, add_special_tokens=False)
-            if encoded and encoded[0] != self.tokenizer.unk_token_id and encoded[0] not in ids:
-                ids.append(int(encoded[0]))
-        if not ids:
-            raise FocusModelError(f"the tokenizer cannot encode {word!r}; yes/no verification needs it")
-        return ids
-
-    def _target_positions(
-        self,
-        input_ids: torch.Tensor,
-        text: str,
-        span: tuple[int, int],
-        offsets: list[list[int]] | None,
-        target: str,
-    ) -> list[int]:
-        ids = input_ids.tolist()
-        if offsets is not None:
-            # the processor repeats the image placeholder; everything after the
-            # images moves right by the added characters
-            n_image_tokens = sum(1 for t in ids if t == self.image_token_id)
-            shift = (n_image_tokens - text.count(self.image_token)) * len(self.image_token)
-            lo, hi = span[0] + shift, span[1] + shift
-            positions = [
-                i for i, (a, b) in enumerate(offsets)
-                if b > a and a < hi and b > lo and ids[i] != self.image_token_id
-            ]
-        else:
-            positions = _find_subsequence(ids, self.tokenizer, target)
-        decoded = self.tokenizer.decode([ids[p] for p in positions]) if positions else ""
-        if not positions or _squash(target) not in _squash(decoded):
-            raise FocusInputError(
-                f"could not find the tokens of target {target!r} in the prompt (found {decoded!r}); "
-                "use a plain object phrase such as 'red car'"
-            )
-        return positions
-
-    def _decoder_layers(self) -> Sequence[torch.nn.Module]:
-        language_model = getattr(getattr(self.model, "model", None), "language_model", None)
-        for candidate in (language_model, getattr(language_model, "model", None)):
-            layers = getattr(candidate, "layers", None)
-            if layers is not None:
-                return layers
-        decoder = self.model.get_decoder() if hasattr(self.model, "get_decoder") else None
-        if decoder is not None and hasattr(decoder, "layers"):
-            return decoder.layers
-        raise FocusModelError(f"cannot find the decoder layers of {type(self.model).__name__}")
-
-    def _hook_pre_rope_keys(self, layer_range: tuple[int, int], store: dict[int, torch.Tensor]) -> list[Any]:
-        """Forward hooks that keep each layer's k_proj output (keys before RoPE)."""
-        layers = self._decoder_layers()
-        kv_heads = int(getattr(self.text_config, "num_key_value_heads", None) or self.text_config.num_attention_heads)
-        handles = []
-        for index in range(*layer_range):
-            attn = getattr(layers[index], "self_attn", None)
-            proj = getattr(attn, "k_proj", None)
-            if proj is None:
-                raise FocusModelError("source='keys' needs self_attn.k_proj in every decoder layer")
-
-            def keep(module: Any, args: Any, output: torch.Tensor, index: int = index) -> None:
-                batch, seq, width = output.shape  # -> [batch, kv_heads, seq, head_dim], like the cache
-                store[index] = output.reshape(batch, seq, kv_heads, width // kv_heads).transpose(1, 2).detach()
-
-            handles.append(proj.register_forward_hook(keep))
-        return handles
-
 
 def layers_by_fraction(num_layers: int, fraction: float) -> tuple[int, int]:
     """The last ``fraction`` of ``num_layers`` decoder layers (at least one)."""
     start = min(num_layers - 1, max(0, int(round(num_layers * (1.0 - fraction)))))
     return start, num_layers
-
-
-def known_token(tokenizer: Any, token: str) -> tuple[str | None, int | None]:
-    """``(token, id)`` if the vocabulary has ``token``, else ``(None, None)``
-    (so a processor does not count unknown words as, say, video tokens)."""
-    token_id = tokenizer.convert_tokens_to_ids(token)
-    if token_id is None or token_id == tokenizer.unk_token_id:
-        return None, None
-    return token, token_id
-
-
-def _squash(text: str) -> str:
-    return "".join(text.replace("\u2581", " ").replace("\u0120", " ").split()).lower()
-
-
-def _find_subsequence(ids: list[int], tokenizer: Any, target: str) -> list[int]:
-    """Positions of the last occurrence of the target's tokens (for tokenizers
-    without offset mappings)."""
-    for form in (" " + target, target):
-        needle = tokenizer.encode(form, add_special_tokens=False)
-        for start in range(len(ids) - len(needle), -1, -1):
-            if needle and ids[start : start + len(needle)] == needle:
-                return list(range(start, start + len(needle)))
-    return []
-

@@ -4,7 +4,8 @@ A folder that exists is read with ``local_files_only=True`` and the network
 is never contacted; a hub id is looked up in the local cache first and
 downloaded only when missing and ``HF_HUB_OFFLINE`` is unset. Families whose
 processor needs a video processor (hence torchvision) get an image-only one
-assembled from the folder's parts (``load_image_only_processor``).
+(``image_only_processor_class``) assembled from the folder's parts
+(``load_image_only_processor``).
 """
 
 from __future__ import annotations
@@ -91,6 +92,68 @@ def load_image_only_processor(
         image_processor=image_processor, tokenizer=tokenizer,
         chat_template=extra.pop("chat_template", None) or getattr(tokenizer, "chat_template", None), **extra,
     )
+
+
+def image_only_processor_class(
+    processor_class: str,
+    *,
+    video_token: str,
+    image_token: str | None = None,
+    settings: Mapping[str, Any] | None = None,
+) -> type:
+    """``transformers.<processor_class>`` without its video processor (which
+    needs torchvision): FOCUS only sends images. Named ``<family>ImageProcessorOnly``.
+
+    ``video_token``: the family's video placeholder, kept only if the
+    vocabulary has it (``known_token``). ``image_token``: the family's fixed
+    image placeholder; ``None``: the tokenizer's own ``image_token``, else the
+    ``image_token`` setting. ``settings``: the processor's own settings (name
+    -> default), taken by keyword, kept as attributes and saved with the
+    processor (they are in ``__init__``'s signature, which transformers reads)."""
+    import inspect
+
+    import transformers
+    from transformers.processing_utils import ProcessorMixin
+
+    defaults = dict(settings or {})
+    fixed_image_token = image_token
+
+    def __init__(self: Any, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None,
+                 **kwargs: Any) -> None:
+        values = {name: kwargs.get(name, default) for name, default in defaults.items()}
+        for name, value in values.items():
+            setattr(self, name, value)
+        self.image_token = fixed_image_token or getattr(tokenizer, "image_token", None) or values.get("image_token")
+        self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
+        self.video_token, self.video_token_id = known_token(tokenizer, video_token)
+        ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
+
+    plain = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    __init__.__signature__ = inspect.Signature([  # type: ignore[attr-defined]
+        inspect.Parameter("self", plain),
+        *(inspect.Parameter(name, plain, default=None) for name in ("image_processor", "tokenizer", "chat_template")),
+        *(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value) for name, value in defaults.items()),
+        inspect.Parameter("kwargs", inspect.Parameter.VAR_KEYWORD),
+    ])
+    name = processor_class.removesuffix("Processor") + "ImageProcessorOnly"
+    return type(name, (getattr(transformers, processor_class),), {
+        # transformers 4.x reads these (5.x reads __init__): no video processor, any tokenizer class
+        "attributes": ["image_processor", "tokenizer"],
+        "image_processor_class": "AutoImageProcessor",
+        "tokenizer_class": "AutoTokenizer",
+        "__init__": __init__,
+        "__module__": __name__,
+        "__qualname__": name,
+    })
+
+
+def known_token(tokenizer: Any, token: str) -> tuple[str | None, int | None]:
+    """``(token, id)`` if the vocabulary has ``token``, else ``(None, None)``
+    (so a processor does not count unknown words as, say, video tokens)."""
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or token_id == tokenizer.unk_token_id:
+        return None, None
+    return token, token_id
 
 
 def saved_processor_settings(location: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config import ZoomEyeSettings
 from ..errors import FocusModelError
 from ..grid import GridGeometry
 from ..images import letterbox
@@ -47,9 +48,9 @@ class LlavaAdapter(MLLM):
         s_min = max(1, round(3 * scale))
         return {"s_min": s_min, "s_max": max(s_min, round(5 * scale)), "type2_threshold": 0.6}
 
-    def zoomeye_defaults(self) -> dict[str, Any]:
+    def zoomeye_defaults(self) -> ZoomEyeSettings:
         # ZoomEye's "local" LLaVA-1.5 setting: the node's crop alone, no enlargement, b = 0.2
-        return {"input_side": self.canvas_side, "view": "local", "bias": 0.2, "patch_scale": None}
+        return ZoomEyeSettings(input_side=self.canvas_side, view="local", bias=0.2, patch_scale=None)
 
     def view(self, image: Image.Image) -> VisualView:
         canvas, content = letterbox(image, self.canvas_side, self.pad_colour)

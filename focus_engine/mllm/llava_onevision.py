@@ -20,11 +20,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config import ZoomEyeSettings
 from ..errors import FocusConfigError, FocusModelError
 from ..grid import GridGeometry, RelevanceMap
 from ..relevance import normalise_grid
-from .base import MLLM, FamilySettings, VisualView, known_token
-from .hf_loading import load_image_only_processor
+from . import hf_loading
+from .base import MLLM, FamilySettings, VisualView
 
 
 @dataclass(frozen=True)
@@ -44,35 +45,12 @@ class OnevisionSettings(FamilySettings):
 def image_only_processor_class() -> type:
     """A LLaVA-OneVision processor without the video processor (which needs
     torchvision): FOCUS only sends images."""
-    from transformers import LlavaOnevisionProcessor
-    from transformers.processing_utils import ProcessorMixin
-
-    class LlavaOnevisionImageProcessorOnly(LlavaOnevisionProcessor):
-        # transformers 4.x reads these (5.x reads __init__): no video processor, any tokenizer class
-        attributes = ["image_processor", "tokenizer"]
-        image_processor_class = "AutoImageProcessor"
-        tokenizer_class = "AutoTokenizer"
-
-        def __init__(
-            self,
-            image_processor: Any = None,
-            tokenizer: Any = None,
-            num_image_tokens: int | None = None,
-            vision_feature_select_strategy: str | None = None,
-            chat_template: Any = None,
-            image_token: str = "<image>",
-            vision_aspect_ratio: str = "anyres_max_9",
-            **kwargs: Any,
-        ):
-            self.num_image_tokens = num_image_tokens
-            self.vision_feature_select_strategy = vision_feature_select_strategy
-            self.image_token = getattr(tokenizer, "image_token", None) or image_token
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token, self.video_token_id = known_token(tokenizer, "<video>")
-            self.vision_aspect_ratio = vision_aspect_ratio
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    return LlavaOnevisionImageProcessorOnly
+    return hf_loading.image_only_processor_class(
+        "LlavaOnevisionProcessor", video_token="<video>", settings={
+            "num_image_tokens": None, "vision_feature_select_strategy": None, "image_token": "<image>",
+            "vision_aspect_ratio": "anyres_max_9",
+        },
+    )
 
 
 class LlavaOnevisionAdapter(MLLM):
@@ -107,15 +85,15 @@ class LlavaOnevisionAdapter(MLLM):
             "vision_feature_select_strategy": getattr(model_config, "vision_feature_select_strategy", "full"),
             "vision_aspect_ratio": getattr(model_config, "vision_aspect_ratio", "anyres_max_9"),
         }
-        return load_image_only_processor(location, offline, image_only_processor_class(), defaults=implied)
+        return hf_loading.load_image_only_processor(location, offline, image_only_processor_class(), defaults=implied)
 
     def family_defaults(self) -> dict[str, Any]:
         # 9 working-grid cells span 1-2x the 384 px crop on 2-4K images (FOCUS.md: OV s_max 9)
         return {"s_max": 9, "type2_threshold": 0.5}
 
-    def zoomeye_defaults(self) -> dict[str, Any]:
+    def zoomeye_defaults(self) -> ZoomEyeSettings:
         # ZoomEye's global + local setting: whole image with the box, then the crop; b = 0.6
-        return {"input_side": self.crop_side, "view": "global_local", "bias": 0.6, "patch_scale": 1.2}
+        return ZoomEyeSettings(input_side=self.crop_side, view="global_local", bias=0.6, patch_scale=1.2)
 
     def view(self, image: Image.Image) -> VisualView:
         from transformers.image_processing_utils import select_best_resolution

@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -211,12 +212,36 @@ def load_mllm(
     """
     check_transformers()
     if isinstance(path_or_id, (tuple, list)):
-        if len(path_or_id) != 2:
-            raise FocusModelError("pass the in-memory model as a (model, processor) pair")
-        model, processor = path_or_id
-        adapter_cls = _adapter_for(getattr(model.config, "model_type", None), repr(type(model).__name__))
-        model.eval()
-        return adapter_cls(model, processor, settings=adapter_cls.make_settings(settings))
+        return _wrap_built(path_or_id, settings)
+    location, is_local = _model_location(path_or_id)
+
+    from transformers import AutoConfig
+
+    offline = is_local or env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
+    config = hf_call(AutoConfig.from_pretrained, location, offline, what="config")
+    adapter_cls = _adapter_for(getattr(config, "model_type", None), location)
+    family_settings = adapter_cls.make_settings(settings)  # bad settings fail before the weights load
+    choices = _LoadChoices.resolve(device, dtype, attn_implementation, quantization, device_map, offload_folder)
+    log.info("loading %s (%s) on %s as %s with %s attention%s", location, config.model_type, choices.device,
+             choices.dtype, choices.attention, f", {quantization}" if choices.quantized else "")
+    processor = adapter_cls.load_processor(location, offline, config)
+    model = _load_weights(location, offline, config, choices)
+    return adapter_cls(model, processor, name=location, settings=family_settings)
+
+
+def _wrap_built(pair: tuple[Any, ...] | list[Any], settings: FamilySettings | Mapping[str, Any] | None) -> MLLM:
+    """The adapter of an in-memory ``(model, processor)`` pair."""
+    if len(pair) != 2:
+        raise FocusModelError("pass the in-memory model as a (model, processor) pair")
+    model, processor = pair
+    adapter_cls = _adapter_for(getattr(model.config, "model_type", None), repr(type(model).__name__))
+    model.eval()
+    return adapter_cls(model, processor, settings=adapter_cls.make_settings(settings))
+
+
+def _model_location(path_or_id: Any) -> tuple[str, bool]:
+    """``(location, is_local)``: a model folder that exists and holds a
+    config.json, or a hub id; anything else is refused with what to put where."""
     if not isinstance(path_or_id, (str, os.PathLike)):
         raise FocusModelError(
             f"load_mllm takes a model folder, a hub id or a (model, processor) pair, not {type(path_or_id).__name__}"
@@ -236,42 +261,55 @@ def load_mllm(
             f"{source!r} has no config.json, so it is not a Hugging Face model folder; copy the whole model "
             "folder (config.json, *.safetensors, tokenizer and processor files) into it"
         )
+    return (str(folder) if is_local else source), is_local
 
-    from transformers import AutoConfig, AutoModelForImageTextToText
 
-    location = str(folder) if is_local else source
-    offline = is_local or env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
-    config = hf_call(AutoConfig.from_pretrained, location, offline, what="config")
-    adapter_cls = _adapter_for(getattr(config, "model_type", None), location)
-    family_settings = adapter_cls.make_settings(settings)  # bad settings fail before the weights load
+@dataclass(frozen=True)
+class _LoadChoices:
+    """Where and how the weights load: device, precision, attention, and the
+    ``from_pretrained`` arguments of quantization and big-model placement."""
 
-    torch_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, torch_device)
-    attention = resolve_attention(attn_implementation, torch_device, torch_dtype)
-    quantized = quantization_kwargs(quantization, torch_device, torch_dtype)
-    placed = placement_kwargs(device_map, offload_folder, quantized)
-    log.info("loading %s (%s) on %s as %s with %s attention%s", location, config.model_type, torch_device, torch_dtype,
-             attention, f", {quantization}" if quantized else "")
-    processor = adapter_cls.load_processor(location, offline, config)
+    device: torch.device
+    dtype: torch.dtype
+    attention: str
+    quantized: dict[str, Any]
+    placed: dict[str, Any]
+
+    @classmethod
+    def resolve(cls, device: str | torch.device, dtype: str | torch.dtype, attn_implementation: str,
+                quantization: str, device_map: str | Mapping[str, Any] | None, offload_folder: Any) -> "_LoadChoices":
+        torch_device = resolve_device(device)
+        torch_dtype = resolve_dtype(dtype, torch_device)
+        attention = resolve_attention(attn_implementation, torch_device, torch_dtype)
+        quantized = quantization_kwargs(quantization, torch_device, torch_dtype)
+        placed = placement_kwargs(device_map, offload_folder, quantized)
+        return cls(torch_device, torch_dtype, attention, quantized, placed)
+
+
+def _load_weights(location: str, offline: bool, config: Any, choices: _LoadChoices) -> Any:
+    """The model from ``location`` as ``choices`` say, checked for missing
+    weights, on its device, in eval mode without gradients."""
+    from transformers import AutoModelForImageTextToText
+
     model, loading = hf_call(
         AutoModelForImageTextToText.from_pretrained,
         location,
         offline,
         what="model weights",
-        dtype=torch_dtype,
-        attn_implementation=attention,
+        dtype=choices.dtype,
+        attn_implementation=choices.attention,
         output_loading_info=True,
-        **quantized,
-        **placed,
+        **choices.quantized,
+        **choices.placed,
     )
     _refuse_missing_weights(location, config, model, loading)
-    if not quantized and not placed:  # a model with a device map is placed by it and is not moved
-        model.to(torch_device)
-    elif torch_device.type == "cpu":
+    if not choices.quantized and not choices.placed:  # a model with a device map is placed by it and is not moved
+        model.to(choices.device)
+    elif choices.device.type == "cpu":
         _avoid_cpu_packing_of_odd_layers(model)
     model.eval()
     model.requires_grad_(False)
-    return adapter_cls(model, processor, name=location, settings=family_settings)
+    return model
 
 
 def _adapter_for(model_type: str | None, where: str) -> type[MLLM]:

@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..config import ZoomEyeSettings
 from ..errors import FocusConfigError, FocusModelError
 from ..grid import GridGeometry
-from .base import MLLM, FamilySettings, VisualView, known_token
-from .hf_loading import load_image_only_processor
+from . import hf_loading
+from .base import MLLM, FamilySettings, VisualView
 
 try:  # transformers 5.x
     from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
@@ -54,22 +55,9 @@ class QwenSettings(FamilySettings):
 def image_only_processor_class() -> type:
     """A Qwen2.5-VL processor without the video processor (which needs
     torchvision): FOCUS only sends images."""
-    from transformers import Qwen2_5_VLProcessor
-    from transformers.processing_utils import ProcessorMixin
-
-    class Qwen2_5_VLImageProcessorOnly(Qwen2_5_VLProcessor):
-        # transformers 4.x reads these (5.x reads __init__): no video processor, any tokenizer class
-        attributes = ["image_processor", "tokenizer"]
-        image_processor_class = "AutoImageProcessor"
-        tokenizer_class = "AutoTokenizer"
-
-        def __init__(self, image_processor: Any = None, tokenizer: Any = None, chat_template: Any = None, **kwargs: Any):
-            self.image_token = "<|image_pad|>"
-            self.image_token_id = tokenizer.convert_tokens_to_ids(self.image_token)
-            self.video_token, self.video_token_id = known_token(tokenizer, "<|video_pad|>")
-            ProcessorMixin.__init__(self, image_processor, tokenizer, chat_template=chat_template)
-
-    return Qwen2_5_VLImageProcessorOnly
+    return hf_loading.image_only_processor_class(
+        "Qwen2_5_VLProcessor", image_token="<|image_pad|>", video_token="<|video_pad|>"
+    )
 
 
 class Qwen2_5_VLAdapter(MLLM):
@@ -98,7 +86,7 @@ class Qwen2_5_VLAdapter(MLLM):
     def load_processor(cls, location: str, offline: bool, model_config: Any) -> Any:
         """The folder's processor, or an image-only one (its video processor
         needs torchvision)."""
-        return load_image_only_processor(location, offline, image_only_processor_class())
+        return hf_loading.load_image_only_processor(location, offline, image_only_processor_class())
 
     def fallback_prompt(self, n_images: int, text: str) -> str:
         vision = "<|vision_start|><|image_pad|><|vision_end|>" * n_images
@@ -109,10 +97,10 @@ class Qwen2_5_VLAdapter(MLLM):
         # the 14*16 px the encoder's attention windows cover
         return {"s_max": 9, "type2_threshold": 0.5}
 
-    def zoomeye_defaults(self) -> dict[str, Any]:
+    def zoomeye_defaults(self) -> ZoomEyeSettings:
         # ZoomEye fixes S = 448 for Qwen2.5-VL and starts its answering threshold at 0.95
-        return {"input_side": 448, "view": "global_local", "bias": 0.6, "patch_scale": 1.2, "upper": 0.95,
-                "decrements": (0.05, 0.1, 0.2)}
+        return ZoomEyeSettings(input_side=448, view="global_local", bias=0.6, patch_scale=1.2, upper=0.95,
+                               decrements=(0.05, 0.1, 0.2))
 
     def view(self, image: Image.Image) -> VisualView:
         width, height = image.size
