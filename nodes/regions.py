@@ -24,6 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..focus_engine.boxes import scale_box_about_centre
+
 SEG = namedtuple(
     "SEG", ["cropped_image", "cropped_mask", "confidence", "crop_region", "bbox", "label", "control_net_wrapper"],
     defaults=[None],
@@ -40,14 +42,6 @@ def bbox_list(per_image: Sequence[Sequence[Any]]) -> list[list[int]]:
     return [[int(v) for v in roi.box] for rois in per_image for roi in rois]
 
 
-def crop_region(box: Sequence[int], width: int, height: int, factor: float = CROP_FACTOR) -> list[int]:
-    """``box`` grown ``factor`` times about its centre, inside the image."""
-    x0, y0, x1, y1 = box
-    grow_w, grow_h = (x1 - x0) * (factor - 1) / 2, (y1 - y0) * (factor - 1) / 2
-    return [max(0, int(x0 - grow_w)), max(0, int(y0 - grow_h)),
-            min(width, int(np.ceil(x1 + grow_w))), min(height, int(np.ceil(y1 + grow_h)))]
-
-
 def segs(rois: Sequence[Any], size: tuple[int, int], image: Any = None) -> tuple[tuple[int, int], list[SEG]]:
     """SEGS of one image of ``size`` (width, height) from its ROIs; ``image``
     (an IMAGE tensor ``[1, H, W, 3]``) gives the crops."""
@@ -55,7 +49,7 @@ def segs(rois: Sequence[Any], size: tuple[int, int], image: Any = None) -> tuple
     items = []
     for roi in rois:
         bbox = [int(v) for v in roi.box]
-        region = crop_region(bbox, width, height)
+        region = list(scale_box_about_centre(bbox, CROP_FACTOR, (width, height)))
         cx0, cy0, cx1, cy1 = region
         mask = np.zeros((cy1 - cy0, cx1 - cx0), np.float32)
         mask[bbox[1] - cy0:bbox[3] - cy0, bbox[0] - cx0:bbox[2] - cx0] = 1.0

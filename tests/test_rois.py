@@ -7,7 +7,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from focus_engine.boxes import box_iou, merge_overlapping, union_box
+from focus_engine.boxes import (
+    box_iou, boxes_overlap, merge_overlapping, scale_box_about_centre, square_window_about_centre, union_box,
+    window_about_centre, xywh_to_xyxy,
+)
 from focus_engine.grid import GridGeometry, RelevanceMap
 from focus_engine.rois import CellBox, expand_box, initial_box, nms, propose_rois, select_anchors
 
@@ -128,6 +131,76 @@ def test_merge_overlapping(bxs):
     for box in bxs:  # every input lies inside one merged box
         assert any(m[0] <= box[0] and m[1] <= box[1] and m[2] >= box[2] and m[3] >= box[3] for m in merged)
     assert union_box(merged) == union_box(bxs)
+
+
+def _inside(box, window):
+    return window[0] <= box[0] and window[1] <= box[1] and box[2] <= window[2] and box[3] <= window[3]
+
+
+@FAST
+@given(boxes(n_max=12).filter(bool), st.sampled_from([0, 1, 10, 50]), st.randoms(use_true_random=False))
+def test_merge_with_a_gap(bxs, gap, random):
+    merged = merge_overlapping(bxs, gap)
+    for i, a in enumerate(merged):
+        for b in merged[i + 1:]:
+            assert not boxes_overlap(a, b, gap)
+    assert all(any(_inside(box, m) for m in merged) for box in bxs)
+    assert union_box(merged) == union_box(bxs)
+    shuffled = list(bxs)
+    random.shuffle(shuffled)
+    assert merge_overlapping(shuffled, gap) == merged  # the unions do not depend on the input order
+    in_order = merge_overlapping(bxs, gap, order="input")
+    assert sorted(in_order) == sorted(merged)
+    firsts = [next(i for i, box in enumerate(bxs) if _inside(box, m)) for m in in_order]
+    assert firsts == sorted(firsts)  # each union where its first box was
+
+
+def test_gap_and_order_by_hand():
+    assert not boxes_overlap((0, 0, 10, 10), (10, 0, 20, 10))  # touching
+    assert not boxes_overlap((0, 0, 10, 10), (30, 0, 40, 10), gap=10)  # 20 px apart: grown by 10, they touch
+    assert boxes_overlap((0, 0, 10, 10), (30, 0, 40, 10), gap=11)
+    far, near_a, near_b = (500, 500, 510, 510), (0, 0, 10, 10), (60, 60, 70, 70)
+    assert merge_overlapping([far, near_b, near_a]) == [near_a, near_b, far]
+    assert merge_overlapping([far, near_b, near_a], 30) == [(0, 0, 70, 70), far]
+    assert merge_overlapping([far, near_b, near_a], 30, order="input") == [far, (0, 0, 70, 70)]
+    assert merge_overlapping([near_b, far, near_a], 30, order="input") == [(0, 0, 70, 70), far]
+    with pytest.raises(ValueError, match="order"):
+        merge_overlapping([far], order="size")
+
+
+def test_xywh_to_xyxy():
+    assert xywh_to_xyxy((10, 20, 30, 40)) == (10, 20, 40, 60)
+
+
+def test_scale_box_about_centre_rounds_outward_and_clips():
+    assert scale_box_about_centre((10, 10, 20, 20), 1.5, (100, 100)) == (7, 7, 23, 23)  # 2.5 px a side
+    assert scale_box_about_centre((10, 10, 20, 30), 1.0, (100, 100)) == (10, 10, 20, 30)
+    assert scale_box_about_centre((0, 90, 10, 100), 3.0, (15, 100)) == (0, 80, 15, 100)
+
+
+def test_window_about_centre_is_at_least_min_side_shifted_in_at_left_top_cut_at_right_bottom():
+    assert window_about_centre((0, 0, 100, 100), 1.2, (2000, 1000), min_side=336) == (0, 0, 403, 403)
+    # centre 1975: 1975 - 403 // 2 = 1774; cut, not shifted, at the right and bottom
+    assert window_about_centre((1950, 950, 2000, 1000), 1.2, (2000, 1000), min_side=336) == (1774, 774, 2000, 1000)
+    assert window_about_centre((100, 100, 501, 151), 1.0, (2000, 1000), min_side=336) == (100, 0, 501, 336)
+    assert window_about_centre((10, 10, 20, 20), 2.0, (100, 100)) == (5, 5, 25, 25)
+
+
+@FAST
+@given(st.integers(1, 3000), st.integers(1, 3000), st.data(), st.floats(1.0, 20.0))
+def test_a_square_window_holds_the_box_inside_the_image(width, height, data, factor):
+    x0, y0 = data.draw(st.integers(0, width - 1)), data.draw(st.integers(0, height - 1))
+    box = (x0, y0, data.draw(st.integers(x0 + 1, width)), data.draw(st.integers(y0 + 1, height)))
+    window = square_window_about_centre(box, factor, (width, height))
+    side = round(max(box[2] - box[0], box[3] - box[1]) * factor)
+    assert _inside(box, window) and _inside(window, (0, 0, width, height))
+    assert window[2] - window[0] == min(side, width) and window[3] - window[1] == min(side, height)
+
+
+def test_square_window_by_hand():
+    assert square_window_about_centre((0, 0, 20, 20), 4, (300, 200)) == (0, 0, 80, 80)  # shifted in at the corner
+    assert square_window_about_centre((280, 90, 290, 100), 4, (300, 200)) == (260, 75, 300, 115)
+    assert square_window_about_centre((10, 10, 30, 30), 20, (300, 200)) == (0, 0, 300, 200)  # larger than the image
 
 
 @FAST

@@ -24,8 +24,7 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..boxes import BoxLike as Box
-from ..boxes import boxes_overlap, coverage
+from ..boxes import BoxLike, boxes_overlap, coverage
 
 ROI_COVERAGE_THRESHOLD = 0.5
 
@@ -45,13 +44,15 @@ def accuracy_by_category(correct: Sequence[bool], categories: Sequence[str]) -> 
     return {category: float(np.mean(groups[category])) for category in sorted(groups)}
 
 
-def covered_boxes(gt_boxes: Sequence[Box], rois: Sequence[Box], threshold: float = ROI_COVERAGE_THRESHOLD) -> int:
+def covered_boxes(
+    gt_boxes: Sequence[BoxLike], rois: Sequence[BoxLike], threshold: float = ROI_COVERAGE_THRESHOLD
+) -> int:
     """How many GT boxes some ROI covers by at least ``threshold``."""
     return sum(any(coverage(roi, gt) >= threshold for roi in rois) for gt in gt_boxes)
 
 
 def roi_recall(
-    questions: Iterable[tuple[Sequence[Box], Sequence[Box]]], threshold: float = ROI_COVERAGE_THRESHOLD
+    questions: Iterable[tuple[Sequence[BoxLike], Sequence[BoxLike]]], threshold: float = ROI_COVERAGE_THRESHOLD
 ) -> float | None:
     """Pooled recall over ``(gt_boxes, roi_boxes)`` pairs, one per question;
     None when there are no GT boxes at all."""
@@ -71,18 +72,18 @@ def peak_pixel(relevance_image: np.ndarray) -> tuple[int, int]:
     return int(x), int(y)
 
 
-def point_in_box(point: tuple[float, float], box: Box, margin: float = 0.0) -> bool:
+def point_in_box(point: tuple[float, float], box: BoxLike, margin: float = 0.0) -> bool:
     """``box`` grown by ``margin`` px contains ``point`` (exclusive right/bottom)."""
     x, y = point
     return box[0] - margin <= x < box[2] + margin and box[1] - margin <= y < box[3] + margin
 
 
-def peak_hit(relevance_image: np.ndarray, gt_box: Box, margin: float = 0.0) -> bool:
+def peak_hit(relevance_image: np.ndarray, gt_box: BoxLike, margin: float = 0.0) -> bool:
     """The map's argmax pixel lies in ``gt_box`` grown by ``margin`` px."""
     return point_in_box(peak_pixel(relevance_image), gt_box, margin)
 
 
-def peak_cell_hit(rmap: Any, gt_box: Box, margin: float = 0.0) -> bool:
+def peak_cell_hit(rmap: Any, gt_box: BoxLike, margin: float = 0.0) -> bool:
     """The map's highest cell, as a pixel box of the original image, overlaps
     ``gt_box`` grown by ``margin`` px. This judges a map at its own resolution:
     on a 16x16 grid over a 2000-px scene a cell is 125 px, so a perfect map's

@@ -30,7 +30,7 @@ from typing import Any, Callable, Iterator, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..boxes import Box
+from ..boxes import Box, square_window_about_centre
 from ..errors import FocusConfigError, FocusInputError
 
 GENERATOR_VERSION = "focus-world-v1"
@@ -759,20 +759,10 @@ def crop_around(item: WorldItem | Image.Image, box: Sequence[int], scale: float)
     if scale < 1.0:
         raise FocusInputError(f"scale={scale}: a crop must be at least as large as the box (scale >= 1)")
     image = item.image if isinstance(item, WorldItem) else item
-    width, height = image.size
+    window = square_window_about_centre(box, scale, image.size)
     x0, y0, x1, y1 = (int(v) for v in box)
-    side = round(max(x1 - x0, y1 - y0) * scale)
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-
-    def span(centre: float, extent: int) -> tuple[int, int]:
-        length = min(side, extent)
-        start = int(round(centre - length / 2))
-        start = min(max(start, 0), extent - length)
-        return start, start + length
-
-    left, right = span(cx, width)
-    top, bottom = span(cy, height)
-    return image.crop((left, top, right, bottom)), (x0 - left, y0 - top, x1 - left, y1 - top)
+    left, top = window[:2]
+    return image.crop(window), (x0 - left, y0 - top, x1 - left, y1 - top)
 
 
 __all__ = [
