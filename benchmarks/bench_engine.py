@@ -86,7 +86,7 @@ MEMORY_CHILD = r"""
 import json
 from focus_engine.testing import synthetic_scene
 from focus_engine import FocusConfig, FocusPipeline, load_mllm
-from focus_engine.answer import answer_plain
+from focus_engine.methods.vanilla import Vanilla
 from focus_engine.cost import PeakMemory
 mllm = load_mllm({folder!r}, device={device!r}, dtype={dtype!r})
 image = synthetic_scene((2246, 1582), (1800, 300, 1900, 400))
@@ -94,7 +94,7 @@ question, options = "What colour is the square?", ["red", "blue", "green", "whit
 config = FocusConfig(n_steps={n_steps}, answer_max_new_tokens=8, target_max_new_tokens=32)
 with PeakMemory(mllm.device) as memory:
     if {mode!r} == "plain":
-        answer_plain(mllm, image, question, options, config)
+        Vanilla(mllm, config).run(image, question, options)
         passes = 0
     else:
         passes = FocusPipeline(mllm, config).run(image, question, options=options).cost.forward_passes

@@ -20,9 +20,9 @@ from PIL import Image
 from .boxes import Box, merge_overlapping, union_box
 from .config import FocusConfig
 from .errors import FocusInputError
-from .images import crop, to_pil_rgb
-from .inputs import check_options, check_question
+from .images import crop
 from .prompts import format_question
+from .reading import parse_option
 from .ranking import best_per_target
 from .rois import ROI
 
@@ -53,22 +53,6 @@ class Answer:
     text: str
     option: str | None  # the chosen option's letter for multiple-choice questions
     view: AnswerView
-
-
-def parse_option(answer: str, options: Sequence[str] | None) -> str | None:
-    """The option letter a multiple-choice answer names (by letter or text)."""
-    if not options:
-        return None
-    letters = string.ascii_uppercase[: len(options)]
-    match = re.match(rf"^\W*\(?([{letters}])\b", answer.strip())
-    if match:
-        return match.group(1)
-    lowered = answer.strip().lower()
-    for letter, text in zip(letters, options):
-        # whole words only: option "T" must not match "the letter A", nor "red" match "reddish"
-        if re.match(rf"{re.escape(text.strip().lower())}(?!\w)", lowered):
-            return letter
-    return None
 
 
 def select_rois(ranked: Sequence[ROI], question_type: int, config: FocusConfig) -> list[ROI]:
@@ -155,20 +139,42 @@ def answer_question(
     should_stop: Callable[[], bool] | None = None,
 ) -> Answer:
     """Stage 4: answer ``question`` (checked, see ``inputs``) about ``image``
-    (RGB) on the view composed from ``selected`` (greedy)."""
+    (RGB) on the view composed from ``selected``."""
     if not selected and not config.ask_on_full_image_if_no_roi:
         raise FocusInputError("no ROI to answer on; propose ROIs first or allow answering on the full image")
     view = compose_view(image, selected, config)
-    by_likelihood = config.answer_scoring == "likelihood" and bool(options)
-    # likelihood scoring asks the bare question and scores each option as the reply (V*Bench's evaluation)
-    text, images = (question if by_likelihood else format_question(question, options)), [view.image]
-    if getattr(mllm, "interleaved_answer", False) and view.mode != "full":
-        images, text = interleaved_inputs(image, view, text, question)
-    if by_likelihood:
+
+    def shown(text: str) -> tuple[list[Image.Image], str]:
+        if getattr(mllm, "interleaved_answer", False) and view.mode != "full":
+            return interleaved_inputs(image, view, text, question)
+        return [view.image], text
+
+    text, option = answer_on(mllm, question, options, config, shown, should_stop=should_stop)
+    return Answer(text=text, option=option, view=view)
+
+
+def answer_on(
+    mllm: Any,
+    question: str,
+    options: Sequence[str] | None,
+    config: FocusConfig,
+    view: Callable[[str], tuple[list[Image.Image], str]],
+    *,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[str, str | None]:
+    """The answer and its option letter, chosen as ``config.answer_scoring``
+    says: ``generate`` (greedy, the multiple-choice prompt, the reply read by
+    ``parse_option``) or ``likelihood`` (the bare question, each option scored
+    as the reply, lowest loss wins: V*Bench's evaluation). ``view(text)``
+    gives the images and the text the model sees for a question text (a
+    method's own composition: a crop, a marked global image and a crop...)."""
+    if config.answer_scoring == "likelihood" and options:
+        images, text = view(question)
         best = likeliest_option(mllm, text, options, images)
-        return Answer(text=options[best], option=string.ascii_uppercase[best], view=view)
-    text = mllm.generate(text, images=images, max_new_tokens=config.answer_max_new_tokens, should_stop=should_stop)
-    return Answer(text=text, option=parse_option(text, options), view=view)
+        return options[best], string.ascii_uppercase[best]
+    images, text = view(format_question(question, options))
+    reply = mllm.generate(text, images=images, max_new_tokens=config.answer_max_new_tokens, should_stop=should_stop)
+    return reply, parse_option(reply, options)
 
 
 def likeliest_option(mllm: Any, text: str, options: Sequence[str], images: Sequence[Image.Image]) -> int:
@@ -176,10 +182,3 @@ def likeliest_option(mllm: Any, text: str, options: Sequence[str], images: Seque
     the lowest loss (V*Bench's "logits matching")."""
     losses = mllm.option_losses(text, options, images=images)
     return min(range(len(options)), key=losses.__getitem__)
-
-
-def answer_plain(
-    mllm: Any, image: Any, question: str, options: Sequence[str] | None, config: FocusConfig
-) -> Answer:
-    """The vanilla baseline: one answer on the whole image (any image input)."""
-    return answer_question(mllm, to_pil_rgb(image), check_question(question), check_options(options), [], config)

@@ -18,6 +18,7 @@ from PIL import Image
 
 from .config import ATTENTIONS, MAP_PROMPTS, PRECISIONS, QUANTIZATIONS, RELEVANCE_SOURCES, FocusConfig
 from .errors import FocusError
+from .methods.registry import METHOD_NAMES
 
 PREVIEW_MAX_SIDE = 2048
 """Overlays and box drawings are shrunk to this long side; the mask is not."""
@@ -32,56 +33,46 @@ def _slug(text: str) -> str:
 
 
 def write_outputs(result: Any, image: Image.Image, out: Path) -> list[Path]:
-    """result.json, a heatmap overlay per target, the ROI mask, the boxes."""
+    """result.json and the mask of the regions the answer used; for FOCUS
+    also a heatmap overlay per target, the ROIs drawn and a summary figure."""
+    from .pipeline import FocusResult
     from .render import draw_rois, heatmap_overlay, roi_mask, summary_figure
 
     out.mkdir(parents=True, exist_ok=True)
-    written = [out / "result.json"]
+    written = [out / "result.json", out / "roi_mask.png"]
     written[0].write_text(json.dumps(result.to_json(), indent=1))
-    for target, rmap in result.relevance.items():
-        path = out / f"heatmap_{_slug(target)}.png"
-        heatmap_overlay(image, rmap, max_side=PREVIEW_MAX_SIDE).save(path)
-        written.append(path)
-    mask = roi_mask(image.size, [r.box for r in result.selected])
-    path = out / "roi_mask.png"
-    Image.fromarray((mask * 255).astype("uint8"), mode="L").save(path)
-    written.append(path)
-    path = out / "rois.png"
-    draw_rois(image, result.rois, result.selected, max_side=PREVIEW_MAX_SIDE).save(path)
-    written.append(path)
-    path = out / "summary.png"
-    summary_figure(image, result).save(path)
-    written.append(path)
+    mask = roi_mask(image.size, result.regions)
+    Image.fromarray((mask * 255).astype("uint8"), mode="L").save(written[1])
+    if isinstance(result, FocusResult):
+        for target, rmap in result.relevance.items():
+            written.append(out / f"heatmap_{_slug(target)}.png")
+            heatmap_overlay(image, rmap, max_side=PREVIEW_MAX_SIDE).save(written[-1])
+        written.append(out / "rois.png")
+        draw_rois(image, result.rois, result.selected, max_side=PREVIEW_MAX_SIDE).save(written[-1])
+        written.append(out / "summary.png")
+        summary_figure(image, result).save(written[-1])
     return written
 
 
-def _config_from_args(args: argparse.Namespace) -> FocusConfig:
-    return FocusConfig(
-        n_steps=args.n_steps,
-        source=args.source,
-        layers=tuple(args.layers) if args.layers else None,
-        overrun=not args.no_overrun,
-        map_prompt="question" if args.gate is not None else args.map_prompt,
-        gate_threshold=args.gate,
-    )
+def _method_from_args(args: argparse.Namespace, mllm: Any) -> Any:
+    """The method ``--method`` names (``--gate T``: focus-gated:T), with the
+    run's options."""
+    from .methods.registry import method_spec
+
+    name = f"focus-gated:{args.gate}" if args.gate is not None else args.method
+    config = FocusConfig(n_steps=args.n_steps, source=args.source, layers=tuple(args.layers) if args.layers else None,
+                         overrun=not args.no_overrun, map_prompt=args.map_prompt)
+    return method_spec(name).make(mllm, config, args.n_steps)
 
 
 def _print_summary(result: Any, written: Sequence[Path]) -> None:
+    print(f"method   : {result.method}")
     print(f"question : {result.question}")
     if result.options:
-        for letter, option in zip("ABCDEFGHIJKLMNOPQRSTUVWXYZ", result.options):
+        for letter, option in zip(string.ascii_uppercase, result.options):
             print(f"           {letter}. {option}")
-    print(f"targets  : {', '.join(result.targets)} (type-{result.question_type}, from {result.target_source})")
-    for note in result.notes:
-        print(f"note     : {note}")
-    if result.gate is not None:
-        gate = result.gate
-        verdict = "the plain answer stands, no search" if gate["decision"] == "answered" else "searched"
-        print(f"gate     : {gate['signal']} confidence {gate['confidence']:.3f} vs threshold {gate['threshold']}: "
-              f"{verdict} (plain answer {gate['plain_answer']!r})")
-    for roi in result.selected:
-        conf = "unverified" if roi.confidence is None else f"confidence {roi.confidence:.2f}"
-        print(f"ROI      : {roi.target}: box {list(roi.box)} (relevance {roi.score:.2f}, {conf})")
+    for label, text in result.describe():
+        print(f"{label:<9}: {text}")
     print(f"answer   : {result.answer}")
     cost = result.cost
     print(
@@ -94,8 +85,7 @@ def _print_summary(result: Any, written: Sequence[Path]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .images import to_pil_rgb
-    from .mllm import load_mllm
-    from .pipeline import FocusPipeline
+    from .methods.registry import method_spec
 
     try:
         image = Image.open(args.image)
@@ -105,21 +95,30 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise FocusError(f"cannot read image {args.image!r}: {exc}") from None
     pil = to_pil_rgb(image)
-    _progress(f"loading {args.model}")
-    mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention,
-                     quantization=args.quantization)
-    pipe = FocusPipeline(mllm, _config_from_args(args))
-    result = pipe.run(pil, args.question, options=args.options, targets=args.targets, progress=_progress)
+    method_spec(args.method)  # a bad name fails before the model loads
+    if args.model:
+        from .mllm import load_mllm
+
+        _progress(f"loading {args.model}")
+        mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention,
+                         quantization=args.quantization)
+    else:
+        from .demo import load_demo_model
+
+        mllm = load_demo_model(args.quantization)
+    result = _method_from_args(args, mllm).run(pil, args.question, options=args.options, targets=args.targets,
+                                               progress=_progress)
     _print_summary(result, write_outputs(result, pil, Path(args.out)))
     return 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .answer import answer_plain
     from .boxes import coverage
     from .demo import DEMO_DISCLAIMER, demo_item, embedded_model_dir
+    from .methods.vanilla import Vanilla
     from .mllm import load_mllm
     from .pipeline import FocusPipeline
+    from .reading import choose_option
     from .render import comparison_figure
 
     started = time.perf_counter()
@@ -133,16 +132,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     image.save(out / "scene.png")
     config = FocusConfig(n_steps=args.n_steps)
-    vanilla = answer_plain(mllm, image, question, options, config)
+    vanilla = Vanilla(mllm, config).run(image, question, options)
     result = FocusPipeline(mllm, config).run(image, question, options=options, progress=_progress)
 
     def verdict(answer: str) -> str:  # judged as `focus bench` judges (a letter, the option's text, ...)
-        from .bench.runner import choose_option
-
         return "right" if choose_option(answer, options) == truth else "wrong"
 
     figure = comparison_figure(
-        image, result, f"plain answer on the whole image: {vanilla.text.strip()!r} ({verdict(vanilla.text)})",
+        image, result, f"plain answer on the whole image: {vanilla.answer.strip()!r} ({verdict(vanilla.answer)})",
         f"FOCUS answer on the ROI: {result.answer.strip()!r} ({verdict(result.answer)})")
     figure.save(out / "comparison.png")
     written = [out / "scene.png", out / "comparison.png", *write_outputs(result, image, out)]
@@ -152,7 +149,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"scene    : {image.width}x{image.height}, {len(item.objects)} objects; the {item.target_names[0]} "
           f"is {box[2] - box[0]}x{box[3] - box[1]} px at {list(box)}")
     print(f"truth    : {string.ascii_uppercase[truth]}. {item.answer}")
-    print(f"vanilla  : {vanilla.text.strip()!r} ({verdict(vanilla.text)}; one answer on the whole image)")
+    print(f"vanilla  : {vanilla.answer.strip()!r} ({verdict(vanilla.answer)}; one answer on the whole image)")
     _print_summary(result, written)
     print(f"FOCUS    : {verdict(result.answer)}")
     best = result.selected[0].box if result.selected else None
@@ -167,8 +164,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log model loading details")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    run = sub.add_parser("run", help="answer a question about an image with FOCUS")
-    run.add_argument("--model", required=True, help="model folder or Hugging Face hub id")
+    run = sub.add_parser("run", help="answer a question about an image with FOCUS (or another --method)")
+    run.add_argument("--model", help="model folder or Hugging Face hub id (default: the embedded demo model, "
+                                      "which knows only the synthetic world)")
+    run.add_argument("--method", default="focus", help=f"how to answer: {', '.join(METHOD_NAMES)} (default: focus)")
     run.add_argument("--image", required=True, help="image file")
     run.add_argument("--question", required=True)
     run.add_argument("--options", nargs="+", help="multiple-choice options (answer is a letter)")

@@ -12,6 +12,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterator
 
+SEARCH_STAGES = ("gate", "relevance", "ranking", "search")
+"""The stages whose forward passes are the visual search's (the paper's
+cost): the gate's own question, relevance prefills, verifications and
+ZoomEye's tree search. Target extraction ("targets") and the final answer
+("answer") are not; a prefill that may become either is timed as
+"prefill" until the method says which (``StageClock.assign``)."""
+
 
 class CallCounter:
     """Counts model calls made by an adapter. One forward pass = one sample
@@ -40,11 +47,11 @@ class Cost:
 
     @classmethod
     def from_clock(cls, clock: "StageClock", seconds: float, memory: "PeakMemory") -> "Cost":
-        """The cost of a run the clock timed: its search passes (the gate's,
-        relevance prefills and verifications), stage times and the memory peak."""
+        """The cost of a run the clock timed: its search passes (the passes
+        of ``SEARCH_STAGES``, the one rule), stage times and the memory peak."""
         passes = clock.forward_passes
         return cls(
-            forward_passes=passes.get("gate", 0) + passes.get("relevance", 0) + passes.get("ranking", 0),
+            forward_passes=sum(passes.get(stage, 0) for stage in SEARCH_STAGES),
             seconds=seconds,
             peak_memory_bytes=memory.peak,
             peak_memory_kind=memory.kind,
@@ -140,3 +147,11 @@ class StageClock:
             passes1, gens1 = self.counter.snapshot()
             self.forward_passes[name] = self.forward_passes.get(name, 0) + passes1 - passes0
             self.generate_calls += gens1 - gens0
+
+    def assign(self, stage: str, to: str) -> None:
+        """Book what was timed as ``stage`` under ``to`` (e.g. the plain
+        answer's prefill: the answer's when the gate answered, the maps'
+        when the search read them)."""
+        for book in (self.seconds, self.forward_passes):
+            if stage in book:
+                book[to] = book.get(to, 0) + book.pop(stage)

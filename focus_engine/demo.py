@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 from .bench.world import WorldItem, generate_item
 from .errors import FocusError
@@ -36,6 +37,15 @@ def embedded_model_dir() -> Path:
             "comfyui-focus from its repository, or pass --model with a model folder"
         )
     return EMBEDDED_MODEL_DIR
+
+
+def load_demo_model(quantization: str = "none", say: Any = print) -> Any:
+    """The embedded demo model, loaded as any user model is (CPU, fp32),
+    after ``say``-ing what it is (``DEMO_DISCLAIMER``)."""
+    from .mllm import load_mllm
+
+    say(DEMO_DISCLAIMER)
+    return load_mllm(str(embedded_model_dir()), device="cpu", dtype="fp32", quantization=quantization)
 
 
 def demo_item(subtype: str = "label") -> WorldItem:

@@ -16,14 +16,16 @@ maps of the targets the question names from that same prefill
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from typing import Any, Callable, ContextManager, Sequence
 
 from PIL import Image
 
-from .answer import Answer, AnswerView, answer_question, parse_option
+from .answer import Answer, AnswerView, answer_question
 from .config import FocusConfig
 from .prompts import format_question
+from .reading import parse_option
 
 ANSWERABLE_PROMPT = (
     "Question: {question}\nCould you answer the question based on the available visual information? "
@@ -38,6 +40,9 @@ class GateDecision:
     confidence: float
     threshold: float
     plain_answer: str
+    prefill: Any = field(default=None, repr=False)
+    """The answer prompt's prefill the decision was made on: the search reads
+    the maps of the question's targets from it (``map_prompt="question"``)."""
 
     @property
     def answered(self) -> bool:
@@ -57,23 +62,31 @@ def answer_confidence(token_probabilities: Sequence[float]) -> float:
     return float(min(token_probabilities)) if token_probabilities else 0.0
 
 
-def decide(
+def open_gate(
     mllm: Any,
     image: Image.Image,
     question: str,
-    prefill: Any,
+    options: Sequence[str] | None,
     config: FocusConfig,
+    *,
+    capture_keys: Any = None,
     should_stop: Callable[[], bool] | None = None,
+    stage: Callable[[str], ContextManager[Any]] = lambda name: nullcontext(),
 ) -> GateDecision:
-    """Decode the plain answer from ``prefill`` (the answer prompt about the
-    whole ``image``) and measure its confidence with ``config.gate_signal``."""
-    decoded = mllm.continue_answer(prefill, config.answer_max_new_tokens, should_stop)
-    if config.gate_signal == "answer":
-        confidence = answer_confidence(decoded.token_probabilities)
-    else:
-        prompt = ([image], ANSWERABLE_PROMPT.format(question=question))
-        confidence = float(mllm.yes_probability([prompt], should_stop=should_stop)[0])
-    return GateDecision(config.gate_signal, confidence, float(config.gate_threshold), decoded.text)
+    """The gate's decision on ``image``: the answer prompt's prefill (timed as
+    ``stage("prefill")``: it becomes the answer's or the maps', as decided),
+    the plain answer decoded from it and its confidence by
+    ``config.gate_signal`` (timed as ``stage("gate")``)."""
+    with stage("prefill"):
+        prefill = mllm.prefill_answer(image, format_question(question, options), capture_keys=capture_keys)
+    with stage("gate"):
+        decoded = mllm.continue_answer(prefill, config.answer_max_new_tokens, should_stop)
+        if config.gate_signal == "answer":
+            confidence = answer_confidence(decoded.token_probabilities)
+        else:
+            prompt = ([image], ANSWERABLE_PROMPT.format(question=question))
+            confidence = float(mllm.yes_probability([prompt], should_stop=should_stop)[0])
+    return GateDecision(config.gate_signal, confidence, float(config.gate_threshold), decoded.text, prefill)
 
 
 def answer_with_gate(
@@ -85,13 +98,15 @@ def answer_with_gate(
     config: FocusConfig,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[Answer, GateDecision | None]:
-    """Stage 4 behind the gate: the plain answer when it is confident enough,
-    else the answer on the ``selected`` ROIs (always the latter when the gate
-    is off). For a chain whose ROIs are already found (the Answer node)."""
+    """Stage 4 behind the gate, for a chain whose ROIs are already found (the
+    Answer node): the plain answer when it is confident enough, else the
+    answer on the ``selected`` ROIs (always the latter when the gate is off).
+    The search was paid for before this: here the gate only chooses which
+    answer stands."""
     if config.gate_threshold is None:
         return answer_question(mllm, image, question, options, selected, config, should_stop=should_stop), None
-    prefill = mllm.prefill_answer(image, format_question(question, options))
-    gate = decide(mllm, image, question, prefill, config, should_stop)
+    gate = open_gate(mllm, image, question, options, config, should_stop=should_stop)
+    gate.prefill = None  # nothing reads maps from it here
     if gate.answered:
         return Answer(gate.plain_answer, parse_option(gate.plain_answer, options), AnswerView("full", [], image)), gate
     return answer_question(mllm, image, question, options, selected, config, should_stop=should_stop), gate

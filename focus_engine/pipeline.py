@@ -1,185 +1,135 @@
-"""FocusPipeline: the four FOCUS stages end to end, with cost accounting.
+"""FocusPipeline: FOCUS as a method, the four stages end to end.
 
 image + question -> targets -> relevance maps -> ROIs -> ranked ROIs -> answer.
 Each stage is one function in its own module, the same one the ComfyUI node
-of that stage calls; ``FocusPipeline.run`` checks the inputs once, resolves
-the config once, calls the stages in order and measures forward passes, time
-per stage and peak memory.
+of that stage calls; the run skeleton (checked inputs, resolved config,
+clock, memory, the cost rule) is ``methods.base.Method``'s. With the gate on
+(``gate_threshold``), the plain answer is decoded first and stands when it
+is confident enough (``gate.open_gate``); the search then reads its maps
+from that same prefill.
 """
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any
 
-from .answer import answer_question, parse_option, select_rois
-from .config import FocusConfig, resolve_config
-from .cost import Cost, PeakMemory, StageClock
-from .gate import GateDecision, decide
+from .answer import answer_question, select_rois
+from .gate import GateDecision, open_gate
 from .grid import RelevanceMap
-from .images import to_pil_rgb
-from .inputs import check_options, check_question
+from .methods.base import Method, MethodResult, Run
 from .prompts import format_question, question_prompt
 from .ranking import rank_rois
+from .reading import parse_option
 from .relevance import relevance_maps
 from .rois import ROI, propose_for_maps
 from .targets import find_targets
 
-ProgressFn = Callable[[str], None]
 
-
-@dataclass
-class FocusResult:
-    question: str
-    options: list[str] | None
-    answer: str
-    answer_option: str | None
-    targets: list[str]
-    question_type: int
-    target_source: str
-    relevance: dict[str, RelevanceMap]
-    rois: list[ROI]
-    selected: list[ROI]
-    cost: Cost
-    image_size: tuple[int, int]
-    answer_view: dict[str, Any] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    config: dict[str, Any] = field(default_factory=dict)
-    family: str = ""
+@dataclass(kw_only=True)
+class FocusResult(MethodResult):
+    question_type: int = 1
+    target_source: str = "none"
+    relevance: dict[str, RelevanceMap] = field(default_factory=dict)
+    rois: list[ROI] = field(default_factory=list)
+    """Every proposal, ranked (verified ones by confidence first)."""
+    selected: list[ROI] = field(default_factory=list)
+    """The ROIs the answer looked at."""
+    answer_view: dict[str, Any] = field(default_factory=lambda: {"mode": "full", "boxes": []})
     gate: dict[str, Any] | None = None
     """The gate's decision and confidence (None when the gate is off)."""
 
-    def to_json(self) -> dict[str, Any]:
-        """Plain JSON types only (maps as their grids)."""
+    @property
+    def regions(self) -> list[tuple[int, int, int, int]]:
+        return [r.box for r in self.selected]
+
+    def describe(self) -> list[tuple[str, str]]:
+        lines = [("targets", f"{', '.join(self.targets)} (type-{self.question_type}, from {self.target_source})")]
+        lines += [("note", note) for note in self.notes]
+        if self.gate is not None:
+            verdict = "the plain answer stands, no search" if self.gate["decision"] == "answered" else "searched"
+            lines.append(("gate", f"{self.gate['signal']} confidence {self.gate['confidence']:.3f} vs threshold "
+                                  f"{self.gate['threshold']}: {verdict} (plain answer {self.gate['plain_answer']!r})"))
+        for roi in self.selected:
+            conf = "unverified" if roi.confidence is None else f"confidence {roi.confidence:.2f}"
+            lines.append(("ROI", f"{roi.target}: box {list(roi.box)} (relevance {roi.score:.2f}, {conf})"))
+        return lines
+
+    def _json_fields(self) -> dict[str, Any]:
         return {
-            "question": self.question,
-            "options": self.options,
-            "answer": self.answer,
-            "answer_option": self.answer_option,
-            "targets": list(self.targets),
-            "question_type": self.question_type,
-            "target_source": self.target_source,
-            "image_size": list(self.image_size),
-            "family": self.family,
+            "question_type": self.question_type, "target_source": self.target_source,
             "relevance": {t: m.to_json() for t, m in self.relevance.items()},
-            "rois": [r.to_json() for r in self.rois],
-            "selected": [r.to_json() for r in self.selected],
-            "answer_view": self.answer_view,
-            "cost": self.cost.to_json(),
-            "notes": list(self.notes),
-            "config": _jsonable(self.config),
-            "gate": self.gate,
+            "rois": [r.to_json() for r in self.rois], "selected": [r.to_json() for r in self.selected],
+            "answer_view": self.answer_view, "gate": self.gate,
+        }
+
+    def _record_fields(self) -> dict[str, Any]:
+        return {
+            "target_source": self.target_source, "question_type": self.question_type,
+            "verified": sum(1 for r in self.rois if r.confidence is not None),
+            "ranked_boxes": [list(r.box) for r in self.rois], "selected_boxes": [list(r.box) for r in self.selected],
+            "answer_view": self.answer_view.get("mode"), "gate": self.gate,
         }
 
 
-class FocusPipeline:
+class FocusPipeline(Method):
     """``FocusPipeline(mllm, FocusConfig(...)).run(image, question)``."""
 
-    def __init__(self, mllm: Any, config: FocusConfig | None = None) -> None:
-        self.mllm = mllm
-        self.config = config or FocusConfig()
+    name = "focus"
 
-    def resolved_config(self) -> FocusConfig:
-        """The config a run uses on this model (family defaults filled in)."""
-        return resolve_config(self.mllm, self.config)
+    def answer(self, run: Run) -> FocusResult:
+        config, shared, gate = run.config, None, None
+        keys = config.layers if config.source == "keys" else None
+        if config.gate_threshold is not None:  # 0. the plain answer first: does it stand?
+            gate = open_gate(run.mllm, run.image, run.question, run.options, config, capture_keys=keys,
+                             should_stop=run.should_stop, stage=run.stage)
+            run.clock.assign("prefill", "answer" if gate.answered else "gate")
+            run.say(f"gate: {gate.signal} confidence {gate.confidence:.3f} (threshold {gate.threshold})")
+            if gate.answered:
+                return self.plain(run, gate)
+            shared = gate.prefill
+        elif config.map_prompt == "question":  # the maps from the answer prompt's own prefill
+            with run.stage("relevance"):
+                shared = run.mllm.prefill_answer(run.image, format_question(run.question, run.options),
+                                                 capture_keys=keys)
+        return self.search(run, shared, gate)
 
-    def run(
-        self,
-        image: Any,
-        question: str,
-        options: Sequence[str] | None = None,
-        targets: Sequence[str] | str | None = None,
-        *,
-        progress: ProgressFn | None = None,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> FocusResult:
-        """Answer ``question`` about ``image`` with FOCUS.
+    def search(self, run: Run, shared: Any, gate: GateDecision | None) -> FocusResult:
+        """The four stages; ``shared``: the answer prompt's prefill to read
+        the question's targets' maps from (``map_prompt="question"``), or None."""
+        mllm, config, image = run.mllm, run.config, run.image
+        with run.stage("targets"):  # 1. which objects the question needs
+            found = find_targets(mllm, run.question, run.targets, config, run.should_stop)
+        run.say(f"targets: {', '.join(found.names)} (type-{found.question_type}, {found.source})")
+        with run.stage("relevance"):  # 2. one relevance map per target
+            prefilled = {}
+            if shared is not None and config.map_prompt == "question":
+                prefilled = mllm.answer_target_prefills(shared, question_prompt(run.question, run.options, found.names))
+            shared = None  # the targets' prefills keep what they need of its cache
+            maps = relevance_maps(mllm, image, found.names, config, prefilled=prefilled, should_stop=run.should_stop,
+                                  on_map=lambda i, t: run.say(f"relevance map {i + 1}/{len(found.names)}: {t}"))
+        with run.stage("rois"):  # 3a. candidate regions around the maps' peaks
+            proposals = propose_for_maps(maps.values(), config)
+        run.say(f"proposed {len(proposals)} ROIs")
+        with run.stage("ranking"):  # 3b. verified by yes/no on their crops
+            run.check_stop()
+            ranked = rank_rois(mllm, image, proposals, config, should_stop=run.should_stop,
+                               progress=lambda step, total: run.say(f"verification step {step}"))
+        with run.stage("answer"):  # 4. answered on the chosen region(s)
+            run.check_stop()
+            selected = select_rois(ranked, found.question_type, config)
+            answer = answer_question(mllm, image, run.question, run.options, selected, config,
+                                     should_stop=run.should_stop)
+        return self.result(
+            run, answer.text, answer.option, FocusResult, targets=list(found.names),
+            question_type=found.question_type, target_source=found.source, relevance=maps, rois=ranked,
+            selected=selected, answer_view=answer.view.to_json(), notes=[found.note] if found.note else [],
+            gate=gate.to_json() if gate is not None else None)
 
-        ``targets`` skips the model's target extraction (``"all cars"`` makes
-        the question type-2). ``progress`` receives one line per stage;
-        ``should_stop`` is polled between model calls (raises InterruptedError).
-        """
-        question, options, pil = check_question(question), check_options(options), to_pil_rgb(image)
-        config = self.resolved_config()
-        mllm = self.mllm
-        say = progress or (lambda message: None)
-
-        def check_stop() -> None:
-            if should_stop is not None and should_stop():
-                raise InterruptedError("FOCUS run interrupted")
-
-        clock = StageClock(mllm.counter)
-        started = time.perf_counter()
-        gate: GateDecision | None = None
-        with PeakMemory(mllm.device) as memory:
-            shared = None  # 0. the plain answer's prefill, when the gate or the maps read it
-            if config.gate_threshold is not None or config.map_prompt == "question":
-                with clock.stage("gate" if config.gate_threshold is not None else "relevance"):
-                    keys = config.layers if config.source == "keys" else None
-                    shared = mllm.prefill_answer(pil, format_question(question, options), capture_keys=keys)
-                    if config.gate_threshold is not None:
-                        gate = decide(mllm, pil, question, shared, config, should_stop)
-                        say(f"gate: {gate.signal} confidence {gate.confidence:.3f} (threshold {gate.threshold})")
-            if gate is None or not gate.answered:
-                with clock.stage("targets"):  # 1. which objects the question needs
-                    found = find_targets(mllm, question, targets, config, should_stop)
-                say(f"targets: {', '.join(found.names)} (type-{found.question_type}, {found.source})")
-                with clock.stage("relevance"):  # 2. one relevance map per target
-                    prefilled = {}
-                    if shared is not None and config.map_prompt == "question":
-                        prefilled = mllm.answer_target_prefills(shared, question_prompt(question, options, found.names))
-                    shared = None  # the targets' prefills keep what they need of its cache
-                    maps = relevance_maps(mllm, pil, found.names, config, prefilled=prefilled, should_stop=should_stop,
-                                          on_map=lambda i, t: say(f"relevance map {i + 1}/{len(found.names)}: {t}"))
-                with clock.stage("rois"):  # 3a. candidate regions around the maps' peaks
-                    proposals = propose_for_maps(maps.values(), config)
-                say(f"proposed {len(proposals)} ROIs")
-                with clock.stage("ranking"):  # 3b. verified by yes/no on their crops
-                    check_stop()
-                    ranked = rank_rois(mllm, pil, proposals, config, should_stop=should_stop,
-                                       progress=lambda step, total: say(f"verification step {step}"))
-                with clock.stage("answer"):  # 4. answered on the chosen region(s)
-                    check_stop()
-                    selected = select_rois(ranked, found.question_type, config)
-                    answer = answer_question(mllm, pil, question, options, selected, config, should_stop=should_stop)
-        cost = Cost.from_clock(clock, time.perf_counter() - started, memory)
-        if gate is not None and gate.answered:
-            # the gate's prefill was the answer's own, not a search pass (the answerable question is one)
-            cost.forward_passes -= 1
-            say(f"answer (whole image): {gate.plain_answer}")
-            return FocusResult(
-                question=question, options=options, answer=gate.plain_answer,
-                answer_option=parse_option(gate.plain_answer, options), targets=[], question_type=1,
-                target_source="none", relevance={}, rois=[], selected=[], cost=cost, image_size=pil.size,
-                answer_view={"mode": "full", "boxes": []}, config=config.to_dict(), family=mllm.family,
-                gate=gate.to_json(),
-            )
-        say(f"answer: {answer.text}")
-        return FocusResult(
-            question=question,
-            options=options,
-            answer=answer.text,
-            answer_option=answer.option,
-            targets=list(found.names),
-            question_type=found.question_type,
-            target_source=found.source,
-            relevance=maps,
-            rois=ranked,
-            selected=selected,
-            cost=cost,
-            image_size=pil.size,
-            answer_view=answer.view.to_json(),
-            notes=[found.note] if found.note else [],
-            config=config.to_dict(),
-            family=mllm.family,
-            gate=gate.to_json() if gate is not None else None,
-        )
+    def plain(self, run: Run, gate: GateDecision) -> FocusResult:
+        """The gate answered: the plain answer on the whole image stands."""
+        return self.result(run, gate.plain_answer, parse_option(gate.plain_answer, run.options), FocusResult,
+                           gate=gate.to_json())
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
+__all__ = ["FocusPipeline", "FocusResult"]

@@ -22,19 +22,16 @@ models).
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 from PIL import Image, ImageDraw
 
-from .answer import likeliest_option, parse_option
-from .boxes import Box, union_box
-from .config import FocusConfig
-from .cost import Cost, PeakMemory, StageClock
-from .images import crop, to_pil_rgb
-from .inputs import check_options, check_question
-from .prompts import format_question
+from .answer import answer_on
+from .boxes import XYWH, Box, grow_box, merge_overlapping, union_box, window_about_centre, xywh_to_xyxy
+from .config import FocusConfig, ZoomEyeSettings  # ZoomEyeSettings re-exported: its home is config
+from .images import crop
+from .methods.base import Method, MethodResult, Run
 from .targets import find_targets
 
 EXISTENCE = "Is there a {target} in the image? Answer Yes or No."
@@ -68,37 +65,9 @@ SIDE_BY_SIDE_SPAN = 1000
 """Local models: two final regions whose union is longer than this go side by side."""
 
 
-@dataclass(frozen=True)
-class ZoomEyeSettings:
-    """ZoomEye's constants for one model family (its evaluation script's)."""
-
-    input_side: int
-    """S: a node is a leaf when its long side is below this (the encoder's input)."""
-    view: str = "global_local"
-    """``local``: the node's crop alone (LLaVA-1.5); ``global_local``: the whole
-    image with the node's box drawn, then the zoomed crop."""
-    bias: float = 0.6
-    """b: the existence weight at the root (LLaVA-1.5: 0.2)."""
-    patch_scale: float | None = 1.2
-    """A node's view is enlarged this much (and to at least S) around its centre."""
-    upper: float = 0.6
-    lower: float = 0.0
-    decrements: tuple[float, ...] = (0.1, 0.1, 0.2)
-    """The answering threshold starts at ``upper``; after ``3 * D`` pops each
-    failed pop lowers it by the next decrement (the last repeats), every second
-    pop, and the search gives up below ``lower``."""
-    depth_limit: int = 5
-    type2_depth: int = 2
-    type2_threshold: float = 0.6
-
-    @classmethod
-    def for_model(cls, mllm: Any) -> "ZoomEyeSettings":
-        return cls(**mllm.zoomeye_defaults())
-
-
 @dataclass
 class Node:
-    box: tuple[int, int, int, int]  # (x, y, w, h), as the tree splits it
+    xywh: XYWH  # (x, y, width, height), as the tree splits it; .xyxy for the box
     depth: int
     children: list["Node"] = field(default_factory=list)
     existence: float | None = None
@@ -107,15 +76,15 @@ class Node:
 
     @property
     def xyxy(self) -> Box:
-        x, y, w, h = self.box
-        return x, y, x + w, y + h
+        return xywh_to_xyxy(self.xywh)
 
 
-def split(box: tuple[int, int, int, int]) -> list[tuple[int, int, int, int]]:
-    """Four children, row by row: 1 column x 4 rows when the box is at least
-    twice as tall as wide, 4 x 1 when twice as wide, else 2 x 2; strides are
-    rounded down and the last row / column takes the remainder."""
-    x, y, w, h = box
+def split(xywh: XYWH) -> list[XYWH]:
+    """Four children of ``(x, y, width, height)``, in the same format, row by
+    row: 1 column x 4 rows when it is at least twice as tall as wide, 4 x 1
+    when twice as wide, else 2 x 2; strides are rounded down and the last row
+    / column takes the remainder."""
+    x, y, w, h = xywh
     ratio = h / w
     cols, rows = (1, 4) if ratio >= 2 else (4, 1) if ratio <= 0.5 else (2, 2)
     step_w, step_h = w // cols, h // rows
@@ -132,10 +101,10 @@ def build_tree(size: tuple[int, int], input_side: int, max_depth: int | None = N
     """The image tree down to the leaves (long side below ``input_side``)."""
 
     def grow(node: Node) -> None:
-        _, _, w, h = node.box
+        _, _, w, h = node.xywh
         if max(w, h) < input_side or (max_depth is not None and node.depth >= max_depth):
             return
-        node.children = [Node(child, node.depth + 1) for child in split(node.box)]
+        node.children = [Node(child, node.depth + 1) for child in split(node.xywh)]
         for child in node.children:
             grow(child)
 
@@ -157,14 +126,8 @@ def patch_box(node: Node, image_size: tuple[int, int], settings: ZoomEyeSettings
     """The region shown for a node: its box enlarged to at least S (and by the
     patch scale) about its centre, shifted inside the image at the left / top
     and cut at the right / bottom, as ZoomEye does."""
-    x, y, w, h = node.box
-    pw, ph = max(math.ceil(w), settings.input_side), max(math.ceil(h), settings.input_side)
-    if settings.patch_scale is not None:
-        pw, ph = int(pw * settings.patch_scale), int(ph * settings.patch_scale)
-    cx, cy = int(x + w / 2), int(y + h / 2)
-    width, height = image_size
-    left, top = max(0, cx - pw // 2), max(0, cy - ph // 2)
-    return left, top, min(left + pw, width), min(top + ph, height)
+    scale = 1.0 if settings.patch_scale is None else settings.patch_scale
+    return window_about_centre(node.xyxy, scale, image_size, min_side=settings.input_side)
 
 
 def marked(image: Image.Image, boxes: Sequence[Box]) -> tuple[Image.Image, Box]:
@@ -174,65 +137,49 @@ def marked(image: Image.Image, boxes: Sequence[Box]) -> tuple[Image.Image, Box]:
     draw = ImageDraw.Draw(out)
     line = max(1, max(image.size) // 120)
     drawn = []
-    for x0, y0, x1, y1 in boxes:
-        grown = (max(0, x0 - line), max(0, y0 - line), min(image.width, x1 + line), min(image.height, y1 + line))
+    for box in boxes:
+        grown = grow_box(box, line, image.size)
         draw.rectangle((grown[0], grown[1], grown[2] - 1, grown[3] - 1), outline=BOX_COLOUR, width=line)
         drawn.append(grown)
     return out, union_box(drawn)
 
 
-def merge_with_gap(boxes: Sequence[Box], gap: int = MERGE_GAP) -> list[Box]:
-    """Boxes whose ``gap``-grown versions intersect replaced by their union,
-    until none do."""
-    merged = [tuple(b) for b in boxes]
-    changed = True
-    while changed:
-        changed = False
-        for i in range(len(merged)):
-            for j in range(i + 1, len(merged)):
-                a, b = merged[i], merged[j]
-                if min(a[2], b[2]) + gap > max(a[0], b[0]) - gap and min(a[3], b[3]) + gap > max(a[1], b[1]) - gap:
-                    merged[i] = union_box([a, b])
-                    del merged[j]
-                    changed = True
-                    break
-            if changed:
-                break
-    return merged  # type: ignore[return-value]
-
-
-@dataclass
-class ZoomEyeResult:
-    question: str
-    options: list[str] | None
-    answer: str
-    answer_option: str | None
-    targets: list[str]
-    chosen: list[Box]
+@dataclass(kw_only=True)
+class ZoomEyeResult(MethodResult):
+    chosen: list[Box] = field(default_factory=list)
     """The regions the answer looked at (original pixels; none when it
     answered on the whole image)."""
-    visited: list[Box]
+    visited: list[Box] = field(default_factory=list)
     """Every region below the root the search popped, in order."""
-    cost: Cost
-    notes: list[str] = field(default_factory=list)
 
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "question": self.question, "options": self.options, "answer": self.answer,
-            "answer_option": self.answer_option, "targets": list(self.targets),
-            "chosen": [list(b) for b in self.chosen], "visited": [list(b) for b in self.visited],
-            "cost": self.cost.to_json(), "notes": list(self.notes),
-        }
+    @property
+    def regions(self) -> list[Box]:
+        return list(self.chosen)
+
+    def describe(self) -> list[tuple[str, str]]:
+        return super().describe() + [("region", f"box {list(box)}") for box in self.chosen]
+
+    def _json_fields(self) -> dict[str, Any]:
+        return {"chosen": [list(b) for b in self.chosen], "visited": [list(b) for b in self.visited]}
+
+    def _record_fields(self) -> dict[str, Any]:
+        return {"ranked_boxes": [list(b) for b in self.visited], "selected_boxes": [list(b) for b in self.chosen]}
 
 
-class ZoomEye:
+class ZoomEye(Method):
     """``ZoomEye(mllm).run(image, question, options)``: the baseline search,
     with the family's constants (``ZoomEyeSettings.for_model``)."""
 
+    name = "zoomeye"
+
     def __init__(self, mllm: Any, config: FocusConfig | None = None, settings: ZoomEyeSettings | None = None):
-        self.mllm = mllm
-        self.config = config or FocusConfig()
+        super().__init__(mllm, config)
         self.settings = settings or ZoomEyeSettings.for_model(mllm)
+
+    def resolved_config(self) -> FocusConfig:
+        """The config as given: ZoomEye reads none of FOCUS's family defaults
+        (its own constants are ``self.settings``)."""
+        return self.config
 
     # ------------------------------------------------------------ one view
     def _views(self, image: Image.Image, node: Node, root_whole: bool) -> tuple[list[Image.Image], bool]:
@@ -351,7 +298,8 @@ class ZoomEye:
         """The images and text of the final answer on the chosen nodes."""
         if not nodes or any(n.depth == 0 for n in nodes):
             return [image], text
-        regions = merge_with_gap([patch_box(n, image.size, self.settings) for n in nodes])
+        views = [patch_box(n, image.size, self.settings) for n in nodes]
+        regions = merge_overlapping(views, MERGE_GAP, order="input")  # the first stays first (side by side)
         if self.settings.view == "local":
             union = union_box(regions)
             if len(regions) == 2 and max(union[2] - union[0], union[3] - union[1]) > SIDE_BY_SIDE_SPAN:
@@ -361,59 +309,45 @@ class ZoomEye:
         return [boxed, crop(boxed, drawn)], ZOOM_PREFIX + text
 
     # --------------------------------------------------------------- run
-    def run(
-        self,
-        image: Any,
-        question: str,
-        options: Sequence[str] | None = None,
-        targets: Sequence[str] | str | None = None,
-        *,
-        should_stop: Callable[[], bool] | None = None,
-    ) -> ZoomEyeResult:
-        question, options, pil = check_question(question), check_options(options), to_pil_rgb(image)
-        mllm, s = self.mllm, self.settings
-        clock = StageClock(mllm.counter)
-        started = time.perf_counter()
+    def answer(self, run: Run) -> ZoomEyeResult:
+        with run.stage("targets"):
+            found = find_targets(run.mllm, run.question, run.targets, run.config, run.should_stop)
         notes: list[str] = []
-        with PeakMemory(mllm.device) as memory:
-            with clock.stage("targets"):
-                found = find_targets(mllm, question, targets, self.config, should_stop)
-            names = list(found.names)
-            counted = found.question_type == 2  # "all X": every target is scanned, not searched
-            chosen: list[Node] = []
-            visited: list[Node] = []
-            with clock.stage("search"):
-                several = len(names) > 1 or counted
-                if len(names) >= 2 and s.view == "global_local" and not counted:  # clear in the whole image?
-                    asks = [(Node((0, 0, *pil.size), 0), "answering", APPEARANCE.format(target=t)) for t in names]
-                    if any(c >= s.upper for c in self._confidences(pil, asks, should_stop)):
-                        notes.append("a target is clear in the whole image: answered on it (ZoomEye's pre-filter)")
-                        names = []
-                for target in names:
-                    if counted:
-                        chosen += self.scan(pil, target, should_stop)
-                        continue
-                    asked = question if not several else APPEARANCE.format(target=target)
-                    best, trace = self.search(pil, target, asked, several, should_stop)
-                    visited += trace
-                    if best is not None:
-                        chosen.append(best)
-            with clock.stage("answer"):
-                if self.config.answer_scoring == "likelihood" and options:  # ZoomEye's own V*Bench scoring
-                    images, text = self.answer_inputs(pil, chosen, question)
-                    answer = options[likeliest_option(mllm, text, options, images)]
-                else:
-                    images, text = self.answer_inputs(pil, chosen, format_question(question, options))
-                    answer = mllm.generate(text, images=images, max_new_tokens=self.config.answer_max_new_tokens,
-                                           should_stop=should_stop)
-        cost = Cost.from_clock(clock, time.perf_counter() - started, memory)
-        cost.forward_passes = clock.forward_passes.get("search", 0)
-        return ZoomEyeResult(
-            question=question, options=options, answer=answer, answer_option=parse_option(answer, options),
-            targets=list(found.names), chosen=[n.xyxy for n in chosen if n.depth > 0],
-            visited=[n.xyxy for n in visited if n.depth > 0],
-            cost=cost, notes=notes,
-        )
+        with run.stage("search"):
+            chosen, visited = self.search_all(run.image, run.question, found, notes, run.should_stop)
+        with run.stage("answer"):
+            text, option = answer_on(run.mllm, run.question, run.options, run.config,
+                                     lambda text: self.answer_inputs(run.image, chosen, text),
+                                     should_stop=run.should_stop)
+        return self.result(run, text, option, ZoomEyeResult, targets=list(found.names), notes=notes,
+                           chosen=[n.xyxy for n in chosen if n.depth > 0],
+                           visited=[n.xyxy for n in visited if n.depth > 0])
+
+    def search_all(
+        self, image: Image.Image, question: str, found: Any, notes: list[str], should_stop: Any = None
+    ) -> tuple[list[Node], list[Node]]:
+        """Every target searched (type 1) or scanned ("all X"): the chosen
+        nodes and the popped ones."""
+        names, s = list(found.names), self.settings
+        counted = found.question_type == 2  # "all X": every target is scanned, not searched
+        several = len(names) > 1 or counted
+        chosen: list[Node] = []
+        visited: list[Node] = []
+        if len(names) >= 2 and s.view == "global_local" and not counted:  # clear in the whole image?
+            asks = [(Node((0, 0, *image.size), 0), "answering", APPEARANCE.format(target=t)) for t in names]
+            if any(c >= s.upper for c in self._confidences(image, asks, should_stop)):
+                notes.append("a target is clear in the whole image: answered on it (ZoomEye's pre-filter)")
+                names = []
+        for target in names:
+            if counted:
+                chosen += self.scan(image, target, should_stop)
+                continue
+            asked = question if not several else APPEARANCE.format(target=target)
+            best, trace = self.search(image, target, asked, several, should_stop)
+            visited += trace
+            if best is not None:
+                chosen.append(best)
+        return chosen, visited
 
 
 def side_by_side(image: Image.Image, regions: Sequence[Box], side: int) -> Image.Image:

@@ -26,9 +26,14 @@ ROIS_IN = ("FOCUS_ROIS", {"tooltip": "Regions of interest from FOCUS · Propose 
 QUESTION_IN = ("STRING", {"multiline": True, "default": "", "tooltip": "The question about the image."})
 OPTIONS_IN = ("STRING", {"multiline": True, "default": "", "tooltip": (
     "Multiple-choice options, one per line; the answer is then a letter.")})
-GATE_IN = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": (
+GATE_TIP = (
     "Adaptive gate: when the plain answer on the whole image is at least this confident (its least sure token's "
-    "probability), it stands and FOCUS does not search. 0 = off: always search (the paper).")})
+    "probability), the plain answer stands. 0 = off: always the answer on the ROIs (the paper).")
+GATE_IN = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": (
+    GATE_TIP + " Here the search is skipped: it saves its time when the plain answer stands.")})
+ANSWER_GATE_IN = ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1.0, "step": 0.01, "tooltip": (
+    GATE_TIP + " The ROI nodes before this one have already searched, so here it saves no time: it only chooses "
+    "which answer stands. To skip the search, use FOCUS · VQA's gate.")})
 GATE_JSON_TIP = (
     'The gate per image as JSON: [{"image": 0, "decision": "answered" | "searched" | "off", "confidence", '
     '"threshold", "plain_answer"}].'
@@ -49,11 +54,21 @@ class RelevanceBatch:
 
 @dataclass
 class RoiBatch:
-    """FOCUS_ROIS: per image, its ROIs (original pixels) and its size."""
+    """FOCUS_ROIS: per image, its ROIs (original pixels) and its size; once
+    ranked, the ROIs the answer uses (``selection``)."""
 
     per_image: list[list[Any]]
     image_sizes: list[tuple[int, int]]
     selected: list[list[Any]] | None = None
+
+    def selection(self, index: int, question_type: int, config: Any) -> list[Any]:
+        """The ROIs of image ``index`` the answer uses: as Rank ROIs chose
+        them, else chosen now by stage 4's rule (``answer.select_rois``)."""
+        from ..focus_engine.answer import select_rois
+
+        if self.selected is not None:
+            return list(self.selected[index])
+        return select_rois(self.per_image[index], question_type, config)
 
 
 def use_mllm(mllm: Any) -> Any:

@@ -175,21 +175,20 @@ class FocusVQA:
 
     def run(self, mllm: Any, image: Any, question: str, n_steps: int, options: str = "", targets_override: str = "",
             gate: float = 0.0):
-        from ..focus_engine import FocusPipeline
+        from ..focus_engine.methods import make_method
         from ..focus_engine.render import roi_mask, summary_figure
 
         handle, mllm = mllm, use_mllm(mllm)
-        items = image_items(image)
+        pictures = [pil_image(item) for item in image_items(image)]
         choices = parse_options(options)
-        gated = {"gate_threshold": gate, "map_prompt": "question"} if gate else {}
-        pipe = FocusPipeline(mllm, focus_config(mllm, n_steps=n_steps, **gated))
-        results = run_per_image(len(items), lambda i: pipe.run(
-            pil_image(items[i]), question, options=choices, targets=targets_override.strip() or None,
+        method = make_method(f"focus-gated:{gate}" if gate else "focus", mllm, focus_config(mllm, n_steps=n_steps))
+        results = run_per_image(len(pictures), lambda i: method.run(
+            pictures[i], question, options=choices, targets=targets_override.strip() or None,
             should_stop=bridge.interrupted,
         ))
         finish_with(handle)
-        masks = [roi_mask(r.image_size, [roi.box for roi in r.selected]) for r in results]
-        preview = np.asarray(summary_figure(pil_image(items[0]), results[0]))
+        masks = [roi_mask(r.image_size, r.regions) for r in results]
+        preview = np.asarray(summary_figure(pictures[0], results[0]))
         answers = "\n".join(" ".join(r.answer.split()) for r in results)
         selected = [r.selected for r in results]
         return (answers, to_mask_tensor(masks), to_image_tensor([preview]),

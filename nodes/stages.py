@@ -6,12 +6,12 @@ from typing import Any
 
 import numpy as np
 
-from ..focus_engine.config import RELEVANCE_SOURCES
+from ..focus_engine.config import RELEVANCE_SOURCES, FocusConfig
 from . import bridge
 from .regions import BBOX_TIP, SEGS_TIP, bbox_list
 from .regions import segs as region_segs
 from .common import (
-    BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_IN,
+    ANSWER_GATE_IN, BOXES_JSON_TIP, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_IN,
     TARGETS_OVERRIDE_IN, RelevanceBatch, RoiBatch, boxes_json, check_batch, focus_config, gate_json, image_items,
     finish_with, pad_to_common_size, parse_options, pil_image, run_per_image, to_image_tensor, to_mask_tensor,
     use_mllm,
@@ -77,7 +77,8 @@ class FocusRelevanceMap:
                 "image": IMAGE_IN,
                 "targets": TARGETS_IN,
                 "layer_start": ("INT", {"default": 0, "min": 0, "max": 512, "tooltip": (
-                    "First decoder layer summed (0-based). 0 and 0: the family default (LLaVA-1.5-7B 14..32).")}),
+                    "First decoder layer summed (0-based). 0 and 0: the model family's own range (the paper's, where it "
+                    "gives one).")}),
                 "layer_end": ("INT", {"default": 0, "min": 0, "max": 512, "tooltip": (
                     "End of the layer range (exclusive); 0 = the family default.")}),
                 "source": (list(RELEVANCE_SOURCES), {"default": "values", "tooltip": (
@@ -91,14 +92,13 @@ class FocusRelevanceMap:
 
         mllm = use_mllm(mllm)
         config = focus_config(mllm, source=source, layers=None if layer_end == 0 else (layer_start, layer_end))
-        items = image_items(image)
-        maps = run_per_image(len(items), lambda i: relevance_maps(
-            mllm, pil_image(items[i]), targets.names, config, should_stop=bridge.interrupted))
+        pictures = [pil_image(item) for item in image_items(image)]
+        maps = run_per_image(len(pictures), lambda i: relevance_maps(
+            mllm, pictures[i], targets.names, config, should_stop=bridge.interrupted))
         heat, previews = [], []
-        for index, per_target in enumerate(maps):
+        for picture, per_target in zip(pictures, maps):
             heat.append(np.maximum.reduce([m.to_image() for m in per_target.values()]))
-            first = next(iter(per_target.values()))
-            previews.append(np.asarray(heatmap_overlay(pil_image(items[index]), first)))
+            previews.append(np.asarray(heatmap_overlay(picture, next(iter(per_target.values())))))
         return RelevanceBatch(maps, config), to_mask_tensor(heat), to_image_tensor(previews)
 
 
@@ -120,13 +120,13 @@ class FocusProposeROIs:
             "required": {
                 "relevance": ("FOCUS_RELEVANCE", {"tooltip": "Maps from FOCUS · Relevance Map."}),
                 "anchors": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": (
-                    "Anchor cells per target; 0 = 30 (15 when verifying fewer than 4 ROIs).")}),
+                    "Anchor cells per target; 0 = the paper's rule (fewer anchors for a small verification budget).")}),
                 "spacing": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 50.0, "step": 0.5, "tooltip": (
                     "Minimum distance between anchors, in grid cells.")}),
                 "min_size": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": (
-                    "Initial box side in cells; 0 = the family default (3 on LLaVA-1.5's 24x24 grid).")}),
+                    "Initial box side in cells; 0 = the model family's default.")}),
                 "max_size": ("INT", {"default": 0, "min": 0, "max": 128, "tooltip": (
-                    "Largest box side in cells; 0 = the family default (LLaVA-1.5 5, OneVision/Qwen 9).")}),
+                    "Largest box side in cells; 0 = the model family's default.")}),
                 "threshold": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
                     "A box grows while the mean relevance inside stays at least this.")}),
                 "nms_iou": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
@@ -184,36 +184,35 @@ class FocusRankROIs:
                 "n_steps": ("INT", {"default": 4, "min": 1, "max": 32, "tooltip": (
                     "ROIs verified per target; 1 without overrun skips verification (the no-ranking ablation).")}),
                 "overrun": ("BOOLEAN", {"default": True, "tooltip": (
-                    "If no verified ROI says Yes, verify further ones (at most 8 more per target).")}),
+                    "If no verified ROI says Yes, verify further ones "
+                    f"(at most {FocusConfig().max_overrun} more per target).")}),
             }
         }
 
     def rank(self, mllm: Any, image: Any, rois: Any, targets: Any, n_steps: int, overrun: bool):
-        from ..focus_engine.answer import select_rois
         from ..focus_engine.images import crop
         from ..focus_engine.ranking import rank_rois
         from ..focus_engine.render import roi_mask
 
         mllm = use_mllm(mllm)
-        items = image_items(image)
-        check_batch("the ROI list", len(rois.per_image), len(items))
+        pictures = [pil_image(item) for item in image_items(image)]
+        check_batch("the ROI list", len(rois.per_image), len(pictures))
         config = focus_config(mllm, n_steps=n_steps, overrun=overrun)
-        bar = bridge.progress_bar(len(items) * (1 + (config.max_overrun if overrun else 0)))
+        bar = bridge.progress_bar(len(pictures) * (1 + (config.max_overrun if overrun else 0)))
 
-        def one(index: int) -> tuple[list[Any], list[Any]]:
+        def one(index: int) -> list[Any]:
             if not rois.per_image[index]:
                 raise ValueError(f"FOCUS: image {index} has no ROI to rank; check the relevance map and proposals")
-            ranked = rank_rois(mllm, pil_image(items[index]), rois.per_image[index], config,
-                               progress=lambda step, total: bar.update(1), should_stop=bridge.interrupted)
-            return ranked, select_rois(ranked, targets.question_type, config)
+            return rank_rois(mllm, pictures[index], rois.per_image[index], config,
+                             progress=lambda step, total: bar.update(1), should_stop=bridge.interrupted)
 
-        results = run_per_image(len(items), one, bar=bar)
-        ranked = [r for r, _ in results]
-        selected = [s for _, s in results]
+        ranked = RoiBatch(run_per_image(len(pictures), one, bar=bar), rois.image_sizes)
+        ranked.selected = [ranked.selection(i, targets.question_type, config) for i in range(len(pictures))]
+        selected = ranked.selected
         masks = [roi_mask(size, [r.box for r in sel]) for size, sel in zip(rois.image_sizes, selected)]
-        crops = [np.asarray(crop(pil_image(items[i]), selected[i][0].box)) for i in range(len(items))]
-        return (RoiBatch(ranked, rois.image_sizes, selected), to_mask_tensor(masks),
-                to_image_tensor(pad_to_common_size(crops)), boxes_json(ranked, selected), bbox_list(selected),
+        crops = [np.asarray(crop(picture, sel[0].box)) for picture, sel in zip(pictures, selected)]
+        return (ranked, to_mask_tensor(masks), to_image_tensor(pad_to_common_size(crops)),
+                boxes_json(ranked.per_image, selected), bbox_list(selected),
                 region_segs(selected[0], rois.image_sizes[0], image[:1]))
 
 
@@ -221,7 +220,8 @@ class FocusAnswer:
     DESCRIPTION = (
         "Stage 4: answers the question on the selected ROI crop (union or canvas for several targets; "
         "all confident ROIs for counting questions). Multiple-choice options, one per line, are lettered A, B, ... "
-        "With the gate on, a confident plain answer on the whole image is kept instead."
+        "With the gate on, a confident plain answer on the whole image is kept instead (the search before this node "
+        "has already run: this gate saves no time; FOCUS · VQA's does)."
     )
     CATEGORY = "FOCUS"
     FUNCTION = "answer"
@@ -242,13 +242,12 @@ class FocusAnswer:
             },
             "optional": {
                 "options": OPTIONS_IN,
-                "gate": GATE_IN,
+                "gate": ANSWER_GATE_IN,
             },
         }
 
     def answer(self, mllm: Any, image: Any, question: str, rois: Any, targets: Any, options: str = "",
                gate: float = 0.0):
-        from ..focus_engine.answer import select_rois
         from ..focus_engine.gate import answer_with_gate
         from ..focus_engine.inputs import check_options, check_question
         from ..focus_engine.render import draw_rois
@@ -260,8 +259,7 @@ class FocusAnswer:
 
         def one(index: int) -> tuple[str, np.ndarray, Any]:
             pil = pil_image(items[index])
-            selected = (rois.selected[index] if rois.selected is not None
-                        else select_rois(rois.per_image[index], targets.question_type, config))
+            selected = rois.selection(index, targets.question_type, config)
             result, decision = answer_with_gate(mllm, pil, check_question(question),
                                                 check_options(parse_options(options)), selected, config,
                                                 should_stop=bridge.interrupted)

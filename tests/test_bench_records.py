@@ -94,9 +94,9 @@ def test_records_are_written_as_made_and_the_report_comes_from_them(planted_smal
 
 
 def test_out_of_memory_on_one_question_is_recorded_and_the_run_goes_on(planted_small, items, tmp_path, monkeypatch):
-    from focus_engine.bench import runner
+    from focus_engine.pipeline import FocusPipeline
 
-    real_run = runner.FocusPipeline.run
+    real_run = FocusPipeline.run
     calls = []
 
     def run_or_oom(self, image, question, **kwargs):
@@ -105,7 +105,7 @@ def test_out_of_memory_on_one_question_is_recorded_and_the_run_goes_on(planted_s
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
         return real_run(self, image, question, **kwargs)
 
-    monkeypatch.setattr(runner.FocusPipeline, "run", run_or_oom)
+    monkeypatch.setattr(FocusPipeline, "run", run_or_oom)
     result = run_benchmark(planted_small, items, "focus", FAST, [1], out_dir=tmp_path, use_gt_targets=True)
     records = result.runs[0].records
     assert [("error" in r) for r in records] == [False, True, False]

@@ -9,9 +9,8 @@ import pytest
 from PIL import Image
 
 from focus_engine.bench.datasets import BenchItem, ImageRef, load_dataset
-from focus_engine.bench.runner import (
-    PLOT_FILE, RESULTS_FILE, choose_option, parse_method, parse_methods, run_benchmark,
-)
+from focus_engine.bench.plot import PLOT_STEM
+from focus_engine.bench.runner import RESULTS_FILE, run_benchmark
 from focus_engine.bench.world import WorldSpec, make_synthetic
 from focus_engine.cli import main
 from focus_engine.config import FocusConfig
@@ -87,9 +86,9 @@ def test_results_json_and_plot_are_written(bench_run):
     assert [r["label"] for r in data["summary"]] == [r.label for r in result.runs]
     assert data["n_items"] == 2 and data["settings"]["use_gt_targets"] is True
     assert data["runs"][1]["config"]["n_steps"] == 1 and data["runs"][3]["config"]["overrun"] is False
-    plot = Image.open(out / PLOT_FILE)
-    assert plot.size == (960, 640)
+    plot = Image.open(out / f"{PLOT_STEM}.png")
     assert len(plot.convert("RGB").getcolors(1 << 16) or []) > 10  # axes, text, coloured series
+    assert (out / f"{PLOT_STEM}.svg").is_file()
 
 
 def test_unreadable_image_is_an_error_record(planted_small, tmp_path):
@@ -99,38 +98,6 @@ def test_unreadable_image_is_an_error_record(planted_small, tmp_path):
     record = result.runs[0].records[0]
     assert "does not exist" in record["error"] and record["correct"] is False
     assert result.runs[0].metrics["errors"] == 1
-
-
-def test_choose_option_reads_letters_and_option_text():
-    options = ["circle", "square", "star", "cross"]
-    assert choose_option("B", options) == 1
-    assert choose_option("(C) star", options) == 2
-    assert choose_option("The answer is D.", options) == 3
-    assert choose_option("square", options) == 1
-    assert choose_option("It looks like a star to me", options) == 2
-    assert choose_option("a circle or a square", options) is None  # ambiguous
-    assert choose_option("a hexagon", options) is None
-    assert choose_option("", options) is None
-    assert choose_option("dark red", ["red", "dark red"]) == 1  # the longer option wins
-    assert choose_option("left left left", ["right", "left"]) == 1
-    assert choose_option("E", options) is None  # no option E
-
-
-def test_methods():
-    assert dict(parse_method("keys").overrides) == {"source": "keys"}
-    assert dict(parse_method("random").overrides) == {"source": "random"}
-    assert dict(parse_method("layers:0-14").overrides) == {"layers": (0, 14)}
-    no_ranking = parse_method("No-Ranking")
-    assert no_ranking.config(FocusConfig(), 8).n_steps == 1 and not no_ranking.sweeps_n_steps
-    assert parse_method("focus").config(FocusConfig(), 8).n_steps == 8
-    assert [m.name for m in parse_methods("vanilla, focus,vanilla")] == ["vanilla", "focus"]
-    assert parse_method("zoomeye").kind == "zoomeye" and not parse_method("zoomeye").sweeps_n_steps
-    assert dict(parse_method("focus-shared").overrides) == {"map_prompt": "question"}
-    gated = parse_method("focus-gated:0.25").config(FocusConfig(), 4)
-    assert gated.gate_threshold == 0.25 and gated.map_prompt == "question" and gated.n_steps == 4
-    for bad in ("zoom-eye", "focus-gated:x", "layers:5-2", ""):
-        with pytest.raises(FocusConfigError):
-            parse_methods(bad)
 
 
 def test_layer_range_beyond_the_model_fails_before_running(planted_small, tiny_items):
@@ -164,28 +131,5 @@ def test_cli_bench_run_with_the_demo_model(tmp_path, capsys):
     assert code == 0
     printed = capsys.readouterr().out
     assert "synthetic world" in printed and "no-ranking" in printed and "vanilla" in printed
-    assert (out / RESULTS_FILE).is_file() and (out / PLOT_FILE).is_file()
+    assert (out / RESULTS_FILE).is_file() and (out / f"{PLOT_STEM}.png").is_file()
     assert main(["bench", "run", "--data", str(data), "--methods", "bogus"]) == 2
-
-
-def test_mme_realworlds_own_answer_phrase_is_read():
-    """MME-RealWorld's prompt ends with "The best answer is:", so models answer that way."""
-    options = ["a bus", "two cars", "a truck", "nothing", "The image does not feature it."]
-    assert choose_option("The best answer is: E", options) == 4
-    assert choose_option("The best answer is (B).", options) == 1
-    assert choose_option("Answer: C", options) == 2
-
-
-def test_mme_answers_are_read_as_its_evaluation_reads_them():
-    """MME-RealWorld's eval_your_results.py: prefixes removed, the first
-    capital A-E anywhere, a long answer without one is nothing, else the
-    option containing the answer."""
-    from focus_engine.bench.runner import mme_choice
-
-    options = ["a bus", "two cars", "a truck", "nothing", "The image does not feature it."]
-    assert mme_choice("The best answer is: E", options) == 4
-    assert mme_choice("(C) a truck", options) == 2
-    assert mme_choice("I think it shows A car", options) == 0  # its rule: the first capital A-E
-    assert mme_choice("there is no way to tell what is in front of the ego vehicle here at all", options) is None
-    assert mme_choice("two cars", options) == 1
-    assert choose_option("I think it shows A car", options) is None  # the default reading is stricter

@@ -1,6 +1,6 @@
 """The embedded (trained) demo model: what ships, and that FOCUS works on it
 end to end on scenes of the synthetic world it never saw (seeds no training
-or benchmark set uses). The full benchmark is ``focus bench run`` (README);
+or benchmark set uses). The full benchmark is ``focus bench run`` (docs/benchmarks.md);
 these are short checks of the same path (marked slow: the everyday
 ``-m "not slow"`` run skips them, CI runs them)."""
 
@@ -54,7 +54,7 @@ def test_the_embedded_model_loads_the_same_in_every_supported_transformers():
 def test_it_extracts_the_targets_of_world_questions(demo_mllm):
     # measured on the 40 first questions of seed 31337 when the model was shipped: label and shape
     # questions 30/30 exact; spatial questions 0/10 exact: both colours right, the shapes often not
-    # (a known weakness, stated in the README; the relevance map keys on the colour)
+    # (a known weakness, stated in docs/benchmarks.md; the relevance map keys on the colour)
     config = FocusConfig()
     for index in range(40):
         item = generate_item(None, 31337, index)
@@ -71,7 +71,7 @@ def test_focus_beats_plain_answering_on_unseen_scenes(demo_mllm, tmp_path):
     # 24 questions of a seed no training or benchmark set uses. Measured when the model was shipped
     # (CPU, fp32): vanilla 29.2 %, FOCUS 66.7 % at n_steps=1 and at n_steps=4 (7.5 forward passes),
     # relevance-peak hit 86 %, ROI recall 79 %; the bounds leave a small margin for other platforms'
-    # arithmetic. The full benchmark is `focus bench run` (README).
+    # arithmetic. The full benchmark is `focus bench run` (docs/benchmarks.md).
     make_synthetic(tmp_path, seed=31337, n=24)
     items = load_dataset(tmp_path)
     result = run_benchmark(demo_mllm, items, ("vanilla", "focus"), FocusConfig(), (1, 4), progress=False)

@@ -7,16 +7,17 @@ from __future__ import annotations
 import pytest
 import torch
 
+from families import FAMILIES
 from helpers import scene
 from focus_engine import FocusConfig
-from focus_engine.answer import answer_plain
+from focus_engine.methods.vanilla import Vanilla
 from focus_engine.errors import FocusConfigError
 
 OPTIONS = ["red", "blue", "green"]
 QUESTION = "What colour is the square?"
 
 
-@pytest.mark.parametrize("family", ["planted", "qwen", "onevision"])
+@pytest.mark.parametrize("family", [f.planted for f in FAMILIES])
 def test_option_losses_are_the_replys_cross_entropy(request, family):
     mllm = request.getfixturevalue(family)
     image = scene((640, 480), (100, 100, 220, 220), colour="blue")
@@ -41,8 +42,8 @@ def test_the_lowest_loss_is_the_answer_and_nothing_is_generated(planted, monkeyp
     image = scene((640, 480), (100, 100, 220, 220), colour="blue")
     monkeypatch.setattr(planted, "option_losses", lambda text, options, images=(): [2.0, 0.5, 1.0])
     monkeypatch.setattr(planted, "generate", lambda *a, **k: pytest.fail("likelihood scoring must not generate"))
-    answer = answer_plain(planted, image, QUESTION, OPTIONS, FocusConfig(answer_scoring="likelihood"))
-    assert answer.text == "blue" and answer.option == "B"
+    answer = Vanilla(planted, FocusConfig(answer_scoring="likelihood")).run(image, QUESTION, OPTIONS)
+    assert answer.answer == "blue" and answer.answer_option == "B"
 
 
 def test_the_benchmark_scores_by_likelihood(planted_small, tmp_path):

@@ -37,7 +37,7 @@ def test_leaves_are_below_the_encoder_side():
             walk(child)
 
     walk(root)
-    assert len(leaves) == 64 and all(max(n.box[2:]) < 336 for n in leaves)
+    assert len(leaves) == 64 and all(max(n.xywh[2:]) < 336 for n in leaves)
     assert build_tree((300, 200), 336).children == []
 
 
@@ -69,7 +69,7 @@ class ScriptedModel:
         self.device = "cpu"
 
     def zoomeye_defaults(self):
-        return {"input_side": 336, "view": "local", "bias": 0.2, "patch_scale": None}
+        return ZoomEyeSettings(input_side=336, view="local", bias=0.2, patch_scale=None)
 
     def yes_probability(self, prompts, batch_size=8, should_stop=None):
         out = []

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from focus_engine import load_mllm
-from focus_engine.bench.runner import choose_option
+from focus_engine.reading import choose_option
 from focus_engine.bench.metrics import peak_cell_hit
 from focus_engine.bench.world import generate_item
 from focus_engine.prompts import format_question

@@ -2,15 +2,17 @@
 loaders (V*Bench layout, HRBench TSV, MME-RealWorld-Lite JSON), metrics, and
 a runner comparing FOCUS with the vanilla baseline and the paper's ablations.
 
-Nothing here imports ComfyUI; the model-facing parts reuse FocusPipeline.
+Nothing here imports ComfyUI; the model-facing parts run the methods of
+``focus_engine.methods``.
 """
 
 from .datasets import BenchItem, load_dataset
 from .metrics import summarize
-from .runner import BenchmarkResult, parse_method, run_benchmark
+from .report import BenchmarkResult
+from .runner import run_benchmark
 from .world import WorldItem, WorldSpec, crop_around, generate_item, make_synthetic
 
 __all__ = [
     "BenchItem", "BenchmarkResult", "WorldItem", "WorldSpec", "crop_around", "generate_item", "load_dataset",
-    "make_synthetic", "parse_method", "run_benchmark", "summarize",
+    "make_synthetic", "run_benchmark", "summarize",
 ]

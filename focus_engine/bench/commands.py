@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import ATTENTIONS, PRECISIONS, QUANTIZATIONS
+from ..methods.registry import METHOD_NAMES
 from ..errors import FocusError, FocusInputError
 
 
@@ -87,9 +88,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from ..config import FocusConfig
     from ..mllm import load_mllm
     from .datasets import load_dataset
-    from .runner import format_summary, parse_methods, run_benchmark, write_report
+    from .runner import format_summary, method_specs, run_benchmark, write_report
 
-    methods = parse_methods(args.methods)  # bad names fail before the model loads
+    methods = method_specs(args.methods)  # bad names fail before the model loads
     n_steps = _int_list(args.n_steps)
     categories = None if not args.categories else ("all" if args.categories == "all" else args.categories.split(","))
     items = load_dataset(args.data, args.kind, option_seed=args.option_seed, limit=args.limit,
@@ -106,11 +107,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                          quantization=args.quantization, device_map=args.device_map,
                          offload_folder=args.offload_folder)
     else:
-        from ..demo import DEMO_DISCLAIMER, embedded_model_dir
+        from ..demo import load_demo_model
 
-        if rank == 0:
-            print(DEMO_DISCLAIMER)
-        mllm = load_mllm(str(embedded_model_dir()), device="cpu", dtype="fp32", quantization=args.quantization)
+        mllm = load_demo_model(args.quantization, say=print if rank == 0 else lambda message: None)
     config = FocusConfig(answer_max_new_tokens=args.max_new_tokens, answer_scoring=args.scoring)
     result = run_benchmark(
         mllm, items, methods, config, n_steps, progress=None, out_dir=args.out,
@@ -127,7 +126,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .runner import format_summary, write_report
+    from .report import format_summary, write_report
 
     result = write_report(args.out)
     print(format_summary(result))
@@ -157,8 +156,7 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--kind", default="auto", choices=["auto", "vstar", "hrbench", "mme"])
     run.add_argument("--model", help="model folder or hub id (default: the embedded demo model)")
     run.add_argument("--methods", default="vanilla,focus",
-                     help="comma-separated: vanilla, focus, random, no-ranking, keys, layers:A-B, focus-shared, "
-                          "focus-gated[:T], zoomeye")
+                     help=f"comma-separated: {', '.join(METHOD_NAMES)}")
     run.add_argument("--n-steps", default="4", help="comma-separated verification budgets, e.g. 1,2,4,8")
     run.add_argument("--limit", type=int, help="only the first N questions")
     run.add_argument("--categories", help="V*Bench category folders, comma-separated, or 'all' (default: the "

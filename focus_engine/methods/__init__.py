@@ -1,0 +1,25 @@
+"""The ways of answering: one run skeleton (``base.Method``), one result base
+(``base.MethodResult``), and the registry of method names (``registry``).
+FOCUS itself is ``focus_engine.pipeline.FocusPipeline``, ZoomEye
+``focus_engine.zoomeye.ZoomEye``, the plain answer ``vanilla.Vanilla``.
+
+Names are imported on first use (the registry imports the methods lazily)."""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "Method": "base", "MethodResult": "base", "Run": "base",
+    "METHOD_NAMES": "registry", "MethodSpec": "registry", "make_method": "registry", "method_spec": "registry",
+    "method_specs": "registry", "Vanilla": "vanilla",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)

@@ -1,0 +1,94 @@
+"""Answer reading: which option a free-text answer names. Every reader of
+answers takes it from here: stage 4 (``parse_option``), the benchmark
+(``read_choice``: ``choose_option``, or MME-RealWorld's own ``mme_choice``)
+and the demo's verdict."""
+
+from __future__ import annotations
+
+import re
+import string
+from typing import Sequence
+
+MME_ANSWER_PREFIXES = ("The best answer is", "The correct answer is", "The answer is", "The answer",
+                       "The best option isThe correct option is", "Best answer:Best option:")
+"""As its evaluation has them: two pairs run together there (missing commas),
+kept so that answers are read exactly as its published scores read them."""
+READINGS = ("default", "mme")
+
+
+def parse_option(answer: str, options: Sequence[str] | None) -> str | None:
+    """The option letter an answer starts with, by letter or by the option's
+    text (whole words), or None."""
+    if not options:
+        return None
+    letters = string.ascii_uppercase[: len(options)]
+    match = re.match(rf"^\W*\(?([{letters}])\b", answer.strip())
+    if match:
+        return match.group(1)
+    lowered = answer.strip().lower()
+    for letter, text in zip(letters, options):
+        # whole words only: option "T" must not match "the letter A", nor "red" match "reddish"
+        if re.match(rf"{re.escape(text.strip().lower())}(?!\w)", lowered):
+            return letter
+    return None
+
+
+def choose_option(answer: str, options: Sequence[str]) -> int | None:
+    """Index of the option a free-text answer picks, or None.
+
+    In order: a leading letter or option text (``parse_option``); "answer is
+    B" / "option (B)" / "(B)"; else the one option whose text appears as
+    whole words (an option inside a longer one that also appears, e.g. "red"
+    in "dark red", does not count). Ambiguous answers give None."""
+    if not options:
+        return None
+    letter = parse_option(answer, options)
+    letters = string.ascii_uppercase[: len(options)]
+    if letter is None:
+        # "answer is B", "Answer: (B)", MME-RealWorld's own "The best answer is: E"
+        match = re.search(rf"(?i:answer|option|choice)\s*(?:is)?\s*:?\s*\(?([{letters}])\b", answer) or re.search(
+            rf"\(([{letters}])\)", answer
+        )
+        letter = match.group(1) if match else None
+    if letter is not None:
+        return letters.index(letter)
+    text = answer.lower()
+    found = [
+        i for i, option in enumerate(options)
+        if re.search(rf"(?<!\w){re.escape(option.lower().strip())}(?!\w)", text)
+    ]
+    found = [i for i in found if not any(j != i and options[i].lower() in options[j].lower() for j in found)]
+    return found[0] if len(found) == 1 else None
+
+
+def mme_choice(answer: str, options: Sequence[str]) -> int | None:
+    """MME-RealWorld's own reading of an answer (its evaluation/
+    eval_your_results.py, restated): its answer prefixes removed, a long
+    answer without a capital A-E is nothing, else the first capital A-E
+    anywhere, else the option whose text contains the answer."""
+    letters = string.ascii_uppercase[: len(options)]
+    text = answer.strip()
+    for prefix in MME_ANSWER_PREFIXES:
+        text = text.replace(prefix, "")
+    match = re.search(f"[{letters}]", text)
+    if match is not None:
+        return letters.index(match.group(0))
+    if len(text.split()) > 10:
+        return None
+    lowered = text.strip().lower()
+    for index, option in enumerate(options):
+        if lowered and lowered in option.lower():
+            return index
+    return None
+
+
+def read_choice(answer: str, options: Sequence[str], reading: str = "default") -> int | None:
+    """The option index ``answer`` picks, read as ``reading`` says (``default``:
+    ``choose_option``; ``mme``: MME-RealWorld's ``mme_choice``); None for an
+    empty answer."""
+    if not answer:
+        return None
+    return mme_choice(answer, options) if reading == "mme" else choose_option(answer, options)
+
+
+__all__ = ["MME_ANSWER_PREFIXES", "READINGS", "choose_option", "mme_choice", "parse_option", "read_choice"]

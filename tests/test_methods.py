@@ -1,0 +1,97 @@
+"""The methods layer: the registry of ways of answering, the run skeleton
+they share (checked inputs, the cost rule) and the result base."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from helpers import scene
+from focus_engine.config import FocusConfig
+from focus_engine.cost import CallCounter, StageClock, Cost, PeakMemory
+from focus_engine.errors import FocusConfigError, FocusInputError
+from focus_engine.methods import Method, MethodResult, make_method, method_spec, method_specs
+from focus_engine.methods.registry import FIXED
+
+QUESTION, OPTIONS = "What colour is the square?", ["red", "blue", "green", "white"]
+FAST = FocusConfig(answer_max_new_tokens=2, max_overrun=1, n_steps=1)
+
+
+def test_method_names_and_the_fields_they_fix():
+    assert dict(method_spec("keys").overrides) == {"source": "keys"}
+    assert dict(method_spec("random").overrides) == {"source": "random"}
+    assert dict(method_spec("layers:0-14").overrides) == {"layers": (0, 14)}
+    no_ranking = method_spec("No-Ranking")
+    assert no_ranking.config(FocusConfig(), 8).n_steps == 1 and not no_ranking.sweeps_n_steps
+    assert method_spec("focus").config(FocusConfig(), 8).n_steps == 8
+    assert [m.name for m in method_specs("vanilla, focus,vanilla")] == ["vanilla", "focus"]
+    assert not method_spec("zoomeye").sweeps_n_steps and not method_spec("vanilla").sweeps_n_steps
+    assert dict(method_spec("focus-shared").overrides) == {"map_prompt": "question"}
+    gated = method_spec("focus-gated:0.25").config(FocusConfig(), 4)
+    assert gated.gate_threshold == 0.25 and gated.map_prompt == "question" and gated.n_steps == 4
+    assert method_spec("focus-gated").config(FocusConfig()).map_prompt == "question"  # the gate's rule, one place
+    for bad in ("zoom-eye", "focus-gated:x", "focus-gated:1.5", "layers:5-2", ""):
+        with pytest.raises(FocusConfigError):
+            method_specs(bad)
+
+
+@pytest.mark.parametrize("name", sorted(FIXED))
+def test_every_method_runs_through_the_skeleton(planted_small, name):
+    """Every registered method answers, books its cost by the one rule and
+    writes the same record and JSON fields."""
+    image = scene((480, 360), (300, 60, 360, 120), seed=2)
+    method = make_method(name, planted_small, FAST)
+    result = method.run(image, QUESTION, OPTIONS, targets=["red"])
+    assert isinstance(result, MethodResult) and result.method == name and result.image_size == (480, 360)
+    assert result.answer_option in (None, "A", "B", "C", "D")
+    passes = result.cost.stage_forward_passes
+    assert result.cost.forward_passes == sum(passes.get(s, 0) for s in ("gate", "relevance", "ranking", "search"))
+    assert result.cost.seconds > 0 and result.cost.peak_memory_bytes > 0
+    if name == "vanilla":
+        assert result.cost.forward_passes == 0 and result.regions == []
+    record = result.to_record()
+    assert {"answer_text", "forward_passes", "targets", "ranked_boxes", "selected_boxes", "notes"} <= set(record)
+    assert record["answer_text"] == result.answer and record["forward_passes"] == result.cost.forward_passes
+    assert (record["ranked_boxes"] is None) == (name == "vanilla")
+    data = json.loads(json.dumps(result.to_json()))
+    assert data["method"] == name and data["answer"] == result.answer and data["config"]["n_steps"] >= 1
+
+
+def test_a_new_method_is_its_middle_only(planted_small):
+    """A way of answering fills ``answer(run)``; input checks, the clock and
+    the cost come from the skeleton."""
+
+    class AlwaysA(Method):
+        name = "always-a"
+
+        def answer(self, run):
+            with run.stage("search"):
+                run.mllm.counter.forward_passes += 3  # as three model calls would count
+            return self.result(run, "A", "A")
+
+    image = scene((320, 240), (10, 10, 60, 60))
+    result = AlwaysA(planted_small).run(image, QUESTION, OPTIONS)
+    assert result.answer == "A" and result.cost.forward_passes == 3 and result.config["n_steps"] == 4
+    with pytest.raises(FocusInputError):
+        AlwaysA(planted_small).run(image, "   ")
+    with pytest.raises(FocusInputError):
+        AlwaysA(planted_small).run(image, QUESTION, options=["only one"])
+
+
+def test_the_cost_rule_counts_search_stages_and_a_prefill_goes_where_assigned():
+    counter = CallCounter()
+    clock = StageClock(counter)
+    for stage, passes in (("targets", 1), ("prefill", 1), ("gate", 1), ("relevance", 2), ("ranking", 4),
+                          ("answer", 1)):
+        with clock.stage(stage):
+            counter.forward_passes += passes
+    searched = StageClock(counter)
+    searched.seconds, searched.forward_passes = dict(clock.seconds), dict(clock.forward_passes)
+    clock.assign("prefill", "answer")  # the gate answered: the prefill was the answer's
+    searched.assign("prefill", "gate")  # the gate searched: the prefill was the search's
+    with PeakMemory() as memory:
+        pass
+    assert Cost.from_clock(clock, 1.0, memory).forward_passes == 7
+    assert Cost.from_clock(searched, 1.0, memory).forward_passes == 8
+    assert clock.forward_passes["answer"] == 2 and "prefill" not in clock.seconds
