@@ -30,6 +30,11 @@ class Prefill:
     target_positions: list[int]
     target_tokens: list[str]
     pre_rope_keys: dict[int, torch.Tensor] | None = None  # layer -> [batch, kv_heads, seq, head_dim]
+    layer_values: dict[int, torch.Tensor] | None = None
+    """Per-token values captured during the prefill for layers whose cache
+    keeps none (Qwen3.5's linear-attention layers), read in place of the cache."""
+    unmapped_layers: frozenset[int] = frozenset()
+    """Layers with no per-token vectors to read (left out of a map)."""
     row: int = 0
     """This prompt's row of a batched prefill ..."""
     start: int = 0
@@ -45,12 +50,27 @@ class Prefill:
         cached values, or the pre-RoPE keys captured during the prefill (the
         keys ablation)."""
         if source == "values":
-            _, values = cache_layer_kv(self.cache, layer)
+            if self.layer_values is not None and layer in self.layer_values:
+                values = self.layer_values[layer]
+            else:
+                _, values = cache_layer_kv(self.cache, layer)
             return values[self.row, :, self.start : self.start + self.seq_len]
         keys = (self.pre_rope_keys or {}).get(layer)
         if keys is None:
             raise FocusConfigError(f"no pre-RoPE keys were captured for layer {layer}")
         return keys[self.row, :, self.start : self.start + self.seq_len]
+
+    def map_layers(self, layer_range: tuple[int, int]) -> list[int]:
+        """The layers of ``layer_range`` (half-open) that have per-token
+        vectors to read: all of them, except on hybrid models the layers
+        whose cache keeps a recurrent state and whose values were not captured."""
+        layers = [layer for layer in range(*layer_range) if layer not in self.unmapped_layers]
+        if not layers:
+            raise FocusConfigError(
+                f"layers {layer_range[0]}..{layer_range[1] - 1} hold no per-token value vectors on this model "
+                f"(its cache keeps a recurrent state there); choose a range that includes a full-attention layer"
+            )
+        return layers
 
 
 @dataclass
@@ -71,6 +91,8 @@ class PromptRow:
     geometry: GridGeometry
     visual_positions: np.ndarray
     pre_rope_keys: dict[int, torch.Tensor] | None = None
+    layer_values: dict[int, torch.Tensor] | None = None
+    unmapped_layers: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -116,9 +138,11 @@ def cache_layer_kv(cache: Any, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     )
 
 
-def check_full_cache(cache: Any, seq_len: int, num_layers: int) -> None:
+def check_full_cache(cache: Any, seq_len: int, num_layers: int, skip: frozenset[int] = frozenset()) -> None:
     """Refuse caches that dropped positions (sliding windows, truncation):
-    the relevance map needs the value of every token."""
+    the relevance map needs the value of every token. Layers in ``skip``
+    keep a recurrent state instead of per-token values (hybrid models) and
+    are not checked."""
     layers = getattr(cache, "layers", None)
     if layers is None or len(layers) < num_layers:
         count = "no" if layers is None else len(layers)
@@ -127,6 +151,8 @@ def check_full_cache(cache: Any, seq_len: int, num_layers: int) -> None:
             "FOCUS needs a full per-layer cache (transformers >= 4.56 DynamicCache)"
         )
     for index in range(num_layers):
+        if index in skip:
+            continue
         _, values = cache_layer_kv(cache, index)
         if values is None or values.shape[-2] != seq_len:
             kept = None if values is None else values.shape[-2]

@@ -81,10 +81,47 @@ def word_tokenizer(
 
 def build_tokenizer(extra_words: Sequence[str] = (), family: str = "llava") -> Any:
     """The planted models' tokenizer (lower-cased words of the test prompts),
-    with the special tokens of ``family`` (``llava`` or ``qwen2_5_vl``)."""
-    special = list(SPECIAL_TOKENS) + (list(QWEN_SPECIAL_TOKENS) if family == "qwen2_5_vl" else [])
+    with the special tokens of ``family`` (``llava``, or a Qwen family: ``qwen*``)."""
+    special = list(SPECIAL_TOKENS) + (list(QWEN_SPECIAL_TOKENS) if family.startswith("qwen") else [])
     words = [*COLOURS, *_WORDS, *extra_words, *".,:;?!'()-\n"]
     return word_tokenizer(words, special_tokens=special, image_token="<image>" if family == "llava" else None)
+
+
+QWEN_PRETOKENIZE = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*"""
+    r"""|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
+"""The split Qwen's byte-level BPE tokenizers make before merging."""
+
+
+def byte_level_tokenizer(extra_words: Sequence[str] = ()) -> Any:
+    """A byte-level BPE tokenizer in Qwen's style (its split, NFC, byte-level
+    alphabet) whose merges make each word of the test prompts, with and
+    without a leading space and capitalised, one token ("red", "Ġred"), and
+    with the Qwen special tokens. For families whose folders transformers
+    always reads with their own BPE tokenizer class (Qwen3.5: ``Qwen3_5Tokenizer``
+    rebuilds the tokenizer from the saved vocabulary and merges), where a
+    word-level tokenizer would not survive the round trip."""
+    from tokenizers import Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    words = [*COLOURS, *_WORDS, *extra_words]
+    backend = Tokenizer(models.BPE())
+    backend.normalizer = normalizers.NFC()
+    backend.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN_PRETOKENIZE), "isolated"),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
+    backend.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=8000, special_tokens=[*SPECIAL_TOKENS, *QWEN_SPECIAL_TOKENS], show_progress=False,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    corpus = [form for w in words for form in (w, " " + w, w.capitalize(), " " + w.capitalize())]
+    backend.train_from_iterator(corpus, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=backend, bos_token="<s>", eos_token="</s>", unk_token="<unk>", pad_token="<pad>"
+    )
 
 
 def tiny_llava(
@@ -270,9 +307,14 @@ def _damp(model: Any, damping: float) -> None:
 
 
 def _damp_language(model: Any, damping: float) -> None:
+    import torch
+
     for layer in model.model.language_model.layers:
-        layer.self_attn.o_proj.weight.mul_(damping)
-        layer.mlp.down_proj.weight.mul_(damping)
+        mixer = getattr(layer, "self_attn", None)  # a hybrid model's linear-attention layers have linear_attn
+        (mixer.o_proj if mixer is not None else layer.linear_attn.out_proj).weight.mul_(damping)
+        down = getattr(layer.mlp, "experts", layer.mlp).down_proj
+        # a mixture of experts keeps its experts' down projections as one [experts, out, in] parameter
+        (down if isinstance(down, torch.nn.Parameter) else down.weight).mul_(damping)
 
 
 def _image_features(model: Any, **inputs: Any) -> Any:
@@ -363,6 +405,175 @@ def build_planted_qwen2_5_vl(
             merged = _image_features(model, pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"])
             features[word] = torch.cat(list(merged), dim=0).mean(dim=0)
         _plant_words(model, tokenizer, features, (*SPECIAL_TOKENS, *QWEN_SPECIAL_TOKENS), neutral_words=True)
+    return _save(folder, model, processor)
+
+
+def build_planted_qwen3_vl(
+    folder: str | os.PathLike,
+    *,
+    seed: int = 0,
+    vision_hidden: int = 64,
+    text_hidden: int = 128,
+    text_layers: int = 6,
+    heads: int = 4,
+    kv_heads: int = 2,
+    max_pixels: int = 32 * 32 * 320,
+    colours: dict[str, tuple[int, int, int]] | None = None,
+    damping: float = 0.0,
+    moe: bool = False,
+) -> Path:
+    """A planted-signal Qwen3-VL (or, ``moe``, Qwen3-VL-MoE) with three
+    DeepStack levels at full strength: vision layers 0, 1, 2 of 3 feed the
+    image positions after decoder layers 0, 1, 2 (as vision layers 8, 16, 24
+    of 27 do in the released models). Planting as for Qwen2.5-VL, except that a
+    colour word embeds as what an image token of that colour carries once all
+    DeepStack features are added (the merged feature plus the three DeepStack
+    features): the hidden state the default layers (3..5) read."""
+    import torch
+    from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
+
+    text_config: dict[str, Any] = {}
+    config_cls, model_cls = Qwen3VLConfig, Qwen3VLForConditionalGeneration
+    if moe:
+        from transformers import Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
+
+        config_cls, model_cls = Qwen3VLMoeConfig, Qwen3VLMoeForConditionalGeneration
+        text_config = dict(num_experts=4, num_experts_per_tok=2, moe_intermediate_size=text_hidden, decoder_sparse_step=1)
+    head_dim = text_hidden // heads
+    section = [head_dim // 2 - 2 * (head_dim // 6), head_dim // 6, head_dim // 6]  # sums to head_dim / 2
+    text_config.update(rope_parameters={"rope_type": "default", "rope_theta": 5000000.0, "mrope_section": section,
+                                        "mrope_interleaved": True}, head_dim=head_dim)
+    vision_config = dict(deepstack_visual_indexes=[0, 1, 2], num_position_embeddings=576)
+    return _build_planted_qwen_native(
+        folder, config_cls, model_cls, "Qwen3VLProcessor", seed=seed, vision_hidden=vision_hidden,
+        vision_depth=3, vision_config=vision_config, text_hidden=text_hidden, text_layers=text_layers, heads=heads,
+        kv_heads=kv_heads, text_config=text_config, max_pixels=max_pixels, colours=colours, damping=damping,
+    )
+
+
+def build_planted_qwen3_5(
+    folder: str | os.PathLike,
+    *,
+    seed: int = 0,
+    vision_hidden: int = 64,
+    text_hidden: int = 128,
+    text_layers: int = 8,
+    heads: int = 4,
+    kv_heads: int = 2,
+    linear_heads: int = 4,
+    max_pixels: int = 32 * 32 * 320,
+    colours: dict[str, tuple[int, int, int]] | None = None,
+    damping: float = 0.0,
+) -> Path:
+    """A planted-signal Qwen3.5: the released layer pattern (linear,
+    linear, linear, full; here layers 3 and 7 are full attention) and
+    Gated DeltaNet layers with ``linear_heads`` value heads. Planting as for
+    Qwen2.5-VL (no DeepStack here); damping scales the linear-attention
+    layers' ``out_proj`` like the attention layers' ``o_proj``."""
+    from transformers import Qwen3_5Config, Qwen3_5ForConditionalGeneration
+
+    head_dim = text_hidden // heads
+    rotary_half = head_dim // 8  # partial_rotary_factor 0.25 of head_dim, halved
+    section = [rotary_half - 2 * (rotary_half // 3), rotary_half // 3, rotary_half // 3]
+    text_config = dict(
+        head_dim=head_dim, linear_num_key_heads=max(1, linear_heads // 2), linear_num_value_heads=linear_heads,
+        linear_key_head_dim=head_dim // 2, linear_value_head_dim=head_dim // 2,
+        rope_parameters={"rope_type": "default", "rope_theta": 10000000.0, "mrope_section": section,
+                         "mrope_interleaved": True, "partial_rotary_factor": 0.25},
+    )
+    return _build_planted_qwen_native(
+        folder, Qwen3_5Config, Qwen3_5ForConditionalGeneration, "Qwen3VLProcessor", seed=seed,
+        vision_hidden=vision_hidden, vision_depth=2, vision_config=dict(num_position_embeddings=576),
+        text_hidden=text_hidden, text_layers=text_layers, heads=heads, kv_heads=kv_heads, text_config=text_config,
+        max_pixels=max_pixels, colours=colours, damping=damping, byte_level=True,
+    )
+
+
+def _build_planted_qwen_native(
+    folder: str | os.PathLike,
+    config_cls: Any,
+    model_cls: Any,
+    processor_class: str,
+    *,
+    seed: int,
+    vision_hidden: int,
+    vision_depth: int,
+    vision_config: dict[str, Any],
+    text_hidden: int,
+    text_layers: int,
+    heads: int,
+    kv_heads: int,
+    text_config: dict[str, Any],
+    max_pixels: int,
+    colours: dict[str, tuple[int, int, int]] | None,
+    damping: float,
+    byte_level: bool = False,
+) -> Path:
+    """The Qwen3-generation planted models (16-px patches, 2x2 merge, a learned
+    position grid, an image-only processor): vision blocks and language output
+    projections scaled by ``damping``, position embeddings by 0.01, patch
+    embeddings a function of the patch's mean colour; each colour word embeds
+    as the merged feature of a solid patch of that colour plus its DeepStack
+    features where the model has them; other words as zero."""
+    import torch
+
+    try:
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import (
+            Qwen2VLImageProcessorPil as ImageProcessor,
+        )
+    except ImportError:  # transformers 4.x
+        from transformers import Qwen2VLImageProcessor as ImageProcessor
+
+    from .mllm.qwen2_5_vl import image_only_processor_class
+
+    colours = colours or COLOURS
+    torch.manual_seed(seed)
+    tokenizer = byte_level_tokenizer() if byte_level else build_tokenizer(family="qwen")
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_SPECIAL_TOKENS}
+    config = config_cls(
+        vision_config=dict(
+            depth=vision_depth, hidden_size=vision_hidden, intermediate_size=2 * vision_hidden, num_heads=2,
+            out_hidden_size=text_hidden, patch_size=16, spatial_merge_size=2, temporal_patch_size=2, **vision_config,
+        ),
+        text_config=dict(
+            hidden_size=text_hidden, intermediate_size=int(2.6875 * text_hidden), num_hidden_layers=text_layers,
+            num_attention_heads=heads, num_key_value_heads=kv_heads, vocab_size=len(tokenizer),
+            max_position_embeddings=8192, bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False, **text_config,
+        ),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+        tie_word_embeddings=False,
+    )
+    model = model_cls(config).eval()
+    image_processor = ImageProcessor(
+        patch_size=16, merge_size=2, temporal_patch_size=2, min_pixels=64 * 64, max_pixels=max_pixels,
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+    )
+    processor = image_only_processor_class(
+        processor_class, vision_start_token="<|vision_start|>", vision_end_token="<|vision_end|>"
+    )(image_processor=image_processor, tokenizer=tokenizer)
+    with torch.no_grad():
+        visual = model.model.visual
+        for block in visual.blocks:
+            for linear in (block.attn.proj, block.mlp.linear_fc2):
+                linear.weight.mul_(damping)
+                linear.bias.mul_(damping)
+        visual.pos_embed.weight.mul_(0.01)
+        conv = visual.patch_embed.proj.weight  # [hidden, 3, t, patch, patch]
+        conv.copy_(conv.mean(dim=(2, 3, 4), keepdim=True).expand_as(conv).clone())
+        _damp_language(model, damping)
+        features = {}
+        for word, rgb in colours.items():
+            inputs = image_processor(images=Image.new("RGB", (128, 128), rgb), return_tensors="pt")
+            out = model.model.get_image_features(pixel_values=inputs["pixel_values"], image_grid_thw=inputs["image_grid_thw"])
+            feature = torch.cat(list(out.pooler_output), dim=0).mean(dim=0)
+            for level in getattr(out, "deepstack_features", None) or []:  # what DeepStack adds to the image positions
+                feature = feature + torch.cat(list(level), dim=0).mean(dim=0)
+            features[word] = feature
+        forms = {form: feature for word, feature in features.items()  # byte-level: "red" and "Ġred" are two tokens
+                 for form in (word, "\u0120" + word) if tokenizer.convert_tokens_to_ids(form) != tokenizer.unk_token_id}
+        _plant_words(model, tokenizer, forms, (*SPECIAL_TOKENS, *QWEN_SPECIAL_TOKENS), neutral_words=True)
     return _save(folder, model, processor)
 
 

@@ -4,7 +4,10 @@ Each family's fixtures come from its entry in ``families.py``: ``<planted>_dir``
 folder), ``<planted>`` (the loaded model) and ``<undamped>`` (a folder with
 every layer at full strength): for LLaVA-1.5 ``planted_dir`` / ``planted`` /
 ``random_dir``, LLaVA-OneVision ``onevision*`` / ``random_onevision_dir``,
-Qwen2.5-VL ``qwen*`` / ``random_qwen_dir``."""
+Qwen2.5-VL ``qwen*`` / ``random_qwen_dir``, Qwen3-VL ``qwen3_vl*`` /
+``random_qwen3_vl_dir``, Qwen3.5 ``qwen3_5*`` / ``random_qwen3_5_dir``.
+A family whose adapter needs a newer transformers than the installed one
+is skipped with that reason (``Family.skip_reason``)."""
 
 from __future__ import annotations
 
@@ -26,6 +29,8 @@ def _folder_fixture(family: Family, *, undamped: bool) -> Any:
     name = family.undamped if undamped else f"{family.planted}_dir"
 
     def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+        if family.skip_reason:  # a family newer than the installed transformers (the lowest-version CI run)
+            pytest.skip(family.skip_reason)
         return family.build_folder(tmp_path_factory.mktemp(name), undamped=undamped)
 
     folder.__doc__ = f"{family.name}, every layer at full strength (exactness checks)." if undamped else family.doc

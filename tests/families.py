@@ -12,7 +12,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from focus_engine.testing import build_planted_llava, build_planted_llava_onevision, build_planted_qwen2_5_vl
+from focus_engine.testing import (
+    build_planted_llava,
+    build_planted_llava_onevision,
+    build_planted_qwen2_5_vl,
+    build_planted_qwen3_5,
+    build_planted_qwen3_vl,
+)
 
 
 @dataclass(frozen=True)
@@ -33,6 +39,19 @@ class Family:
     """Its full processor needs torchvision: it loads with an image-only one where that fails."""
     undamped_options: dict[str, Any] = field(default_factory=dict)
     doc: str = ""
+
+    @property
+    def skip_reason(self) -> str | None:
+        """Why this family's tests cannot run here: its adapter's
+        ``min_transformers`` is newer than the installed transformers."""
+        from focus_engine.mllm.hf_loading import installed_transformers, version_tuple
+        from focus_engine.mllm.loader import FAMILY_ADAPTERS
+
+        needed = FAMILY_ADAPTERS[self.name].min_transformers
+        installed = installed_transformers()
+        if version_tuple(installed) >= tuple(needed):
+            return None
+        return f"the {self.name} family needs transformers >= {needed[0]}.{needed[1]} (installed: {installed})"
 
     def build_folder(self, folder: str | os.PathLike, *, undamped: bool = False) -> Path:
         """The planted model (or the undamped one) saved in ``folder``."""
@@ -59,6 +78,18 @@ FAMILIES = (
         planted_seed=2, undamped_seed=9, image_only_processor=True,
         object_side=lambda size: 140,  # a few 28-px merged patches of the resized image
         doc="Planted Qwen2.5-VL with an image-only processor (no torchvision).",
+    ),
+    Family(
+        "qwen3_vl", planted="qwen3_vl", undamped="random_qwen3_vl_dir", build=build_planted_qwen3_vl,
+        planted_seed=11, undamped_seed=12, image_only_processor=True,
+        object_side=lambda size: 160,  # a few 32-px merged patches of the resized image
+        doc="Planted Qwen3-VL, DeepStack at full strength, image-only processor.",
+    ),
+    Family(
+        "qwen3_5", planted="qwen3_5", undamped="random_qwen3_5_dir", build=build_planted_qwen3_5,
+        planted_seed=13, undamped_seed=14, image_only_processor=True,
+        object_side=lambda size: 160,
+        doc="Planted Qwen3.5: 8 layers, linear attention but layers 3 and 7, byte-level BPE tokenizer.",
     ),
 )
 FAMILY = {family.name: family for family in FAMILIES}

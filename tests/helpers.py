@@ -57,3 +57,32 @@ def image_batch(n: int):
 
     arrays = [np.asarray(scene((1200, 700), BOXES[i], seed=i), np.float32) / 255.0 for i in range(n)]
     return torch.from_numpy(np.stack(arrays))
+
+
+def real_size_qwen(config_cls, model_cls, adapter_cls, tokenizer, vision: dict, text: dict, **settings):
+    """An adapter of a Qwen3-generation family (``adapter_cls``) with a
+    released-size ``vision`` / ``text`` configuration and the released
+    preprocessor's budget (16-px patches, 2x2 merge, 65,536 .. 16,777,216 px)
+    on a weightless (meta) model: enough for the processor and the visual
+    layout, never run. ``tokenizer`` must know the Qwen vision tokens."""
+    import torch
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from focus_engine import load_mllm
+
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
+                                                            "<|vision_end|>")}
+    config = config_cls(
+        vision_config=dict(patch_size=16, spatial_merge_size=2, **vision),
+        text_config=dict(vocab_size=len(tokenizer), **text),
+        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
+        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
+    )
+    with torch.device("meta"):
+        model = model_cls(config)
+    image_processor = Qwen2VLImageProcessorPil(
+        patch_size=16, merge_size=2, temporal_patch_size=2, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+        size={"shortest_edge": 65536, "longest_edge": 16777216},
+    )
+    processor = adapter_cls.image_only_processor()(image_processor=image_processor, tokenizer=tokenizer)
+    return load_mllm((model, processor), settings=settings or None)

@@ -18,7 +18,12 @@ and it may state:
 - ``load_processor``: how its processor is loaded from a folder;
 - ``family_defaults`` (FocusConfig fields), ``paper_layers``, ``refine_map``,
   ``before_forward`` (a hook run before every model call), ``processor_inputs``
-  and ``fallback_prompt``.
+  and ``fallback_prompt``;
+- ``min_transformers``: the lowest transformers its model classes need
+  (loading on an older one stops with the pip command);
+- hybrid models: ``recurrent_layers`` (layers whose cache holds a recurrent
+  state, not per-token values) and ``hook_layer_values`` (per-token values
+  of those layers captured during the prefill).
 
 The family contract comes first below, then the facts and the public
 methods. The Hugging Face plumbing the public methods share (batching, the
@@ -40,7 +45,7 @@ from PIL import Image
 
 from ..config import FocusConfig, ZoomEyeSettings, resolve_config
 from ..cost import CallCounter
-from ..errors import FocusConfigError, FocusInputError
+from ..errors import FocusConfigError, FocusInputError, FocusModelError
 from ..grid import GridGeometry, RelevanceMap
 from ..images import to_pil_rgb
 from ..inputs import check_target
@@ -88,10 +93,10 @@ class MLLM(HFRuntime):
     description = ""
     paper_layers: dict[int, tuple[int, int]] = {}
     """Tabulated layer ranges by decoder depth (the paper's per-model choices)."""
-    interleaved_answer = False
-    """Answer on [whole image with the ROI drawn, crop] rather than the crop alone."""
     Settings: type[FamilySettings] = FamilySettings
     """The family's own settings (a frozen dataclass)."""
+    min_transformers: tuple[int, int] = (4, 56)
+    """The lowest transformers (major, minor) whose classes this family needs."""
 
     # ----------------------------------------------------- a family must state
     def view(self, image: Image.Image) -> VisualView:
@@ -118,6 +123,13 @@ class MLLM(HFRuntime):
 
         return hf_call(AutoProcessor.from_pretrained, location, offline, what="processor")
 
+    @classmethod
+    def paper_settings(cls, dataset: str) -> dict[str, Any]:
+        """FocusConfig fields the paper's Tab. 7 sets for this family on
+        ``dataset`` (``vstar``, ``hrbench``, ``mme``, ``other``), for the
+        ``paper`` preset; none where the paper does not configure the family."""
+        return {}
+
     def family_defaults(self) -> dict[str, Any]:
         """FocusConfig fields this family fills in where the config says None
         (``resolve_config``); none beyond the general defaults here."""
@@ -138,6 +150,18 @@ class MLLM(HFRuntime):
         # a generic fast tokenizer adds token_type_ids, which no family's model takes (transformers 4.x refuses them)
         inputs.pop("token_type_ids", None)
         return inputs
+
+    @property
+    def recurrent_layers(self) -> frozenset[int]:
+        """Decoder layers whose cache keeps a recurrent state instead of
+        per-token values (hybrid models); none by default."""
+        return frozenset()
+
+    def hook_layer_values(self, store: dict[int, torch.Tensor]) -> list[Any]:
+        """Forward hooks, held for one prefill, that put per-token values of
+        ``recurrent_layers`` in ``store`` (layer -> ``[batch, heads, seq,
+        head_dim]``); a recurrent layer without them is left out of maps."""
+        return []
 
     def fallback_prompt(self, n_images: int, text: str) -> str:
         """The prompt where the processor has no chat template."""
@@ -211,14 +235,44 @@ class MLLM(HFRuntime):
             )
         return start, end
 
+    @property
+    def context_length(self) -> int | None:
+        """The most positions the language model was trained on
+        (``max_position_embeddings``), or None where the config does not say."""
+        value = getattr(self.text_config, "max_position_embeddings", None)
+        return int(value) if isinstance(value, int) and value > 0 else None
+
+    def prompt_length(self, text: str, image: Image.Image | None = None) -> int:
+        """Tokens of the prompt ``text`` in the chat template, with ``image``'s
+        tokens (None: text only), as the model would read it. Runs the
+        processor only, no model call."""
+        views = [self.view(image)] if image is not None else []
+        inputs = self.processor_inputs(views, [self.build_prompt(len(views), text)])
+        return int(inputs["input_ids"].shape[-1])
+
+    def text_length(self, text: str) -> int:
+        """Tokens of ``text`` alone."""
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
     # ===================================================== public methods
     # ---------------------------------------------------------------- prompts
     def build_prompt(self, n_images: int, text: str) -> str:
-        """The family's chat template around ``n_images`` images and ``text``."""
+        """The family's chat template around ``n_images`` images and ``text``.
+        A template comes from the model folder: transformers renders it in
+        Jinja's immutable sandbox, never with Python of its own; what the
+        sandbox refuses stops here with a FocusModelError."""
         if getattr(self.processor, "chat_template", None):
-            return self.processor.apply_chat_template(
-                self._user_turn(n_images, text), add_generation_prompt=True, tokenize=False
-            )
+            from jinja2.exceptions import SecurityError
+
+            try:
+                return self.processor.apply_chat_template(
+                    self._user_turn(n_images, text), add_generation_prompt=True, tokenize=False
+                )
+            except SecurityError as exc:
+                raise FocusModelError(
+                    f"the chat template of {self.name!r} tried something Jinja's sandbox refuses ({exc}); it was "
+                    "not run. Use the model's original template (chat_template.jinja / tokenizer_config.json)"
+                ) from None
         return self.fallback_prompt(n_images, text)
 
     # --------------------------------------------------------------- prefill
@@ -308,12 +362,17 @@ class MLLM(HFRuntime):
         images: Sequence[Any] = (),
         max_new_tokens: int = 64,
         should_stop: Callable[[], bool] | None = None,
+        *,
+        reply_prefix: str = "",
+        stop_strings: Sequence[str] = (),
     ) -> str:
         """Greedy answer to ``text`` about ``images`` (RGB; none for
-        text-only); returns only the new text."""
+        text-only); returns only the new text. ``reply_prefix`` is put in
+        the assistant's mouth before it goes on; decoding ends early at any of
+        ``stop_strings``."""
         views = [self.view(im) for im in images]
-        inputs = self.processor_inputs(views, [self.build_prompt(len(views), text)])
-        return self._decode(inputs, None, max_new_tokens, should_stop).text
+        inputs = self.processor_inputs(views, [self.build_prompt(len(views), text) + reply_prefix])
+        return self._decode(inputs, None, max_new_tokens, should_stop, stop_strings).text
 
     def continue_answer(
         self, prefill: AnswerPrefill, max_new_tokens: int = 64, should_stop: Callable[[], bool] | None = None

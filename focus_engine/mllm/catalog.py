@@ -43,6 +43,13 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         KnownModel("llava-onevision-qwen2-7b-ov-hf", "llava-hf/llava-onevision-qwen2-7b-ov-hf", "llava_onevision", 16.1),
         KnownModel("Qwen2.5-VL-3B-Instruct", "Qwen/Qwen2.5-VL-3B-Instruct", "qwen2_5_vl", 7.5),
         KnownModel("Qwen2.5-VL-7B-Instruct", "Qwen/Qwen2.5-VL-7B-Instruct", "qwen2_5_vl", 16.6),
+        # Qwen3-VL and Qwen3.5: bf16 safetensors, sizes from the parameter counts (2 bytes each), not measured
+        KnownModel("Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-2B-Instruct", "qwen3_vl", 4.3),
+        KnownModel("Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-4B-Instruct", "qwen3_vl", 8.9),
+        KnownModel("Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Instruct", "qwen3_vl", 17.5),
+        KnownModel("Qwen3.5-0.8B", "Qwen/Qwen3.5-0.8B", "qwen3_5", 1.8),
+        KnownModel("Qwen3.5-2B", "Qwen/Qwen3.5-2B", "qwen3_5", 4.6),
+        KnownModel("Qwen3.5-4B", "Qwen/Qwen3.5-4B", "qwen3_5", 9.3),
     )
 }
 """The models the Load MLLM node offers to download, by folder name."""

@@ -29,18 +29,8 @@ layout it reads) and < 6; CI tests the lowest (4.56.2) and the newest."""
 def check_transformers(version: str | None = None) -> str:
     """The installed transformers version, or a FocusModelError naming the
     supported range and the command that installs it."""
-    if version is None:
-        from importlib.metadata import PackageNotFoundError
-        from importlib.metadata import version as installed
-
-        try:
-            version = installed("transformers")
-        except PackageNotFoundError:
-            version = "none"
-    numbers = []
-    for part in version.split(".")[:2]:
-        digits = "".join(ch for ch in part if ch.isdigit())
-        numbers.append(int(digits) if digits else 0)
+    version = version or installed_transformers()
+    numbers = list(version_tuple(version))
     (low_major, low_minor), (high_major, _) = TRANSFORMERS_RANGE
     if version == "none" or len(numbers) < 2 or not (low_major, low_minor) <= tuple(numbers) < (high_major, 0):
         raise FocusModelError(
@@ -51,8 +41,58 @@ def check_transformers(version: str | None = None) -> str:
     return version
 
 
+def installed_transformers() -> str:
+    """The installed transformers version ("none" when it is missing)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("transformers")
+    except PackageNotFoundError:
+        return "none"
+
+
+def version_tuple(version: str) -> tuple[int, ...]:
+    """``(major, minor)`` of a version string ("4.57.0.dev0" -> (4, 57))."""
+    numbers = []
+    for part in version.split(".")[:2]:
+        digits = "".join(ch for ch in part if ch.isdigit())
+        numbers.append(int(digits) if digits else 0)
+    return tuple(numbers)
+
+
+def check_family_transformers(family: str, description: str, minimum: tuple[int, int],
+                              version: str | None = None) -> None:
+    """A FocusModelError naming the version and the pip command when the
+    installed transformers is older than a family needs."""
+    version = version or installed_transformers()
+    if version != "none" and version_tuple(version) >= tuple(minimum):
+        return
+    low = f"{minimum[0]}.{minimum[1]}"
+    high = TRANSFORMERS_RANGE[1][0]
+    raise FocusModelError(
+        f"{description} needs transformers >= {low} (the {family} family), but {version} is installed: "
+        f"pip install \"transformers>={low},<{high}\" (in ComfyUI's Python environment for the nodes); the other "
+        "families run on it as it is"
+    )
+
+
+def saved_model_type(location: str) -> str | None:
+    """The ``model_type`` in a local folder's config.json, read without
+    transformers (which cannot read the config of a model it does not know)."""
+    try:
+        data = json.loads((Path(location) / "config.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return data.get("model_type") if isinstance(data, dict) else None
+
+
 def hf_call(func: Callable[..., Any], location: str, offline: bool, *, what: str, **kwargs: Any) -> Any:
-    """Call a transformers loader local-first; turn its errors into one clear message."""
+    """Call a transformers loader local-first; turn its errors into one clear message.
+    Never with ``trust_remote_code``: no Python file of a model folder or
+    repo is ever run (a folder whose config points at its own code is
+    refused by transformers)."""
+    kwargs["trust_remote_code"] = False
     try:
         return func(location, local_files_only=True, **kwargs)
     except Exception as local_error:  # noqa: BLE001 - transformers raises many types here
@@ -80,7 +120,7 @@ def load_image_only_processor(
     from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
 
     try:
-        processor = AutoProcessor.from_pretrained(location, local_files_only=True)
+        processor = AutoProcessor.from_pretrained(location, local_files_only=True, trust_remote_code=False)
         if hasattr(processor, "image_processor"):
             return processor
     except Exception as exc:  # noqa: BLE001 - without torchvision the video processor fails to build

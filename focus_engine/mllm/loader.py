@@ -23,10 +23,19 @@ import torch
 from ..config import ATTENTIONS, QUANTIZATIONS
 from ..errors import FocusModelError, UnsupportedModelError
 from .base import MLLM, FamilySettings
-from .hf_loading import check_transformers, env_flag, hf_call, looks_like_path
+from .hf_loading import (
+    check_family_transformers,
+    check_transformers,
+    env_flag,
+    hf_call,
+    looks_like_path,
+    saved_model_type,
+)
 from .llava import LlavaAdapter
 from .llava_onevision import LlavaOnevisionAdapter
 from .qwen2_5_vl import Qwen2_5_VLAdapter
+from .qwen3_5 import Qwen3_5Adapter
+from .qwen3_vl import Qwen3VLAdapter
 
 log = logging.getLogger("focus_engine")
 
@@ -34,6 +43,9 @@ FAMILY_ADAPTERS: dict[str, type[MLLM]] = {
     "llava": LlavaAdapter,
     "llava_onevision": LlavaOnevisionAdapter,
     "qwen2_5_vl": Qwen2_5_VLAdapter,
+    "qwen3_vl": Qwen3VLAdapter,
+    "qwen3_vl_moe": Qwen3VLAdapter,  # same vision tower, DeepStack, attention and cache; expert MLPs only
+    "qwen3_5": Qwen3_5Adapter,
 }
 """config.model_type -> adapter class."""
 
@@ -45,7 +57,7 @@ _DTYPES = {
 
 
 def supported_families() -> str:
-    return ", ".join(f"{key} ({cls.description})" for key, cls in FAMILY_ADAPTERS.items())
+    return ", ".join(f"{key} ({cls.description})" for key, cls in FAMILY_ADAPTERS.items() if key == cls.family)
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -174,6 +186,26 @@ def _refuse_missing_weights(location: str, config: Any, model: Any, loading: Map
         )
 
 
+PICKLED_WEIGHTS = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+"""Weight files that are Python pickles: never read (only ``*.safetensors``)."""
+
+
+def refuse_pickled_weights(location: str) -> None:
+    """A local folder with no safetensors weights is refused with what to do
+    (transformers would otherwise look for ``pytorch_model.bin``, a pickle
+    that can run code when it is loaded)."""
+    folder = Path(location)
+    if not folder.is_dir() or any(folder.glob("*.safetensors")):
+        return
+    pickled = sorted(p.name for p in folder.iterdir() if p.suffix in PICKLED_WEIGHTS)
+    held = f"holds only pickled PyTorch weights ({', '.join(pickled[:3])})" if pickled else "holds no weights"
+    raise FocusModelError(
+        f"{location!r} {held}; FOCUS reads only *.safetensors weights (a pickle can run code when it is "
+        "loaded). Download the model's safetensors files (most Hugging Face repos have them), or convert the "
+        "folder once with a tool you trust"
+    )
+
+
 def _avoid_cpu_packing_of_odd_layers(model: Any) -> None:
     """bitsandbytes' AVX512-BF16 path for 4-bit layers on the CPU repacks the
     weight in blocks of 32 output rows and 64 input columns and fails on
@@ -218,8 +250,11 @@ def load_mllm(
     from transformers import AutoConfig
 
     offline = is_local or env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
+    if is_local and saved_model_type(location) in FAMILY_ADAPTERS:  # an older transformers cannot read its config
+        _check_family_version(FAMILY_ADAPTERS[saved_model_type(location)])
     config = hf_call(AutoConfig.from_pretrained, location, offline, what="config")
     adapter_cls = _adapter_for(getattr(config, "model_type", None), location)
+    _check_family_version(adapter_cls)
     family_settings = adapter_cls.make_settings(settings)  # bad settings fail before the weights load
     choices = _LoadChoices.resolve(device, dtype, attn_implementation, quantization, device_map, offload_folder)
     log.info("loading %s (%s) on %s as %s with %s attention%s", location, config.model_type, choices.device,
@@ -291,11 +326,13 @@ def _load_weights(location: str, offline: bool, config: Any, choices: _LoadChoic
     weights, on its device, in eval mode without gradients."""
     from transformers import AutoModelForImageTextToText
 
+    refuse_pickled_weights(location)
     model, loading = hf_call(
         AutoModelForImageTextToText.from_pretrained,
         location,
         offline,
         what="model weights",
+        use_safetensors=True,  # a pickle can run code when it is read: safetensors only
         dtype=choices.dtype,
         attn_implementation=choices.attention,
         output_loading_info=True,
@@ -310,6 +347,10 @@ def _load_weights(location: str, offline: bool, config: Any, choices: _LoadChoic
     model.eval()
     model.requires_grad_(False)
     return model
+
+
+def _check_family_version(adapter_cls: type[MLLM]) -> None:
+    check_family_transformers(adapter_cls.family, adapter_cls.description, adapter_cls.min_transformers)
 
 
 def _adapter_for(model_type: str | None, where: str) -> type[MLLM]:

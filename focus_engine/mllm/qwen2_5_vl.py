@@ -52,11 +52,11 @@ class QwenSettings(FamilySettings):
             raise FocusConfigError(f"max_pixels={self.max_pixels!r}: must be at least 784 and at least min_pixels")
 
 
-def image_only_processor_class() -> type:
-    """A Qwen2.5-VL processor without the video processor (which needs
-    torchvision): FOCUS only sends images."""
+def image_only_processor_class(processor_class: str = "Qwen2_5_VLProcessor", **settings: Any) -> type:
+    """A Qwen-VL processor (Qwen2.5-VL's by default) without the video
+    processor (which needs torchvision): FOCUS only sends images."""
     return hf_loading.image_only_processor_class(
-        "Qwen2_5_VLProcessor", image_token="<|image_pad|>", video_token="<|video_pad|>"
+        processor_class, image_token="<|image_pad|>", video_token="<|video_pad|>", settings=settings or None
     )
 
 
@@ -66,19 +66,21 @@ class Qwen2_5_VLAdapter(MLLM):
     paper_layers: dict[int, tuple[int, int]] = {}  # the paper gives none: last-fraction rule
     Settings = QwenSettings
     settings: QwenSettings
+    default_max_pixels = DEFAULT_MAX_PIXELS
+    """[ours] The cap on the processor's pixel budget (see ``DEFAULT_MAX_PIXELS``)."""
 
     def __init__(self, model: Any, processor: Any, **kwargs: Any) -> None:
         super().__init__(model, processor, **kwargs)
         image_processor = processor.image_processor
-        self.patch_size = int(getattr(image_processor, "patch_size", 14))
+        self.patch_size = int(getattr(image_processor, "patch_size", None) or 14)
         self.merge_size = int(getattr(image_processor, "merge_size", 2))
         self.factor = self.patch_size * self.merge_size
         size = getattr(image_processor, "size", None) or {}
         get = size.get if isinstance(size, dict) else (lambda key, s=size: getattr(s, key, None))
         processor_min = int(getattr(image_processor, "min_pixels", None) or get("shortest_edge") or 56 * 56)
-        processor_max = int(getattr(image_processor, "max_pixels", None) or get("longest_edge") or DEFAULT_MAX_PIXELS)
+        processor_max = int(getattr(image_processor, "max_pixels", None) or get("longest_edge") or self.default_max_pixels)
         self.min_pixels = self.settings.min_pixels or processor_min
-        self.max_pixels = self.settings.max_pixels or min(processor_max, DEFAULT_MAX_PIXELS)
+        self.max_pixels = self.settings.max_pixels or min(processor_max, self.default_max_pixels)
         # transformers 5 computes M-RoPE from mm_token_type_ids; 4.x from input_ids
         self.needs_mm_token_types = "mm_token_type_ids" in inspect.signature(model.forward).parameters
 
@@ -86,7 +88,12 @@ class Qwen2_5_VLAdapter(MLLM):
     def load_processor(cls, location: str, offline: bool, model_config: Any) -> Any:
         """The folder's processor, or an image-only one (its video processor
         needs torchvision)."""
-        return hf_loading.load_image_only_processor(location, offline, image_only_processor_class())
+        return hf_loading.load_image_only_processor(location, offline, cls.image_only_processor())
+
+    @classmethod
+    def image_only_processor(cls) -> type:
+        """The family's processor class without its video processor."""
+        return image_only_processor_class()
 
     def fallback_prompt(self, n_images: int, text: str) -> str:
         vision = "<|vision_start|><|image_pad|><|vision_end|>" * n_images
@@ -119,7 +126,7 @@ class Qwen2_5_VLAdapter(MLLM):
     def before_forward(self, inputs: Mapping[str, Any]) -> None:
         if self.needs_mm_token_types and "mm_token_type_ids" not in inputs:
             raise FocusModelError(
-                "the processor returned no mm_token_type_ids; without them Qwen2.5-VL falls back to 1-D "
+                f"the processor returned no mm_token_type_ids; without them {self.description} falls back to 1-D "
                 "positions. Load the model folder's own processor"
             )
         # the model keeps rope_deltas between calls; a stale value would
@@ -140,7 +147,8 @@ class Qwen2_5_VLAdapter(MLLM):
         rows, cols = view.geometry.shape
         if len(positions) != rows * cols:
             raise FocusModelError(
-                f"expected {rows}x{cols}={rows * cols} image tokens after the 2x2 merge but the prompt has "
+                f"expected {rows}x{cols}={rows * cols} image tokens after the {self.merge_size}x{self.merge_size} "
+                f"merge but the prompt has "
                 f"{len(positions)}; the processor resized the image differently"
             )
         return positions.reshape(rows, cols)

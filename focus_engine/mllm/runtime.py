@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from ..cost import CallCounter
-from ..errors import FocusInputError, FocusModelError
+from ..errors import FocusInputError, FocusModelError, check_finite
 from ..kv import CACHE_KWARG, Prefill, PromptRow, check_full_cache, output_cache
 
 if TYPE_CHECKING:
@@ -55,7 +55,10 @@ class HFRuntime:
 
         def view(self, image: Image.Image) -> VisualView: ...
         def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray: ...
+        recurrent_layers: frozenset[int]
+
         def build_prompt(self, n_images: int, text: str) -> str: ...
+        def hook_layer_values(self, store: dict[int, torch.Tensor]) -> list[Any]: ...
         def processor_inputs(self, views: Sequence[VisualView], texts: Sequence[str], **kwargs: Any) -> Any: ...
         def before_forward(self, inputs: Mapping[str, Any]) -> None: ...
 
@@ -89,8 +92,21 @@ class HFRuntime:
     @functools.cached_property
     def yes_no_token_ids(self) -> tuple[list[int], list[int]]:
         """Token ids that start a "Yes" / "No" answer (looked up on first use,
-        so a model whose vocabulary lacks them still maps relevance)."""
-        return self._answer_token_ids("Yes"), self._answer_token_ids("No")
+        so a model whose vocabulary lacks them still maps relevance).
+
+        An id that starts both (a Llama tokenizer read from a legacy
+        tokenizer.json encodes " Yes" and " No" as "▁" + the word) is dropped
+        from both: counted for both it would pull every confidence to 0.5."""
+        yes, no = self._answer_token_ids("Yes"), self._answer_token_ids("No")
+        shared = set(yes) & set(no)
+        yes, no = [i for i in yes if i not in shared], [i for i in no if i not in shared]
+        if not yes or not no:
+            raise FocusModelError(
+                "this tokenizer starts 'Yes' and 'No' with the same token, so a yes/no confidence cannot be read "
+                f"from it (shared token ids {sorted(shared)}); FOCUS's verification needs a tokenizer that tells them "
+                "apart in their first token"
+            )
+        return yes, no
 
     def _answer_token_ids(self, word: str) -> list[int]:
         """First token of ``word`` in the forms a model starts an answer with."""
@@ -140,7 +156,9 @@ class HFRuntime:
         mask = inputs.get("attention_mask")
         pads = (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(chats)
         captured: dict[int, torch.Tensor] = {}
+        layer_values: dict[int, torch.Tensor] = {}
         handles = self._hook_pre_rope_keys(capture_keys, captured) if capture_keys else []
+        handles += self.hook_layer_values(layer_values)
         try:
             with torch.inference_mode():
                 out = self.model(**self._model_inputs(inputs), use_cache=True, logits_to_keep=1)
@@ -149,7 +167,7 @@ class HFRuntime:
                 handle.remove()
         self.counter.forward_passes += len(chats)
         cache = output_cache(out)
-        check_full_cache(cache, int(input_ids.shape[1]), self.num_layers)
+        check_full_cache(cache, int(input_ids.shape[1]), self.num_layers, skip=self.recurrent_layers)
         rows = []
         for index, (text, chat, pad) in enumerate(zip(texts, chats, pads)):
             at = chat.rfind(text)
@@ -160,6 +178,7 @@ class HFRuntime:
                 cache=cache, index=index, pad=pad, ids=ids, chat=chat, user_text=text, user_text_at=at,
                 offsets=offsets[index][pad:] if offsets is not None else None, geometry=view.geometry,
                 visual_positions=self.visual_grid_positions(ids, view), pre_rope_keys=captured or None,
+                layer_values=layer_values or None, unmapped_layers=self.recurrent_layers - set(layer_values),
             ))
         return rows, inputs, out.logits[:, -1, :].float().cpu()
 
@@ -172,7 +191,8 @@ class HFRuntime:
                 cache=row.cache, input_ids=row.ids, visual_positions=row.visual_positions, geometry=row.geometry,
                 target_positions=positions,
                 target_tokens=self.tokenizer.convert_ids_to_tokens([int(row.ids[p]) for p in positions]),
-                pre_rope_keys=row.pre_rope_keys, row=row.index, start=row.pad,
+                pre_rope_keys=row.pre_rope_keys, layer_values=row.layer_values,
+                unmapped_layers=row.unmapped_layers, row=row.index, start=row.pad,
             )
         return prefills
 
@@ -217,17 +237,21 @@ class HFRuntime:
         last = logits[:, -1, :].float()
         yes = torch.logsumexp(last[:, self.yes_no_token_ids[0]], dim=-1)
         no = torch.logsumexp(last[:, self.yes_no_token_ids[1]], dim=-1)
-        return torch.sigmoid(yes - no).cpu().numpy()
+        confidence = torch.sigmoid(yes - no)
+        check_finite(confidence, "yes/no confidence")
+        return confidence.cpu().numpy()
 
     # ------------------------------------------------------------- decoding
     def _decode(
-        self, inputs: Any, cache: Any, max_new_tokens: int, should_stop: Callable[[], bool] | None
+        self, inputs: Any, cache: Any, max_new_tokens: int, should_stop: Callable[[], bool] | None,
+        stop_strings: Sequence[str] = (),
     ) -> Decoded:
         """Greedy decoding of ``inputs`` (from ``cache`` when given), with the
-        probability of each new token."""
+        probability of each new token; it ends early at any of ``stop_strings``."""
         kwargs: dict[str, Any] = {} if cache is None else {CACHE_KWARG: cache}
-        if should_stop is not None:
-            kwargs["stopping_criteria"] = _stopping_criteria(should_stop)
+        if should_stop is not None or stop_strings:
+            kwargs["stopping_criteria"] = _stopping_criteria(should_stop, stop_strings, self.tokenizer,
+                                                             int(inputs["input_ids"].shape[1]))
         inputs = self._model_inputs(inputs)
         with torch.inference_mode():
             out = self.model.generate(
@@ -287,13 +311,23 @@ class HFRuntime:
             proj = getattr(attn, "k_proj", None)
             if proj is None:
                 raise FocusModelError("source='keys' needs self_attn.k_proj in every decoder layer")
-
-            def keep(module: Any, args: Any, output: torch.Tensor, index: int = index) -> None:
-                batch, seq, width = output.shape  # -> [batch, kv_heads, seq, head_dim], like the cache
-                store[index] = output.reshape(batch, seq, kv_heads, width // kv_heads).transpose(1, 2).detach()
-
-            handles.append(proj.register_forward_hook(keep))
+            handles.append(keep_projection(proj, store, index, kv_heads))
         return handles
+
+
+def keep_projection(
+    proj: torch.nn.Module, store: dict[int, torch.Tensor], index: int, heads: int, part: slice = slice(None)
+) -> Any:
+    """A forward hook on a linear projection that keeps ``output[..., part]``
+    of each prefill as ``store[index]``, ``[batch, heads, seq, head_dim]``
+    like the cache."""
+
+    def keep(module: Any, args: Any, output: torch.Tensor) -> None:
+        kept = output[..., part]
+        batch, seq, width = kept.shape
+        store[index] = kept.reshape(batch, seq, heads, width // heads).transpose(1, 2).detach()
+
+    return proj.register_forward_hook(keep)
 
 
 def batches(
@@ -307,13 +341,22 @@ def batches(
         yield start, items[start : start + batch_size]
 
 
-def _stopping_criteria(should_stop: Callable[[], bool]) -> Any:
-    """transformers stopping criteria that end generation once ``should_stop()``."""
+def _stopping_criteria(
+    should_stop: Callable[[], bool] | None = None, stop_strings: Sequence[str] = (), tokenizer: Any = None,
+    prompt_length: int = 0,
+) -> Any:
+    """transformers stopping criteria that end generation once ``should_stop()``,
+    or once the new text holds one of ``stop_strings`` (decoded by ``tokenizer``;
+    transformers' own stop strings need a BPE-like vocabulary, not any tokenizer)."""
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class _Stop(StoppingCriteria):
         def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kw: Any) -> torch.Tensor:
-            return torch.full((input_ids.shape[0],), bool(should_stop()), device=input_ids.device)
+            stop = should_stop is not None and bool(should_stop())
+            if not stop and stop_strings:
+                text = tokenizer.decode(input_ids[0, prompt_length:], skip_special_tokens=True)
+                stop = any(marker in text for marker in stop_strings)
+            return torch.full((input_ids.shape[0],), stop, device=input_ids.device)
 
     return StoppingCriteriaList([_Stop()])
 
