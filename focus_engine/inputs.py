@@ -11,6 +11,13 @@ from typing import Any, Sequence
 
 from .errors import FocusInputError
 
+MAX_TARGETS = 8
+"""The most targets one question may name. Each target costs its own maps
+and verification passes; the benchmarks' questions name 1-3 (a counting
+question one, "all cars"), so a real question never comes near this."""
+MAX_TARGET_CHARS = 200
+"""The longest target phrase, in characters ("the red car behind the bus" is 26)."""
+
 
 def check_question(question: Any) -> str:
     if not isinstance(question, str) or not question.strip():
@@ -36,4 +43,43 @@ def check_target(target: Any) -> str:
     """The target with whitespace folded; FocusInputError if empty."""
     if not isinstance(target, str) or not target.strip():
         raise FocusInputError(f"target {target!r} is empty; give an object phrase such as 'red car'")
-    return " ".join(target.split())
+    folded = " ".join(target.split())
+    if len(folded) > MAX_TARGET_CHARS:
+        raise FocusInputError(
+            f"a target is {len(folded)} characters long, more than {MAX_TARGET_CHARS}; name an object in a few "
+            "words, e.g. 'red car'"
+        )
+    return folded
+
+
+def check_target_count(count: int) -> None:
+    """At most ``MAX_TARGETS`` targets per question."""
+    if count > MAX_TARGETS:
+        raise FocusInputError(
+            f"{count} targets given; FOCUS searches for at most {MAX_TARGETS} objects per question (each costs its "
+            "own model passes; questions name 1-3). Name the few objects the question is about"
+        )
+
+
+def check_fits_context(mllm: Any, text: str, image: Any = None, *, reserve: int = 0, what: str = "the question") -> None:
+    """Refuse a prompt the model cannot read: ``text`` in the model's chat
+    template, after the image's tokens (``image`` None: a text-only prompt),
+    plus ``reserve`` tokens to generate, must fit the model's context
+    (``max_position_embeddings``). Beyond it a model reads positions it was
+    never trained on, and the work only grows. The adapter counts
+    (``prompt_length``, ``text_length``, ``context_length``); an adapter
+    that cannot count is not checked."""
+    limit = getattr(mllm, "context_length", None)
+    if not limit or not hasattr(mllm, "prompt_length"):
+        return
+    total = int(mllm.prompt_length(text, image)) + int(reserve)
+    if total <= limit:
+        return
+    own = int(mllm.text_length(text))
+    around = total - own - int(reserve)
+    shown = "the image and the chat template" if image is not None else "the chat template"
+    raise FocusInputError(
+        f"{what} is too long for this model: {own} tokens, plus {around} for {shown} and {reserve} for the "
+        f"answer make {total}, more than the model's context of {limit} tokens (max_position_embeddings). "
+        f"Shorten it by at least {total - limit} tokens"
+    )

@@ -48,24 +48,39 @@ def model_roots() -> list[str]:
 
 def list_model_folders() -> list[str]:
     """Names of the model folders (a config.json, no unfinished download), sorted."""
-    from ..focus_engine.mllm.catalog import is_complete
-
     names = set()
     for root in model_roots():
         if os.path.isdir(root):
             for name in os.listdir(root):
-                if is_complete(os.path.join(root, name)):
+                if find_model_folder(name) is not None:
                     names.add(name)
     return sorted(names)
 
 
+def is_folder_name(name: object) -> bool:
+    """Whether ``name`` can only mean a folder directly inside a models root:
+    one path component, not ``.`` or ``..``, no separator, drive or NUL.
+    Decided from the text alone, so the answer says nothing about the disk."""
+    if not isinstance(name, str) or not name or name != name.strip() or name in (".", ".."):
+        return False
+    return not any(ch in name for ch in ("/", "\\", "\0", ":")) and not os.path.isabs(name)
+
+
 def find_model_folder(name: str) -> str | None:
-    """The full path of the complete model folder ``name``, or None."""
+    """The full path of the complete model folder ``name``, or None.
+
+    A workflow is untrusted input: only a folder name is taken, and only a
+    folder that resolves (symlinks followed) to a direct child of one of the
+    registered model roots. A path elsewhere on disk, ``../x`` or a symlink
+    leading out of every root is never loaded from a widget."""
     from ..focus_engine.mllm.catalog import is_complete
 
-    for root in model_roots():
-        path = os.path.join(root, name)
-        if name and is_complete(path):
+    if not is_folder_name(name):
+        return None
+    roots = [os.path.realpath(root) for root in model_roots()]
+    for root in roots:
+        path = os.path.realpath(os.path.join(root, name))
+        if os.path.dirname(path) in roots and is_complete(path):
             return path
     return None
 
@@ -75,9 +90,19 @@ def missing_models_message(what: str) -> str:
     roots = ", ".join(model_roots()) or "ComfyUI/models/LLM"
     return (
         f"{what} in {roots}. Choose one of the known models in FOCUS · Load MLLM's list (llava-1.5-7b-hf, "
-        "llava-onevision-qwen2-7b-ov-hf, Qwen2.5-VL-7B-Instruct, ...: downloaded there on first use), or put a "
+        "llava-onevision-qwen2-7b-ov-hf, Qwen2.5-VL-7B-Instruct, Qwen3-VL-8B-Instruct, Qwen3.5-4B, ...: downloaded "
+        "there on first use), or put a "
         "whole Hugging Face model folder there, e.g. models/LLM/llava-1.5-7b-hf (llava-hf/llava-1.5-7b-hf), "
         "then refresh the node list (press R)"
+    )
+
+
+def not_a_folder_name_message(name: str) -> str:
+    """For a model value that is a path, not a folder name. Worded the same
+    whether or not anything exists there."""
+    return missing_models_message(
+        f"FOCUS · Load MLLM takes the name of a model folder, not a path ({name!r} is refused): it loads only "
+        "folders directly"
     )
 
 

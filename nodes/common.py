@@ -71,13 +71,39 @@ class RoiBatch:
         return select_rois(self.per_image[index], question_type, config)
 
 
+def expect(value: Any, kind: type, socket: str, source: str) -> Any:
+    """``value`` if it is what the ``socket`` input carries (``kind``, made by
+    ``source``); else a node error. ComfyUI checks socket types when it
+    validates a prompt; this keeps the nodes safe when another pack hands
+    them something else under a FOCUS type name."""
+    if not isinstance(value, kind):
+        raise ValueError(f"FOCUS: the {socket} input takes the output of {source}, not a {type(value).__name__}")
+    return value
+
+
+def rois_in(value: Any) -> "RoiBatch":
+    return expect(value, RoiBatch, "rois", "FOCUS · Propose ROIs or Rank ROIs")
+
+
+def relevance_in(value: Any) -> "RelevanceBatch":
+    return expect(value, RelevanceBatch, "relevance", "FOCUS · Relevance Map")
+
+
+def targets_in(value: Any) -> Any:
+    from ..focus_engine.targets import Targets
+
+    return expect(value, Targets, "targets", "FOCUS · Extract Targets")
+
+
 def use_mllm(mllm: Any) -> Any:
     """The engine adapter behind a FOCUS_MLLM input, loaded again if
     ComfyUI's model manager released it; a failed reload stops the node
     with the engine's message."""
     from ..focus_engine.errors import FocusError
-    from .memory import model_of
+    from .memory import ManagedMLLM, model_of
 
+    if not isinstance(mllm, ManagedMLLM) and not callable(getattr(mllm, "prefill_prompts", None)):
+        expect(mllm, ManagedMLLM, "mllm", "FOCUS · Load MLLM")
     try:
         return model_of(mllm)
     except FocusError as exc:

@@ -13,7 +13,7 @@ from .regions import segs as region_segs
 from .common import (
     BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN,
     RoiBatch, boxes_json, check_batch, focus_config, gate_json, image_items, pad_to_common_size, parse_options,
-    finish_with, pil_image, run_per_image, to_image_tensor, to_mask_tensor, use_mllm,
+    finish_with, pil_image, rois_in, run_per_image, to_image_tensor, to_mask_tensor, use_mllm,
 )
 
 MODES = ["best", "all", "top_n", "selected"]
@@ -57,7 +57,7 @@ class FocusROIsToMask:
         from ..focus_engine.boxes import grow_box
         from ..focus_engine.render import roi_mask
 
-        masks = []
+        rois, masks = rois_in(rois), []
         for index, size in enumerate(rois.image_sizes):
             boxes = [grow_box(r.box, grow, size) for r in _chosen(rois, index, mode, top_n)]
             mask = roi_mask(size, boxes)
@@ -94,7 +94,7 @@ class FocusCropROI:
         from ..focus_engine.boxes import grow_box
         from ..focus_engine.render import roi_mask
 
-        items = image_items(image)
+        items, rois = image_items(image), rois_in(rois)
         check_batch("the ROI list", len(rois.per_image), len(items))
         crops, masks = [], []
         for i, item in enumerate(items):
@@ -128,7 +128,7 @@ class FocusDrawROIs:
     def draw(self, image: Any, rois: RoiBatch, top_n: int) -> tuple[Any]:
         from ..focus_engine.render import draw_rois
 
-        items = image_items(image)
+        items, rois = image_items(image), rois_in(rois)
         check_batch("the ROI list", len(rois.per_image), len(items))
         pictures = []
         for i, item in enumerate(items):
@@ -193,4 +193,4 @@ class FocusVQA:
         selected = [r.selected for r in results]
         return (answers, to_mask_tensor(masks), to_image_tensor([preview]),
                 boxes_json([r.rois for r in results], selected), gate_json([r.gate for r in results]),
-                bbox_list(selected), region_segs(selected[0], results[0].image_size, image[:1]))
+                bbox_list(selected, [r.image_size for r in results]), region_segs(selected[0], results[0].image_size, image[:1]))

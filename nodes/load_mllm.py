@@ -46,6 +46,8 @@ def model_folder(name: str) -> str:
     from ..focus_engine.errors import FocusModelError
     from ..focus_engine.mllm.catalog import ensure_downloaded, known_model
 
+    if not bridge.is_folder_name(name):
+        raise ValueError(bridge.not_a_folder_name_message(str(name)))
     local = bridge.find_model_folder(name)
     if local is not None:
         return local
@@ -65,7 +67,8 @@ def model_folder(name: str) -> str:
 
 class FocusLoadMLLM:
     DESCRIPTION = (
-        "Loads a multimodal LLM (LLaVA-1.5, LLaVA-OneVision or Qwen2.5-VL) for the FOCUS nodes: a Hugging Face model "
+        "Loads a multimodal LLM (LLaVA-1.5, LLaVA-OneVision, Qwen2.5-VL, Qwen3-VL (and its MoE) or Qwen3.5) for the "
+        "FOCUS nodes: a Hugging Face model "
         "folder in ComfyUI/models/LLM, or one of the known models, downloaded there once on first use. ComfyUI's "
         "model manager can free it (Unload Models, /free, room for a diffusion model); it loads again when needed."
     )
@@ -82,7 +85,8 @@ class FocusLoadMLLM:
             "required": {
                 "model": (model_choices(), {"tooltip": (
                     "A Hugging Face model folder inside ComfyUI/models/LLM, or a known model (llava-1.5-7b-hf, "
-                    "Qwen2.5-VL-7B-Instruct, ...): downloaded into models/LLM/<name> the first time, then local.")}),
+                    "Qwen2.5-VL-7B-Instruct, Qwen3-VL-8B-Instruct, Qwen3.5-4B, ...): downloaded into "
+                    "models/LLM/<name> the first time, then local. A folder name only, never a path.")}),
                 "precision": (list(PRECISIONS), {"default": "auto", "tooltip": "auto: bf16 on CUDA, fp16 on MPS, fp32 on CPU."}),
                 "attention": (list(ATTENTIONS), {"default": "auto", "tooltip": (
                     "auto: flash_attention_2 when flash-attn is installed on CUDA, else sdpa. FOCUS reads the KV "
@@ -107,6 +111,8 @@ class FocusLoadMLLM:
         from ..focus_engine.mllm.catalog import known_model
 
         bridge.register_model_folder()
+        if not bridge.is_folder_name(model):
+            return bridge.not_a_folder_name_message(str(model))
         if bridge.find_model_folder(model) is not None or known_model(model) is not None:
             return True
         return bridge.missing_models_message(f"model folder {model!r} was not found")

@@ -37,9 +37,14 @@ CROP_FACTOR = 1.5
 detectors take 1.5-3): the detailer redraws the region with some context."""
 
 
-def bbox_list(per_image: Sequence[Sequence[Any]]) -> list[list[int]]:
-    """BBOX: every ROI's box as ``[x0, y0, x1, y1]`` pixels, images in order."""
-    return [[int(v) for v in roi.box] for rois in per_image for roi in rois]
+def bbox_list(per_image: Sequence[Sequence[Any]], sizes: Sequence[tuple[int, int]]) -> list[list[int]]:
+    """BBOX: every ROI's box as ``[x0, y0, x1, y1]`` pixels, images in order.
+    An image without regions (the gate answered on the whole image) gives
+    the whole image's box: Sam2Segmentation fails on an empty BBOX."""
+    boxes = []
+    for rois, (width, height) in zip(per_image, sizes):
+        boxes += [[int(v) for v in roi.box] for roi in rois] or [[0, 0, int(width), int(height)]]
+    return boxes
 
 
 def segs(rois: Sequence[Any], size: tuple[int, int], image: Any = None) -> tuple[tuple[int, int], list[SEG]]:
@@ -62,7 +67,8 @@ def segs(rois: Sequence[Any], size: tuple[int, int], image: Any = None) -> tuple
 
 BBOX_TIP = (
     "The regions as BBOX for SAM 2 (kijai's Sam2Segmentation 'bboxes'): [x0, y0, x1, y1] pixel boxes, images in "
-    "order; turn Sam2Segmentation's individual_objects on to segment each (off, it takes the last)."
+    "order (an image without regions: its whole box); turn Sam2Segmentation's individual_objects on to segment "
+    "each (off, it takes the last)."
 )
 SEGS_TIP = (
     "The regions of the first image as Impact Pack SEGS (label = target, confidence = verification score), with "

@@ -13,8 +13,8 @@ from .regions import segs as region_segs
 from .common import (
     ANSWER_GATE_IN, BOXES_JSON_TIP, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_IN,
     TARGETS_OVERRIDE_IN, RelevanceBatch, RoiBatch, boxes_json, check_batch, focus_config, gate_json, image_items,
-    finish_with, pad_to_common_size, parse_options, pil_image, run_per_image, to_image_tensor, to_mask_tensor,
-    use_mllm,
+    finish_with, pad_to_common_size, parse_options, pil_image, relevance_in, rois_in, run_per_image, targets_in,
+    to_image_tensor, to_mask_tensor, use_mllm,
 )
 
 
@@ -42,14 +42,22 @@ class FocusExtractTargets:
         }
 
     def extract(self, mllm: Any, question: str, targets_override: str = "") -> tuple[Any, str]:
-        from ..focus_engine.inputs import check_question
-        from ..focus_engine.targets import find_targets
+        from ..focus_engine.inputs import check_fits_context, check_question
+        from ..focus_engine.targets import build_icl_prompt, find_targets
 
         mllm = use_mllm(mllm)
         given = targets_override.strip() or None
         config = focus_config(mllm)
-        (found,) = run_per_image(1, lambda _: find_targets(
-            mllm, question if given else check_question(question), given, config, should_stop=bridge.interrupted))
+
+        def extract(_: int) -> Any:
+            if given:
+                return find_targets(mllm, question, given, config)
+            asked = check_question(question)
+            check_fits_context(mllm, build_icl_prompt(asked), None, reserve=config.target_max_new_tokens,
+                               what="the question (in the target-extraction prompt)")
+            return find_targets(mllm, asked, None, config, should_stop=bridge.interrupted)
+
+        (found,) = run_per_image(1, extract)
         return found, ", ".join(found.names)
 
 
@@ -90,7 +98,7 @@ class FocusRelevanceMap:
         from ..focus_engine.relevance import relevance_maps
         from ..focus_engine.render import heatmap_overlay
 
-        mllm = use_mllm(mllm)
+        mllm, targets = use_mllm(mllm), targets_in(targets)
         config = focus_config(mllm, source=source, layers=None if layer_end == 0 else (layer_start, layer_end))
         pictures = [pil_image(item) for item in image_items(image)]
         maps = run_per_image(len(pictures), lambda i: relevance_maps(
@@ -141,6 +149,7 @@ class FocusProposeROIs:
         from ..focus_engine.render import roi_mask
         from ..focus_engine.rois import propose_for_maps
 
+        relevance = relevance_in(relevance)
         base = relevance.config  # resolved for the model; a widget at 0 keeps its value
         s_min, s_max = min_size or base.s_min, max_size or base.s_max
         if s_max < s_min:
@@ -150,7 +159,7 @@ class FocusProposeROIs:
         rois = run_per_image(len(relevance.maps), lambda i: propose_for_maps(relevance.maps[i].values(), config))
         sizes = [next(iter(m.values())).image_size for m in relevance.maps]
         masks = [roi_mask(size, [r.box for r in per_image]) for size, per_image in zip(sizes, rois)]
-        return (RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois), bbox_list(rois),
+        return (RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois), bbox_list(rois, sizes),
                 region_segs(rois[0], sizes[0]))
 
 
@@ -191,20 +200,21 @@ class FocusRankROIs:
 
     def rank(self, mllm: Any, image: Any, rois: Any, targets: Any, n_steps: int, overrun: bool):
         from ..focus_engine.images import crop
-        from ..focus_engine.ranking import rank_rois
+        from ..focus_engine.ranking import rank_rois, verification_steps
         from ..focus_engine.render import roi_mask
 
-        mllm = use_mllm(mllm)
+        mllm, rois, targets = use_mllm(mllm), rois_in(rois), targets_in(targets)
         pictures = [pil_image(item) for item in image_items(image)]
         check_batch("the ROI list", len(rois.per_image), len(pictures))
         config = focus_config(mllm, n_steps=n_steps, overrun=overrun)
-        bar = bridge.progress_bar(len(pictures) * (1 + (config.max_overrun if overrun else 0)))
+        bar = bridge.progress_bar(len(pictures) * verification_steps(config))
 
         def one(index: int) -> list[Any]:
             if not rois.per_image[index]:
                 raise ValueError(f"FOCUS: image {index} has no ROI to rank; check the relevance map and proposals")
             return rank_rois(mllm, pictures[index], rois.per_image[index], config,
-                             progress=lambda step, total: bar.update(1), should_stop=bridge.interrupted)
+                             progress=lambda step, total: bar.update(1), should_stop=bridge.interrupted,
+                             verify_all=targets.question_type == 2)
 
         ranked = RoiBatch(run_per_image(len(pictures), one, bar=bar), rois.image_sizes)
         ranked.selected = [ranked.selection(i, targets.question_type, config) for i in range(len(pictures))]
@@ -212,7 +222,7 @@ class FocusRankROIs:
         masks = [roi_mask(size, [r.box for r in sel]) for size, sel in zip(rois.image_sizes, selected)]
         crops = [np.asarray(crop(picture, sel[0].box)) for picture, sel in zip(pictures, selected)]
         return (ranked, to_mask_tensor(masks), to_image_tensor(pad_to_common_size(crops)),
-                boxes_json(ranked.per_image, selected), bbox_list(selected),
+                boxes_json(ranked.per_image, selected), bbox_list(selected, rois.image_sizes),
                 region_segs(selected[0], rois.image_sizes[0], image[:1]))
 
 
@@ -250,9 +260,10 @@ class FocusAnswer:
                gate: float = 0.0):
         from ..focus_engine.gate import answer_with_gate
         from ..focus_engine.inputs import check_options, check_question
+        from ..focus_engine.methods.base import check_prompts_fit
         from ..focus_engine.render import draw_rois
 
-        handle, mllm = mllm, use_mllm(mllm)
+        handle, mllm, rois, targets = mllm, use_mllm(mllm), rois_in(rois), targets_in(targets)
         items = image_items(image)
         check_batch("the ROI list", len(rois.per_image), len(items))
         config = focus_config(mllm, gate_threshold=gate or None)
@@ -260,8 +271,9 @@ class FocusAnswer:
         def one(index: int) -> tuple[str, np.ndarray, Any]:
             pil = pil_image(items[index])
             selected = rois.selection(index, targets.question_type, config)
-            result, decision = answer_with_gate(mllm, pil, check_question(question),
-                                                check_options(parse_options(options)), selected, config,
+            asked, choices = check_question(question), check_options(parse_options(options))
+            check_prompts_fit(mllm, pil, asked, choices, config, extracting=False)
+            result, decision = answer_with_gate(mllm, pil, asked, choices, selected, config,
                                                 should_stop=bridge.interrupted)
             shown = [] if result.view.mode == "full" else selected
             picture = np.asarray(draw_rois(pil, rois.per_image[index], shown))

@@ -21,6 +21,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from tools import workflow_check as wc
 from helpers import BOXES, scene
@@ -253,3 +254,42 @@ def test_free_gives_the_model_memory_back(server, tmp_path):
     assert after <= 1.1 * before, (before, loaded, after)
     assert "FOCUS: released big-random-llava" in server.log.read_text()
     assert server.run(prepared("focus_vqa_one_node"))["status"]["status_str"] == "success"  # and it loads again
+
+
+def test_a_strangers_workflows_are_refused_or_bounded(server, planted_dir):
+    """The crafted workflows of tests/stranger_cases.py (path escapes,
+    oversized targets, questions, options and images, wrong types in every
+    socket and widget): each is refused at validation or stops its node with
+    FOCUS's message, or runs in bounded time; the server keeps serving."""
+    import stranger_cases as sc
+
+    outside = server.base.parent / "elsewhere" / "secret-model"
+    if not outside.exists():
+        shutil.copytree(planted_dir, outside)
+    huge = Image.new("RGB", sc.HUGE_SIZE, (128, 128, 128))
+    huge.paste(scene((1200, 700), BOXES[0]), (0, 0))
+    huge.save(server.base / "input" / sc.HUGE_IMAGE)
+    specs = server.get("/object_info")
+    crafted = sc.cases(MODEL_FOLDER, str(outside), os.path.relpath(outside, server.base / "models" / "LLM"), specs)
+    for case in crafted:
+        started = time.time()
+        status, answer = server.post_prompt(case.prompt)
+        if case.outcome == "validation":
+            # refused: the whole prompt (400), or, where other outputs are valid, the refused node and all
+            # that depends on it (ComfyUI runs the rest: 200 with node_errors)
+            assert status in (200, 400) and answer.get("node_errors"), (case.name, status, answer)
+            text = json.dumps(answer)
+            if status == 200:
+                server.wait(answer["prompt_id"], timeout=sc.SECONDS * 3)
+        else:
+            assert status == 200, (case.name, answer)
+            entry = server.wait(answer["prompt_id"], timeout=sc.SECONDS * 3)
+            expected = "error" if case.outcome == "execution" else "success"
+            assert entry["status"]["status_str"] == expected, (case.name, entry["status"])
+            text = json.dumps(entry["status"]["messages"])
+        if case.says:
+            assert case.says in text, (case.name, text[-2000:])
+        assert time.time() - started < sc.SECONDS, case.name
+    assert "secret-model (llava)" not in server.log.read_text()  # the loader's "loading <folder> (<type>)": never
+    entry = server.run(sc.workflow("focus_vqa_one_node", MODEL_FOLDER))
+    assert entry["status"]["status_str"] == "success" and server.process.poll() is None

@@ -303,7 +303,7 @@ def sam2_inpaint(specs: dict[str, Any]) -> Graph:
     g = Graph(specs)
     image, vqa = _vqa_node(g, "Where is the red car?")
     sam2 = g.add("DownloadAndLoadSAM2Model", (380, 260), 130, model="sam2.1_hiera_small.safetensors",
-                 segmentor="single_image", device="cuda", precision="fp16")
+                 segmentor="single_image", device="cpu", precision="fp32")
     mask = g.add("Sam2Segmentation", (760, 0), 170, sam2_model=sam2["sam2_model"], image=image["IMAGE"],
                  keep_model_loaded=False, bboxes=vqa["bboxes"], individual_objects=True)
     shown = g.add("MaskToImage", (760, 220), 60, mask=mask["mask"])
@@ -311,10 +311,12 @@ def sam2_inpaint(specs: dict[str, Any]) -> Graph:
     _sd_inpaint(g, image, mask["mask"], 1140, 8, "focus/sam2_inpaint")
     g.note("FOCUS finds the region the question is about; SAM 2 turns its box into the object's exact mask; the "
            "mask is inpainted. Needs kijai's ComfyUI-segment-anything-2 (it downloads the SAM 2 weights into "
-           "models/sam2 on first use; on a CPU set device cpu and precision fp32) and a Stable Diffusion 1.5 "
-           "checkpoint in models/checkpoints. individual_objects on: every FOCUS box is segmented. Keep FOCUS's "
-           "gate off here: a question answered without a search hands SAM 2 no box, which it cannot take.",
-           (1520, 420), (NODE_WIDTH, 220))
+           "models/sam2 on first use) and a Stable Diffusion 1.5 checkpoint in models/checkpoints. SAM 2 is set to "
+           "cpu / fp32, which runs on every machine; with an NVIDIA GPU choose cuda / fp16 for speed. "
+           "individual_objects on: every FOCUS box is segmented. One image at a time: with a batch, "
+           "Sam2Segmentation gives every box to every image. With FOCUS's gate on, a question answered without a "
+           "search hands SAM 2 the whole image's box.",
+           (1520, 420), (NODE_WIDTH, 280))
     return g
 
 

@@ -20,7 +20,9 @@ from PIL import Image
 from ..config import FocusConfig, resolve_config
 from ..cost import Cost, PeakMemory, StageClock
 from ..images import to_pil_rgb
-from ..inputs import check_options, check_question
+from ..inputs import check_fits_context, check_options, check_question
+from ..prompts import format_question
+from ..targets import build_icl_prompt
 
 ProgressFn = Callable[[str], None]
 
@@ -140,7 +142,9 @@ class Method:
         ``should_stop`` is polled between model calls (raises InterruptedError).
         """
         question, options, pil = check_question(question), check_options(options), to_pil_rgb(image)
-        run = Run(self.mllm, pil, question, options, targets, self.resolved_config(), StageClock(self.mllm.counter),
+        config = self.resolved_config()
+        check_prompts_fit(self.mllm, pil, question, options, config, extracting=not targets)
+        run = Run(self.mllm, pil, question, options, targets, config, StageClock(self.mllm.counter),
                   progress or _quiet, should_stop)
         started = time.perf_counter()
         with PeakMemory(self.mllm.device) as memory:
@@ -158,6 +162,19 @@ class Method:
         return cls(method=self.name, question=run.question, options=run.options, answer=answer, answer_option=option,
                    image_size=run.image.size, config=run.config.to_dict(),
                    family=str(getattr(self.mllm, "family", "")), **fields)
+
+
+def check_prompts_fit(mllm: Any, image: Image.Image, question: str, options: Sequence[str] | None,
+                      config: FocusConfig, *, extracting: bool = True) -> None:
+    """Refuse a question (with its options) too long for the model's context
+    before any model call: the answer prompt with the image, and, when the
+    model is to extract the targets, the text-only extraction prompt."""
+    what = "the question with its options" if options else "the question"
+    check_fits_context(mllm, format_question(question, options), image, reserve=config.answer_max_new_tokens,
+                       what=what)
+    if extracting:
+        check_fits_context(mllm, build_icl_prompt(question), None, reserve=config.target_max_new_tokens,
+                           what="the question (in the target-extraction prompt)")
 
 
 def _quiet(message: str) -> None:
