@@ -4,8 +4,10 @@ Type-1 questions answer on the best ROI of their target; with several
 targets, on the crop of the union of their best ROIs, or, when they lie far
 apart, on a canvas holding each crop at its relative position. Type-2
 questions use every ROI whose confidence exceeds the family's threshold,
-overlapping ones merged. Global-local models (``interleaved_answer``) get the
-whole image with the focus region drawn, then the zoomed view.
+overlapping ones merged. With ``answer_crops="per_target"`` (LLaVA-OneVision,
+as the paper) each target's region is its own image instead of their union;
+with ``answer_with_global`` (LLaVA-OneVision) the model first gets the whole
+image with the focus regions drawn, then the zoomed view(s).
 """
 
 from __future__ import annotations
@@ -27,6 +29,9 @@ from .ranking import best_per_target
 from .rois import ROI
 
 CANVAS_FILL = (127, 127, 127)
+MAX_ANSWER_CROPS = 4
+"""At most this many regions are shown one image each (``answer_crops=
+"per_target"``); more (a counting question's) are shown as their union."""
 GLOBAL_MAX_SIDE = 2048
 """Long side of the marked global image of the interleaved prompt."""
 RECTANGLE_COLOURS = {
@@ -40,9 +45,14 @@ RECTANGLE_COLOURS = {
 class AnswerView:
     """What the final answer was computed on."""
 
-    mode: str  # "full" | "crop" | "canvas"
+    mode: str  # "full" | "crop" | "canvas" | "crops" (one image per region)
     boxes: list[Box] = field(default_factory=list)
-    image: Image.Image | None = None
+    images: list[Image.Image] = field(default_factory=list)
+
+    @property
+    def image(self) -> Image.Image:
+        """The (first) image the answer looks at besides the global one."""
+        return self.images[0]
 
     def to_json(self) -> dict:
         return {"mode": self.mode, "boxes": [list(b) for b in self.boxes]}
@@ -66,16 +76,19 @@ def select_rois(ranked: Sequence[ROI], question_type: int, config: FocusConfig) 
 
 
 def compose_view(image: Image.Image, selected: Sequence[ROI], config: FocusConfig) -> AnswerView:
-    """Crop / union / canvas of the selected ROIs (the whole image if none)."""
+    """Crop / union / canvas of the selected ROIs, or one crop per region
+    (``config.answer_crops``); the whole image if none."""
     if not selected:
-        return AnswerView(mode="full", image=image)
+        return AnswerView(mode="full", images=[image])
     boxes = merge_overlapping([r.box for r in selected])
     if len(boxes) == 1:
-        return AnswerView(mode="crop", boxes=boxes, image=crop(image, boxes[0]))
+        return AnswerView(mode="crop", boxes=boxes, images=[crop(image, boxes[0])])
+    if config.answer_crops == "per_target" and len(boxes) <= MAX_ANSWER_CROPS:
+        return AnswerView(mode="crops", boxes=boxes, images=[crop(image, box) for box in boxes])
     union = union_box(boxes)
     if max(union[2] - union[0], union[3] - union[1]) <= config.far_apart_px:
-        return AnswerView(mode="crop", boxes=[union], image=crop(image, union))
-    return AnswerView(mode="canvas", boxes=boxes, image=paste_on_canvas(image, boxes, config.far_apart_px))
+        return AnswerView(mode="crop", boxes=[union], images=[crop(image, union)])
+    return AnswerView(mode="canvas", boxes=boxes, images=[paste_on_canvas(image, boxes, config.far_apart_px)])
 
 
 def paste_on_canvas(image: Image.Image, boxes: Sequence[Box], span: int) -> Image.Image:
@@ -121,11 +134,12 @@ def interleaved_inputs(
         x0, y0, x1, y1 = (round(v * scale) for v in box)
         draw.rectangle((x0, y0, max(x0, x1 - 1), max(y0, y1 - 1)), outline=rgb, width=line)
     regions = "regions" if len(view.boxes) > 1 else "region"
-    text = (
-        f"This is the main image; the {name} rectangle marks the focus {regions}. "
-        f"The second image is the zoomed-in view of the focus {regions}.\n{question_text}"
-    )
-    return [marked, view.image], text
+    if len(view.images) == 1:
+        zoomed = f"The second image is the zoomed-in view of the focus {regions}."
+    else:  # one image per region, in the order of the boxes
+        zoomed = f"The next {len(view.images)} images are zoomed-in views of the focus regions, one per rectangle."
+    text = f"This is the main image; the {name} rectangle marks the focus {regions}. {zoomed}\n{question_text}"
+    return [marked, *view.images], text
 
 
 def answer_question(
@@ -145,9 +159,9 @@ def answer_question(
     view = compose_view(image, selected, config)
 
     def shown(text: str) -> tuple[list[Image.Image], str]:
-        if getattr(mllm, "interleaved_answer", False) and view.mode != "full":
+        if config.answer_with_global and view.mode != "full":
             return interleaved_inputs(image, view, text, question)
-        return [view.image], text
+        return list(view.images), text
 
     text, option = answer_on(mllm, question, options, config, shown, should_stop=should_stop)
     return Answer(text=text, option=option, view=view)

@@ -19,6 +19,7 @@ from PIL import Image
 from .config import ATTENTIONS, MAP_PROMPTS, PRECISIONS, QUANTIZATIONS, RELEVANCE_SOURCES, FocusConfig
 from .errors import FocusError
 from .methods.registry import METHOD_NAMES
+from .presets import DATASETS, PRESETS
 
 PREVIEW_MAX_SIDE = 2048
 """Overlays and box drawings are shrunk to this long side; the mask is not."""
@@ -56,12 +57,16 @@ def write_outputs(result: Any, image: Image.Image, out: Path) -> list[Path]:
 
 def _method_from_args(args: argparse.Namespace, mllm: Any) -> Any:
     """The method ``--method`` names (``--gate T``: focus-gated:T), with the
-    run's options."""
+    run's options on top of the ``--preset``."""
     from .methods.registry import method_spec
 
+    from .presets import describe_preset, preset_config
+
     name = f"focus-gated:{args.gate}" if args.gate is not None else args.method
-    config = FocusConfig(n_steps=args.n_steps, source=args.source, layers=tuple(args.layers) if args.layers else None,
-                         overrun=not args.no_overrun, map_prompt=args.map_prompt)
+    config = preset_config(args.preset, mllm.family, args.preset_dataset, n_steps=args.n_steps, source=args.source,
+                           layers=tuple(args.layers) if args.layers else None, overrun=not args.no_overrun,
+                           map_prompt=args.map_prompt)
+    _progress(f"preset: {describe_preset(config, mllm.family)}")
     return method_spec(name).make(mllm, config, args.n_steps)
 
 
@@ -178,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--attention", default="auto", choices=ATTENTIONS)
     run.add_argument("--quantization", default="none", choices=QUANTIZATIONS,
                      help="8bit or 4bit (NF4) weights through bitsandbytes (pip install bitsandbytes accelerate)")
+    run.add_argument("--preset", default="default", choices=PRESETS,
+                     help="default: the project's settings; paper: the paper's (Tab. 7) for the model's family")
+    run.add_argument("--preset-dataset", default="other", choices=DATASETS,
+                     help="the benchmark the paper preset's settings are for (vstar, hrbench, mme; default other)")
     _add_common(run)
     run.set_defaults(func=cmd_run)
 

@@ -24,13 +24,17 @@ MAP_PROMPTS = ("existence", "question")
 GATE_SIGNALS = ("answer", "answerable")
 ANSWER_SCORINGS = ("generate", "likelihood")
 LAYER_AGGREGATIONS = ("sum", "rollout")
+ROW_NORMALISATIONS = ("target", "visual")
+ANSWER_CROPS = ("union", "per_target")
+TARGET_REPLIES = ("reasoned", "direct")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ATTENTIONS = ("auto", "sdpa", "flash_attention_2", "eager")
 DEVICES = ("auto", "cuda", "cpu", "mps")
 QUANTIZATIONS = ("none", "8bit", "4bit")
 """Weights as loaded: as saved, or through bitsandbytes in 8-bit (LLM.int8) or 4-bit NF4."""
 """Load options: ``load_mllm``, ``focus run`` and the Load MLLM node offer these."""
-GENERAL_DEFAULTS: dict[str, Any] = {"s_min": 3, "s_max": 5, "type2_threshold": 0.5}
+GENERAL_DEFAULTS: dict[str, Any] = {"s_min": 3, "s_max": 5, "type2_threshold": 0.5, "answer_crops": "union",
+                                    "answer_with_global": False}
 """Where a family states no default of its own (FOCUS.md: LLaVA-1.5's values)."""
 DEFAULT_STOP_WORDS = (
     "a", "an", "the", "with", "of", "and", "or", "in", "on", "at", "to", "for",
@@ -46,6 +50,11 @@ class FocusConfig:
     # --- stage 1: targets --------------------------------------------------
     target_max_new_tokens: int = 48
     """Token budget of the in-context target-extraction answer."""
+    target_reply: str = "reasoned"
+    """How the model's target answer is asked for: ``reasoned`` (ZoomEye's and
+    the paper's format: a sentence of reasoning, then the lead-in and the
+    objects) or ``direct`` [ours] (the reply starts at the lead-in and
+    decoding stops at the end of the list: a few tokens instead of ~26)."""
 
     # --- stage 2: relevance maps --------------------------------------------
     layers: tuple[int, int] | None = None
@@ -58,6 +67,12 @@ class FocusConfig:
     """``values`` (FOCUS), ``keys`` (pre-RoPE keys, ablation) or ``random``."""
     aggregation: str = "sum"
     """``sum`` of per-layer rows (the paper's code) or a true ``rollout`` [ours]."""
+    row_normalisation: str = "target"
+    """How a layer's residual similarity rows are normalised before they are
+    summed: ``target``, each target token's row to sum to 1 (Fig. 7's comment,
+    "row-wise", and FOCUS.md); ``visual``, Fig. 7's pseudocode read literally
+    (``X /= X.sum(dim=-1)`` without keepdim divides element (t, v) by image
+    token v's own row sum). Which one the authors ran is unknown."""
     clamp_negative: bool = True
     """[ours] Clamp negative cosine similarities to 0 before row normalisation."""
     skip_stop_words: bool = True
@@ -116,6 +131,10 @@ class FocusConfig:
     """[ours] At most this many extra ROIs verified per target by the overrun."""
     yes_threshold: float = 0.5
     """Confidence at which a verified ROI counts as a Yes."""
+    verify_stop: float | None = None
+    """[ours] Verify a target's ROIs one at a time, in relevance order, and
+    stop once one's P(Yes) reaches this (``n_steps`` stays the cap, overrun
+    as usual); ``None`` = the paper's: the first ``n_steps`` in one step."""
     verify_batch_size: int = 8
     """[ours] Crops per verification forward batch (one step = one batch)."""
 
@@ -123,6 +142,18 @@ class FocusConfig:
     type2_threshold: float | None = None
     """Type-2 questions use every ROI above this confidence; ``None`` = family
     default (LLaVA-1.5: 0.6)."""
+    answer_crops: str | None = None
+    """How the chosen regions are shown for the answer: ``union``, one crop of
+    their union (or a canvas holding each crop when they lie far apart; the
+    paper's LLaVA-1.5 answer), or ``per_target``, each region as its own image
+    (the paper's global-local answer: "the top ROI of each target" as separate
+    images; more than ``MAX_ANSWER_CROPS`` regions fall back to ``union``).
+    ``None`` = the family default (LLaVA-OneVision ``per_target``, else ``union``)."""
+    answer_with_global: bool | None = None
+    """Show the whole image with the regions drawn on it before the crop(s)
+    (the paper's interleaved prompt for global-local models). ``None`` = the
+    family default (LLaVA-OneVision yes; LLaVA-1.5 and Qwen2.5-VL no: Qwen's
+    is ours, ZoomEye gives Qwen the marked global image too)."""
     far_apart_px: int = 1200
     """Targets further apart than this (union box side, original pixels) are
     pasted on a canvas instead of cropping their union."""
@@ -135,6 +166,11 @@ class FocusConfig:
     ask_on_full_image_if_no_roi: bool = True
     """Answer on the whole image when no ROI survives (else raise)."""
 
+    # --- provenance ---------------------------------------------------------------
+    preset: str = "default"
+    """The preset this config was made from (``presets``): ``default`` or ``paper``."""
+    preset_dataset: str = "other"
+    """The dataset the preset was chosen for (the paper's settings differ by dataset)."""
     def __post_init__(self) -> None:
         self.validate()
 
@@ -142,20 +178,20 @@ class FocusConfig:
         def bad(name: str, why: str) -> FocusConfigError:
             return FocusConfigError(f"FocusConfig.{name}={getattr(self, name)!r}: {why}")
 
-        if self.source not in RELEVANCE_SOURCES:
-            raise bad("source", f"must be one of {', '.join(RELEVANCE_SOURCES)}")
-        if self.gate_signal not in GATE_SIGNALS:
-            raise bad("gate_signal", f"must be one of {', '.join(GATE_SIGNALS)}")
-        if self.answer_scoring not in ANSWER_SCORINGS:
-            raise bad("answer_scoring", f"must be one of {', '.join(ANSWER_SCORINGS)}")
+        choices = {"source": RELEVANCE_SOURCES, "gate_signal": GATE_SIGNALS, "answer_scoring": ANSWER_SCORINGS,
+                   "map_prompt": MAP_PROMPTS, "aggregation": LAYER_AGGREGATIONS,
+                   "row_normalisation": ROW_NORMALISATIONS, "target_reply": TARGET_REPLIES}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise bad(name, f"must be one of {', '.join(allowed)}")
         if self.answer_scoring == "likelihood" and self.gate_threshold is not None:
             raise bad("answer_scoring", "likelihood cannot be gated: the gate judges a generated answer")
         if self.gate_threshold is not None and not 0.0 <= self.gate_threshold <= 1.0:
             raise bad("gate_threshold", "must be in [0, 1], or None for no gate")
-        if self.map_prompt not in MAP_PROMPTS:
-            raise bad("map_prompt", f"must be one of {', '.join(MAP_PROMPTS)}")
-        if self.aggregation not in LAYER_AGGREGATIONS:
-            raise bad("aggregation", f"must be one of {', '.join(LAYER_AGGREGATIONS)}")
+        if self.answer_crops is not None and self.answer_crops not in ANSWER_CROPS:
+            raise bad("answer_crops", f"must be one of {', '.join(ANSWER_CROPS)}, or None for the family default")
+        if self.verify_stop is not None and not 0.0 < self.verify_stop <= 1.0:
+            raise bad("verify_stop", "must be in (0, 1], or None to verify n_steps ROIs at once")
         if self.layers is not None:
             if len(self.layers) != 2 or not all(isinstance(v, int) for v in self.layers):
                 raise bad("layers", "must be a (start, end) pair of ints or None")
@@ -245,6 +281,6 @@ class ZoomEyeSettings:
 
 
 __all__ = [
-    "ANSWER_SCORINGS", "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FocusConfig", "GATE_SIGNALS", "LAYER_AGGREGATIONS", "MAP_PROMPTS",
-    "PRECISIONS", "QUANTIZATIONS", "RELEVANCE_SOURCES", "ZoomEyeSettings", "resolve_config",
+    "ANSWER_CROPS", "ANSWER_SCORINGS", "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FocusConfig", "GATE_SIGNALS", "LAYER_AGGREGATIONS", "MAP_PROMPTS",
+    "PRECISIONS", "QUANTIZATIONS", "RELEVANCE_SOURCES", "ROW_NORMALISATIONS", "TARGET_REPLIES", "ZoomEyeSettings", "resolve_config",
 ]

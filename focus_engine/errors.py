@@ -26,3 +26,23 @@ class UnsupportedModelError(FocusModelError):
 
 class FocusConfigError(FocusError, ValueError):
     """A FocusConfig value outside its allowed range."""
+
+
+class NonFiniteError(FocusModelError):
+    """The model produced NaN or infinite values (a map or a confidence)."""
+
+
+NON_FINITE_ADVICE = (
+    "the model's numbers overflowed, most likely in fp16 (Qwen2-based language models such as LLaVA-OneVision "
+    "and Qwen2.5-VL overflow there); load it in bf16 (precision=bf16, on a GPU that supports it) or fp32"
+)
+
+
+def check_finite(values: object, what: str) -> None:
+    """Raise ``NonFiniteError`` naming ``what``, the likely cause and the fix,
+    when ``values`` (an array, a tensor or a list of floats) holds NaN or inf."""
+    import numpy as np
+
+    array = values.detach().float().cpu().numpy() if hasattr(values, "detach") else np.asarray(values, dtype=float)
+    if not np.isfinite(array).all():
+        raise NonFiniteError(f"the {what} contains NaN or infinite values: {NON_FINITE_ADVICE}")

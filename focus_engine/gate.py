@@ -24,6 +24,7 @@ from PIL import Image
 
 from .answer import Answer, AnswerView, answer_question
 from .config import FocusConfig
+from .errors import check_finite
 from .prompts import format_question
 from .reading import parse_option
 
@@ -86,6 +87,7 @@ def open_gate(
         else:
             prompt = ([image], ANSWERABLE_PROMPT.format(question=question))
             confidence = float(mllm.yes_probability([prompt], should_stop=should_stop)[0])
+        check_finite([confidence], "gate's confidence")
     return GateDecision(config.gate_signal, confidence, float(config.gate_threshold), decoded.text, prefill)
 
 
@@ -108,5 +110,6 @@ def answer_with_gate(
     gate = open_gate(mllm, image, question, options, config, should_stop=should_stop)
     gate.prefill = None  # nothing reads maps from it here
     if gate.answered:
-        return Answer(gate.plain_answer, parse_option(gate.plain_answer, options), AnswerView("full", [], image)), gate
+        plain = Answer(gate.plain_answer, parse_option(gate.plain_answer, options), AnswerView("full", [], [image]))
+        return plain, gate
     return answer_question(mllm, image, question, options, selected, config, should_stop=should_stop), gate

@@ -114,7 +114,8 @@ class FocusPipeline(Method):
         with run.stage("ranking"):  # 3b. verified by yes/no on their crops
             run.check_stop()
             ranked = rank_rois(mllm, image, proposals, config, should_stop=run.should_stop,
-                               progress=lambda step, total: run.say(f"verification step {step}"))
+                               progress=lambda step, total: run.say(f"verification step {step}"),
+                               verify_all=found.question_type == 2)
         with run.stage("answer"):  # 4. answered on the chosen region(s)
             run.check_stop()
             selected = select_rois(ranked, found.question_type, config)

@@ -14,6 +14,9 @@ MME_ANSWER_PREFIXES = ("The best answer is", "The correct answer is", "The answe
 """As its evaluation has them: two pairs run together there (missing commas),
 kept so that answers are read exactly as its published scores read them."""
 READINGS = ("default", "mme")
+PARSES = ("lenient", "strict")
+"""``strict``: only an answer that is exactly an option letter counts (the
+FOCUS paper's "no post-processing"); ``lenient``: the reading's rules."""
 
 
 def parse_option(answer: str, options: Sequence[str] | None) -> str | None:
@@ -82,13 +85,19 @@ def mme_choice(answer: str, options: Sequence[str]) -> int | None:
     return None
 
 
-def read_choice(answer: str, options: Sequence[str], reading: str = "default") -> int | None:
+def read_choice(answer: str, options: Sequence[str], reading: str = "default", parse: str = "lenient") -> int | None:
     """The option index ``answer`` picks, read as ``reading`` says (``default``:
-    ``choose_option``; ``mme``: MME-RealWorld's ``mme_choice``); None for an
+    ``choose_option``; ``mme``: MME-RealWorld's ``mme_choice``), or with
+    ``parse="strict"`` only when the answer, stripped of white space, is
+    exactly one of the option letters ("B", not "B." nor "(B)"); None for an
     empty answer."""
     if not answer:
         return None
+    if parse == "strict":
+        letters = string.ascii_uppercase[: len(options)]
+        text = answer.strip()
+        return letters.index(text) if len(text) == 1 and text in letters else None
     return mme_choice(answer, options) if reading == "mme" else choose_option(answer, options)
 
 
-__all__ = ["MME_ANSWER_PREFIXES", "READINGS", "choose_option", "mme_choice", "parse_option", "read_choice"]
+__all__ = ["MME_ANSWER_PREFIXES", "PARSES", "READINGS", "choose_option", "mme_choice", "parse_option", "read_choice"]

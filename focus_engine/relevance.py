@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from .config import FocusConfig
+from .errors import check_finite
 from .grid import GridGeometry, RelevanceMap
 from .kv import Prefill
 from .prompts import existence_prompt
@@ -127,41 +128,67 @@ def token_distributions(
 ) -> np.ndarray:
     """``[n_tokens, n_cells]``: for each kept target token, its residual
     similarity rows summed (or rolled out) over the layers, restricted to the
-    visual positions and normalised to sum to 1."""
+    visual positions and normalised to sum to 1.
+
+    Each layer's part is brought to the first layer's device before it is
+    combined: with a model spread over several GPUs (``device_map="auto"``)
+    each layer's cache lives on that layer's device."""
     query_positions = torch.tensor([prefill.target_positions[i] for i in token_indices])
     visual = torch.from_numpy(np.ascontiguousarray(prefill.visual_positions.reshape(-1)))
     total: torch.Tensor | None = None
     rollout: torch.Tensor | None = None
-    for layer in range(*layer_range):
+    for layer in prefill.map_layers(layer_range):
         vectors = prefill.layer_vectors(layer, source)  # [heads, seq, head_dim]
         unit = F.normalize(vectors.float(), dim=-1)
         flat = unit.transpose(0, 1).reshape(unit.shape[1], -1)  # [seq, heads*head_dim]
         device = flat.device
         if config.aggregation == "rollout":
             rows = _residual_rows(flat @ flat.T, torch.arange(flat.shape[0], device=device), config)
-            rollout = rows if rollout is None else rows @ rollout
+            rollout = rows if rollout is None else rows.to(rollout.device) @ rollout
             continue
-        rows = _residual_rows(flat[query_positions.to(device)] @ flat.T, query_positions.to(device), config)
-        part = rows[:, visual.to(device)]
-        total = part if total is None else total + part
+        part = _layer_part(flat, query_positions.to(device), visual.to(device), config)
+        total = accumulate(total, part)
     if config.aggregation == "rollout":
         assert rollout is not None
         total = rollout[query_positions.to(rollout.device)][:, visual.to(rollout.device)]
     assert total is not None
+    check_finite(total, "relevance map")  # before the normalisation below would hide NaN as a flat map
     total = total.double()
     sums = total.sum(dim=-1, keepdim=True)
     total = torch.where(sums > 0, total / sums.clamp_min(1e-300), torch.full_like(total, 1.0 / total.shape[1]))
     return total.cpu().numpy()
 
 
-def _residual_rows(similarity: torch.Tensor, positions: torch.Tensor, config: FocusConfig) -> torch.Tensor:
-    """Rows of ``(S + I) / 2`` for the tokens at ``positions``, each summing to 1."""
+def accumulate(total: torch.Tensor | None, part: torch.Tensor) -> torch.Tensor:
+    """``total + part`` on ``total``'s device: a layer's part may sit on
+    another GPU than the first layer's (``device_map="auto"``)."""
+    return part if total is None else total + part.to(total.device)
+
+
+def _layer_part(flat: torch.Tensor, queries: torch.Tensor, visual: torch.Tensor, config: FocusConfig) -> torch.Tensor:
+    """One layer's ``M[t, visual]`` for the target tokens ``t`` at ``queries``:
+    the residual ``(S + I) / 2`` normalised by the target token's row sum
+    (``row_normalisation="target"``), or, Fig. 7's pseudocode read literally
+    (``X /= X.sum(dim=-1)`` broadcasts over the last axis), by each visual
+    token's own row sum (``"visual"``)."""
+    if config.row_normalisation == "target":
+        return _residual_rows(flat[queries] @ flat.T, queries, config)[:, visual]
+    rows = _residual_rows(flat[queries] @ flat.T, queries, config, normalise=False)[:, visual]
+    visual_rows = _residual_rows(flat[visual] @ flat.T, visual, config, normalise=False)
+    return rows / visual_rows.sum(dim=-1).clamp_min(1e-12)
+
+
+def _residual_rows(
+    similarity: torch.Tensor, positions: torch.Tensor, config: FocusConfig, normalise: bool = True
+) -> torch.Tensor:
+    """Rows of ``(S + I) / 2`` for the tokens at ``positions``, each summing
+    to 1 (unless ``normalise`` is off)."""
     if config.clamp_negative:
         similarity = similarity.clamp_min(0.0)
     rows = similarity.clone()
     rows[torch.arange(len(positions), device=rows.device), positions] += 1.0
     rows = rows * 0.5
-    return rows / rows.sum(dim=-1, keepdim=True).clamp_min(1e-12)
+    return rows / rows.sum(dim=-1, keepdim=True).clamp_min(1e-12) if normalise else rows
 
 
 def normalise_grid(grid: np.ndarray) -> np.ndarray:

@@ -91,8 +91,6 @@ def test_working_grid_is_blurred_and_bounded(onevision):
 class RecordingMLLM:
     """Records what the answer stage sends to the model."""
 
-    interleaved_answer = True
-
     def __init__(self):
         self.calls = []
 
@@ -110,7 +108,8 @@ def test_interleaved_answer_prompt():
     image = Image.new("RGB", (1000, 800), (100, 100, 100))
     roi = ROI(box=(600, 100, 800, 300), target="umbrella", score=1.0, confidence=0.9)
     fake = RecordingMLLM()
-    answer = answer_question(fake, image, "Is the red umbrella open?", ["yes", "no"], [roi], FocusConfig())
+    config = FocusConfig(answer_with_global=True)
+    answer = answer_question(fake, image, "Is the red umbrella open?", ["yes", "no"], [roi], config)
     text, images = fake.calls[0]
     assert answer.option == "B" and len(images) == 2
     marked, crop = images
@@ -121,7 +120,7 @@ def test_interleaved_answer_prompt():
     assert text.index("main image") < text.index("Is the red umbrella open?")
     assert text.splitlines()[-3:-1] == ["A. yes", "B. no"]
     # without an ROI the answer is asked on the whole image alone
-    answer_question(fake, image, "Is the red umbrella open?", None, [], FocusConfig())
+    answer_question(fake, image, "Is the red umbrella open?", None, [], config)
     assert len(fake.calls[1][1]) == 1 and fake.calls[1][0] == "Is the red umbrella open?"
 
 
@@ -173,7 +172,7 @@ def test_interleaved_global_image_is_shrunk_for_huge_inputs():
     image = Image.new("RGB", (8000, 4000), (100, 100, 100))
     fake = RecordingMLLM()
     roi = ROI(box=(4000, 2000, 4800, 2800), target="cat", score=1.0)
-    answer_question(fake, image, "Where is the cat?", None, [roi], FocusConfig())
+    answer_question(fake, image, "Where is the cat?", None, [roi], FocusConfig(answer_with_global=True))
     marked, crop = fake.calls[0][1]
     assert marked.size == (GLOBAL_MAX_SIDE, GLOBAL_MAX_SIDE // 2) and crop.size == (800, 800)
     assert marked.getpixel((1024, 600)) == (255, 0, 0)  # the left side of the scaled box, in red

@@ -17,6 +17,8 @@ from typing import Any
 
 from ..config import ATTENTIONS, PRECISIONS, QUANTIZATIONS
 from ..methods.registry import METHOD_NAMES
+from ..presets import DATASETS, PRESETS
+from ..reading import PARSES
 from ..errors import FocusError, FocusInputError
 
 
@@ -85,9 +87,9 @@ def distributed_state() -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..config import FocusConfig
     from ..mllm import load_mllm
-    from .datasets import load_dataset
+    from ..presets import describe_preset, preset_config
+    from .datasets import detect_kind, load_dataset
     from .runner import format_summary, method_specs, run_benchmark, write_report
 
     methods = method_specs(args.methods)  # bad names fail before the model loads
@@ -110,10 +112,15 @@ def cmd_run(args: argparse.Namespace) -> int:
         from ..demo import load_demo_model
 
         mllm = load_demo_model(args.quantization, say=print if rank == 0 else lambda message: None)
-    config = FocusConfig(answer_max_new_tokens=args.max_new_tokens, answer_scoring=args.scoring)
+    dataset = args.preset_dataset or (detect_kind(args.data) if args.kind == "auto" else args.kind)
+    config = preset_config(args.preset, mllm.family, dataset, answer_max_new_tokens=args.max_new_tokens,
+                           answer_scoring=args.scoring)
+    if rank == 0:
+        _say(f"preset: {describe_preset(config, mllm.family)}; answers read {args.parse}ly")
     result = run_benchmark(
         mllm, items, methods, config, n_steps, progress=None, out_dir=args.out,
         use_gt_targets=args.gt_targets, peak_margin=args.peak_margin, resume=args.resume, shard=(rank, world),
+        parse=args.parse,
     )
     if state is not None:
         state.wait_for_everyone()  # every shard's records are on disk: the main process reports
@@ -170,6 +177,14 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--scoring", default="generate", choices=["generate", "likelihood"],
                      help="multiple choice by the generated answer (the FOCUS paper) or by each option's likelihood "
                           "as the reply (V*Bench's, ZoomEye's and SEAL's evaluation)")
+    run.add_argument("--preset", default="default", choices=PRESETS,
+                     help="default: the project's settings; paper: the paper's (Tab. 7) for the model's family and "
+                          "the dataset (detected, or --preset-dataset)")
+    run.add_argument("--preset-dataset", choices=DATASETS,
+                     help="the dataset the paper preset is chosen for (default: the detected kind)")
+    run.add_argument("--parse", default="lenient", choices=PARSES,
+                     help="lenient: the dataset's reading of an answer; strict: only an exact option letter counts "
+                          "(the paper's scoring, 'no post-processing')")
     run.add_argument("--device", default="auto")
     run.add_argument("--precision", default="auto", choices=PRECISIONS)
     run.add_argument("--attention", default="auto", choices=ATTENTIONS)

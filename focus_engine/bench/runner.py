@@ -23,7 +23,7 @@ from PIL import Image
 from ..config import FocusConfig
 from ..errors import FocusConfigError, FocusError
 from ..methods.registry import METHOD_NAMES, MethodSpec, method_spec, method_specs
-from ..reading import read_choice
+from ..reading import PARSES, read_choice
 from .datasets import BenchItem
 from .metrics import peak_cell_hit, summarize
 from .records import RecordStore
@@ -72,6 +72,7 @@ def run_benchmark(
     peak_margin: float = 0.0,
     resume: bool = False,
     shard: tuple[int, int] = (0, 1),
+    parse: str = "lenient",
 ) -> BenchmarkResult:
     """Answer every item with every method (and ``n_steps``); return the
     per-question records and per-run metrics, and write ``results.json`` and
@@ -86,13 +87,18 @@ def run_benchmark(
     the caller once every process is done (``write_report``).
 
     ``use_gt_targets`` gives the searches the dataset's target names instead
-    of extracting them (where the dataset has names). ``progress``: None or
-    True for a tqdm bar on stderr, False for none, or ``fn(done, total, msg)``.
+    of extracting them (where the dataset has names). ``parse``: ``lenient``
+    (the dataset's reading of an answer) or ``strict`` (only an exact option
+    letter counts, as the paper scores). ``progress``: None or True for a
+    tqdm bar on stderr, False for none, or ``fn(done, total, msg)``.
     """
     if not items:
         raise FocusConfigError("no benchmark items to run; check the dataset path and --limit")
     base, plans = config or FocusConfig(), _plans(mllm, methods, n_steps_list, config or FocusConfig())
+    if parse not in PARSES:
+        raise FocusConfigError(f"parse={parse!r}: use one of {', '.join(PARSES)}")
     settings = {"n_steps_list": sorted({int(n) for n in n_steps_list}), "use_gt_targets": use_gt_targets,
+                "parse": parse, "preset": base.preset, "preset_dataset": base.preset_dataset,
                 "peak_margin": peak_margin, "methods": list(dict.fromkeys(spec.name for _, spec in plans)),
                 "family": getattr(mllm, "family", "")}
     model_name = str(getattr(mllm, "name", ""))
@@ -102,7 +108,7 @@ def run_benchmark(
     }, resume=resume, shard=shard)
     rank, world = shard
     _answer_all(mllm, list(items)[rank::world], plans, base, store, _progress_fn(progress),
-                use_gt_targets=use_gt_targets, peak_margin=peak_margin)
+                use_gt_targets=use_gt_targets, peak_margin=peak_margin, parse=parse)
     if out_dir is not None:  # the report comes from the records on disk, whoever wrote them
         return write_report(out_dir) if world == 1 else load_result(out_dir)
     for run, _ in plans:
@@ -158,7 +164,7 @@ def _plans(
 
 def answer_item(
     mllm: Any, item: BenchItem, image: Image.Image | FocusError, method: Any, use_gt_targets: bool = False,
-    peak_margin: float = 0.0,
+    peak_margin: float = 0.0, parse: str = "lenient",
 ) -> dict[str, Any]:
     """One question answered by ``method`` (a ``methods.base.Method``) as a
     record: the item's fields, the result's (``to_record``), the chosen
@@ -189,7 +195,7 @@ def answer_item(
         # the option itself was chosen: no parsing (an option that is a letter would read as one)
         record["chosen_index"] = list(item.options).index(record["answer_text"])
     else:
-        record["chosen_index"] = read_choice(record["answer_text"], item.options, item.answer_reading)
+        record["chosen_index"] = read_choice(record["answer_text"], item.options, item.answer_reading, parse)
     record["correct"] = record["chosen_index"] == item.correct_index
     return record
 

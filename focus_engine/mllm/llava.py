@@ -48,6 +48,11 @@ class LlavaAdapter(MLLM):
         s_min = max(1, round(3 * scale))
         return {"s_min": s_min, "s_max": max(s_min, round(5 * scale)), "type2_threshold": 0.6}
 
+    @classmethod
+    def paper_settings(cls, dataset: str) -> dict[str, Any]:
+        # Tab. 7: anchors by the n_steps rule, s_dist 2 on V*Bench and 3 elsewhere, s_max 5
+        return {"anchor_spacing": 2.0 if dataset == "vstar" else 3.0, "s_max": 5, "n_anchors": None}
+
     def zoomeye_defaults(self) -> ZoomEyeSettings:
         # ZoomEye's "local" LLaVA-1.5 setting: the node's crop alone, no enlargement, b = 0.2
         return ZoomEyeSettings(input_side=self.canvas_side, view="local", bias=0.2, patch_scale=None)

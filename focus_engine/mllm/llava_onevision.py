@@ -57,7 +57,6 @@ class LlavaOnevisionAdapter(MLLM):
     family = "llava_onevision"
     description = "LLaVA-OneVision (LlavaOnevisionForConditionalGeneration)"
     paper_layers = {28: (21, 28)}  # LLaVA-OV-7B (Qwen2-7B, 28 layers), FOCUS.md
-    interleaved_answer = True  # global image with the ROI drawn, then the crop (FOCUS.md, stage 4)
     Settings = OnevisionSettings
     settings: OnevisionSettings
 
@@ -89,7 +88,14 @@ class LlavaOnevisionAdapter(MLLM):
 
     def family_defaults(self) -> dict[str, Any]:
         # 9 working-grid cells span 1-2x the 384 px crop on 2-4K images (FOCUS.md: OV s_max 9)
-        return {"s_max": 9, "type2_threshold": 0.5}
+        # the answer: the global image with the ROIs drawn, then the top ROI of each
+        # target as its own image (the paper's interleaved prompt, FOCUS.md stage 4)
+        return {"s_max": 9, "type2_threshold": 0.5, "answer_crops": "per_target", "answer_with_global": True}
+
+    @classmethod
+    def paper_settings(cls, dataset: str) -> dict[str, Any]:
+        # Tab. 7: 30 anchors whatever n_steps, s_dist 2, s_max 9 on V*Bench and 5 elsewhere
+        return {"anchor_spacing": 2.0, "s_max": 9 if dataset == "vstar" else 5, "n_anchors": 30}
 
     def zoomeye_defaults(self) -> ZoomEyeSettings:
         # ZoomEye's global + local setting: whole image with the box, then the crop; b = 0.6
