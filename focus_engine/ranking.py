@@ -5,7 +5,13 @@ For each target, the crops of its first ``n_steps`` ROIs are asked
 ``c = softmax(l_Yes, l_No)[Yes]``. With ``overrun``, a target none of whose
 verified ROIs says Yes gets its next ROI verified, one more per step, up to
 ``max_overrun``. The crops of one step (all targets) go through the model in
-one batch. ``n_steps == 1`` without overrun skips verification.
+one batch. ``n_steps == 1`` without overrun skips verification. With
+``verify_stop`` [ours], a target's ROIs are verified one per step, in
+relevance order, until one's P(Yes) reaches it (``n_steps`` the cap).
+
+A counting ("all X", type-2) question scores *every* proposal, "not
+constrained by n_steps" (the paper, §3.3 and App. A.5): its answer takes
+every ROI above the type-2 threshold (``verify_all``; at most the anchors).
 """
 
 from __future__ import annotations
@@ -26,6 +32,11 @@ def verification_skipped(config: FocusConfig) -> bool:
     return config.n_steps == 1 and not config.overrun
 
 
+def verification_steps(config: FocusConfig) -> int:
+    """The most verification steps (model calls) ``rank_rois`` makes."""
+    return (config.n_steps if config.verify_stop is not None else 1) + (config.max_overrun if config.overrun else 0)
+
+
 def rank_rois(
     mllm: Any,
     image: Image.Image,
@@ -34,9 +45,11 @@ def rank_rois(
     *,
     progress: ProgressFn | None = None,
     should_stop: Callable[[], bool] | None = None,
+    verify_all: bool = False,
 ) -> list[ROI]:
     """Stage 3b: verify and re-rank ``rois`` (each target's ROIs in proposal
-    order) on crops of ``image`` (RGB).
+    order) on crops of ``image`` (RGB); ``verify_all`` (type-2 questions):
+    every ROI, in one step, whatever ``n_steps``.
 
     Returns new ROI objects (the input is left untouched), grouped by target
     in order of first appearance; within a target, verified ROIs come first by
@@ -49,8 +62,9 @@ def rank_rois(
         return [roi for group in groups.values() for roi in group]
 
     checked = {target: 0 for target in groups}  # ROIs verified so far, per target
-    budget = {target: min(len(group), config.n_steps) for target, group in groups.items()}
-    steps_total = 1 + (config.max_overrun if config.overrun else 0)
+    first = 1 if config.verify_stop is not None else config.n_steps
+    budget = {target: len(group) if verify_all else min(len(group), first) for target, group in groups.items()}
+    steps_total = 1 if verify_all else verification_steps(config)
     for step in range(steps_total):
         batch = [
             (target, index)
@@ -70,14 +84,25 @@ def rank_rois(
             checked[target] = max(checked[target], index + 1)
         if progress is not None:
             progress(step + 1, steps_total)
-        if not config.overrun:
+        if verify_all:
             break
-        # overrun: one more ROI for every target that has no Yes yet
-        for target, group in groups.items():
-            said_yes = any((r.confidence or 0.0) >= config.yes_threshold for r in group[: checked[target]])
-            limit = min(len(group), config.n_steps + config.max_overrun)
-            budget[target] = checked[target] if said_yes else min(checked[target] + 1, limit)
+        budget = {target: _next_budget(group, checked[target], config) for target, group in groups.items()}
     return [roi for group in groups.values() for roi in _rank_group(group)]
+
+
+def _next_budget(group: list[ROI], checked: int, config: FocusConfig) -> int:
+    """How many of a target's ROIs are verified after the next step: one
+    more while ``verify_stop`` is not reached within ``n_steps``; then, with
+    overrun, one more until a verified ROI says Yes (``max_overrun`` at most)."""
+    verified = [r.confidence or 0.0 for r in group[:checked]]
+    if config.verify_stop is not None:
+        if max(verified, default=0.0) >= config.verify_stop:
+            return checked
+        if checked < min(len(group), config.n_steps):
+            return checked + 1
+    if not config.overrun or max(verified, default=0.0) >= config.yes_threshold:
+        return checked
+    return min(checked + 1, len(group), config.n_steps + config.max_overrun)
 
 
 def _rank_group(group: list[ROI]) -> list[ROI]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import FocusInputError
+from .inputs import MAX_TARGET_CHARS, MAX_TARGETS, check_target, check_target_count
 
 LEAD_IN = "So I need the information about the following objects:"
 QUESTION_SUFFIX = "Which objects do you need to look at to answer the question?"
@@ -190,11 +191,12 @@ def heuristic_targets(question: str) -> tuple[list[str], int]:
 def given_targets(targets: Sequence[str] | str) -> Targets:
     """User-supplied targets (a list, or one string split on , ; newlines)."""
     items = re.split(r"[,;\n]", targets) if isinstance(targets, str) else list(targets)
+    check_target_count(len(items))  # before any work: a stranger's workflow may list hundreds
     cleaned, any_all = [], False
     for item in items:
         if not isinstance(item, str) or not item.strip():
             raise FocusInputError(f"target {item!r} is empty; give object phrases such as 'red car'")
-        target, is_all = _clean_target(item)
+        target, is_all = _clean_target(check_target(item))
         if not target:
             raise FocusInputError(f"target {item!r} has no object left after cleaning; give e.g. 'red car'")
         cleaned.append(target)
@@ -218,14 +220,25 @@ def find_targets(
 def extract_targets(mllm: Any, question: str, config: Any, should_stop: Any = None) -> Targets:
     """Ask the model (text only, greedy) which objects ``question`` (checked,
     see ``inputs``) needs; ``should_stop`` is polled during generation."""
-    raw = mllm.generate(
-        build_icl_prompt(question), images=(), max_new_tokens=config.target_max_new_tokens,
-        should_stop=should_stop,
-    )
+    if config.target_reply == "direct":  # the reply starts at the lead-in and ends with the list
+        raw = LEAD_IN + " " + mllm.generate(
+            build_icl_prompt(question), images=(), max_new_tokens=config.target_max_new_tokens,
+            should_stop=should_stop, reply_prefix=" " + LEAD_IN, stop_strings=(".", "\n"),
+        )
+    else:
+        raw = mllm.generate(
+            build_icl_prompt(question), images=(), max_new_tokens=config.target_max_new_tokens,
+            should_stop=should_stop,
+        )
     parsed = parse_targets(raw)
     if parsed is not None:
-        return Targets(names=parsed[0], question_type=parsed[1], source="model", raw=raw)
+        names, note = parsed[0], None
+        if len(names) > MAX_TARGETS:
+            names = names[:MAX_TARGETS]
+            note = f"the model named {len(parsed[0])} objects; searched for the first {MAX_TARGETS}"
+        return Targets(names=names, question_type=parsed[1], source="model", raw=raw, note=note)
     targets, question_type = heuristic_targets(question)
+    targets = [t[:MAX_TARGET_CHARS] for t in targets[:MAX_TARGETS]]
     shown = raw if len(raw) <= 80 else raw[:77] + "..."
     return Targets(
         names=targets,

@@ -168,6 +168,35 @@ def test_one_batch_per_step_across_targets(monkeypatch):
     assert fake.calls == [["cat"] * 3 + ["dog"] * 3]
 
 
+def test_verification_stops_once_a_crop_is_sure(monkeypatch):
+    """verify_stop: one ROI per target per step, in relevance order, until one
+    reaches it; a target that is sure stops, the others go on."""
+    from PIL import Image
+
+    _tagging_crop(monkeypatch)
+    cats, dogs = _rois("cat", 8), [ROI(box=(i * 50, 50, i * 50 + 40, 90), target="dog", score=0.5) for i in range(8)]
+    fake = FakeVerifier({cats[1].box, dogs[0].box})  # 0.9 there, 0.1 elsewhere
+    ranked = rank_rois(fake, Image.new("RGB", (700, 100)), cats + dogs,
+                       FocusConfig(n_steps=4, verify_stop=0.8, max_overrun=2))
+    assert fake.calls == [["cat", "dog"], ["cat"]]
+    assert ranked[0].box == cats[1].box and ranked[0].confidence == pytest.approx(0.9)
+    assert sum(r.confidence is not None for r in ranked) == 3
+
+
+def test_verification_stop_keeps_n_steps_as_the_cap_then_overruns(monkeypatch):
+    from PIL import Image
+
+    _tagging_crop(monkeypatch)
+    fake = FakeVerifier(set())
+    rank_rois(fake, Image.new("RGB", (700, 100)), _rois("cat", 12), FocusConfig(n_steps=3, verify_stop=0.8,
+                                                                                 max_overrun=2))
+    assert fake.calls == [["cat"]] * 5  # three within n_steps, two of overrun
+    fake = FakeVerifier(set())
+    rank_rois(fake, Image.new("RGB", (700, 100)), _rois("cat", 12), FocusConfig(n_steps=3, verify_stop=0.8,
+                                                                                 overrun=False))
+    assert fake.calls == [["cat"]] * 3
+
+
 def test_type2_selects_every_confident_roi():
     rois = [
         ROI(box=(0, 0, 10, 10), target="car", score=0.9, confidence=0.95),

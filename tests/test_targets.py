@@ -96,8 +96,9 @@ class FakeMLLM:
         self.reply = reply
         self.prompts = []
 
-    def generate(self, text, images=(), max_new_tokens=64, should_stop=None):
+    def generate(self, text, images=(), max_new_tokens=64, should_stop=None, reply_prefix="", stop_strings=()):
         self.prompts.append((text, tuple(images), max_new_tokens))
+        self.reply_prefix, self.stop_strings = reply_prefix, stop_strings
         return self.reply
 
 
@@ -108,6 +109,18 @@ def test_extract_targets_from_the_model():
     text, images, budget = fake.prompts[0]
     assert images == () and budget == 20 and text == build_icl_prompt("Is the red umbrella left of the bench?")
     assert found.note is None
+
+
+def test_a_direct_reply_starts_at_the_lead_in_and_stops_at_the_list(planted):
+    fake = FakeMLLM(" red umbrella and bench.")
+    found = extract_targets(fake, "Is the red umbrella left of the bench?", FocusConfig(target_reply="direct"))
+    assert found.names == ["red umbrella", "bench"] and found.source == "model"
+    assert fake.reply_prefix.strip() == LEAD_IN and "." in fake.stop_strings
+    # on a real model (greedy): decoding ends at the first stop string it writes
+    whole = planted.generate("Name one colour.", max_new_tokens=6, reply_prefix=" " + LEAD_IN)
+    first = whole.split()[0]
+    stopped = planted.generate("Name one colour.", max_new_tokens=6, reply_prefix=" " + LEAD_IN, stop_strings=(first,))
+    assert len(whole.split()) > 1 and stopped.split() == [first]
 
 
 def test_extract_targets_falls_back_and_says_so():
