@@ -2,6 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Iterator
+
 import numpy as np
 from PIL import Image
 
@@ -86,3 +96,37 @@ def real_size_qwen(config_cls, model_cls, adapter_cls, tokenizer, vision: dict, 
     )
     processor = adapter_cls.image_only_processor()(image_processor=image_processor, tokenizer=tokenizer)
     return load_mllm((model, processor), settings=settings or None)
+
+
+@contextlib.contextmanager
+def comfyui_server(comfyui: str, base: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """A real ComfyUI (the checkout ``comfyui``, run by ``COMFYUI_PYTHON``)
+    serving the base directory ``base`` on a free port: yields (url,
+    process, log) once the pack's nodes are listed (300 s at most), stops
+    the server afterwards."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    log, url = base / "server.log", f"http://127.0.0.1:{port}"
+    with open(log, "w") as out:
+        process = subprocess.Popen(
+            [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
+             "--port", str(port), "--base-directory", str(base), "--database-url", "sqlite:///:memory:"],
+            cwd=comfyui, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.time() + 300
+        while True:
+            assert process.poll() is None, "ComfyUI exited:\n" + log.read_text()[-3000:]
+            try:
+                urllib.request.urlopen(url + "/object_info/FocusVQA", timeout=10).close()
+                break
+            except OSError:
+                assert time.time() < deadline, "ComfyUI did not start in 300 s:\n" + log.read_text()[-3000:]
+                time.sleep(1)
+        yield url, process, log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()

@@ -4,6 +4,11 @@ drag-and-drop and ComfyUI's template browser) and ``workflows/api/<name>.json``
 twins cannot drift apart. Run from the repository root after changing a node's
 inputs: ``python -m tools.make_workflows``. ``tests/test_workflows.py`` checks
 the result against the node specs on its own.
+
+Layout: each node is as tall as ComfyUI's frontend draws it (``min_height``, a
+rule measured in the real frontend) or taller, and goes below the nodes
+placed before it in its column, so no two nodes overlap once drawn
+(``tests/test_workflows_browser.py`` checks that in a real browser).
 """
 
 from __future__ import annotations
@@ -20,6 +25,31 @@ from tools.workflow_check import (
 MODEL = "llava-1.5-7b-hf"  # a folder name in models/LLM; the user picks their own
 IMAGE = "focus_example.png"
 NODE_WIDTH = 320
+TITLE_HEIGHT = 30
+"""The frontend draws a node's title bar above its ``pos``."""
+GAP = 30
+"""Vertical space between one node's bottom and the next one's title bar in a column."""
+SLOT_HEIGHT, WIDGET_HEIGHT, MULTILINE_HEIGHT = 20, 24, 54
+FRONTEND_WIDGETS = {"PreviewAny": MULTILINE_HEIGHT, "Note": MULTILINE_HEIGHT}
+"""Widgets the frontend adds that the node's inputs do not list (PreviewAny's text, a Note's)."""
+
+
+def min_height(spec: dict[str, Any] | None, kind: str) -> int:
+    """The height ComfyUI's frontend (1.27, measured with ``LGraphNode.computeSize``
+    in headless Chromium: tools/browser_check.py) gives a node at least, whatever
+    the saved size: a row of 20 px per socket (inputs and outputs side by side,
+    at least one row), 6 px, then when there are widgets 8 px plus 24 px a
+    widget (54 px a multiline text; the control-after-generate combo and the
+    upload button count as widgets)."""
+    sockets = max(len(socket_inputs(spec)), len(spec["output"])) if spec else 0
+    widgets = []
+    if spec:
+        options = {name: o for name, _, o in widget_inputs(spec)}
+        widgets = [MULTILINE_HEIGHT if name is not None and options[name].get("multiline") else WIDGET_HEIGHT
+                   for name in widgets_layout(spec)]
+    if kind in FRONTEND_WIDGETS:
+        widgets.append(FRONTEND_WIDGETS[kind])
+    return max(1, sockets) * SLOT_HEIGHT + 6 + (sum(widgets) + 8 if widgets else 0)
 
 
 def load_pack_mappings() -> dict[str, Any]:
@@ -54,9 +84,24 @@ class Graph:
         self.notes: list[dict[str, Any]] = []
         self.groups: list[dict[str, Any]] = []
         self.links: list[list[Any]] = []
+        self.bottoms: dict[int, int] = {}
+        """Each column's (x's) lowest drawn edge so far."""
+
+    def place(self, pos: tuple[int, int], height: int) -> tuple[int, int]:
+        """``pos`` or, where the column's last node reaches below it, just under
+        that node (title bar and gap included)."""
+        x, y = pos
+        if x in self.bottoms:
+            y = max(y, self.bottoms[x] + GAP + TITLE_HEIGHT)
+        self.bottoms[x] = y + height
+        return x, y
 
     def add(self, kind: str, pos: tuple[int, int], height: int = 120, title: str | None = None,
             **inputs: Any) -> Node:
+        """A node at ``pos`` (x, and y at the least: placed below the nodes above
+        it in its column), ``height`` tall or as tall as the frontend draws it."""
+        height = max(height, min_height(self.specs.get(kind), kind))
+        pos = self.place(pos, height)
         node = Node(self, len(self.nodes) + len(self.notes) + 1, kind, {}, pos, height, title)
         self.nodes.append(node)
         widget_names = [n for n, _, _ in widget_inputs(self.specs[kind])]
@@ -78,14 +123,22 @@ class Graph:
 
     def note(self, text: str, pos: tuple[int, int], size: tuple[int, int] = (NODE_WIDTH, 160)) -> None:
         node_id = len(self.nodes) + len(self.notes) + 1
+        size = (size[0], max(size[1], min_height(None, "Note")))
+        pos = self.place(pos, size[1])
         self.notes.append({
             "id": node_id, "type": "Note", "pos": list(pos), "size": list(size), "flags": {}, "order": 0, "mode": 0,
             "inputs": [], "outputs": [], "properties": {"text": ""}, "widgets_values": [text],
             "color": "#432", "bgcolor": "#653",
         })
 
-    def group(self, title: str, box: tuple[int, int, int, int], color: str = "#3f789e") -> None:
-        self.groups.append({"title": title, "bounding": list(box), "color": color, "font_size": 24, "flags": {}})
+    def group(self, title: str, members: list[Node], color: str = "#3f789e", pad: int = 10) -> None:
+        """A group drawn around ``members`` (their title bars included) and its own title."""
+        left = min(n.pos[0] for n in members) - pad
+        top = min(n.pos[1] for n in members) - TITLE_HEIGHT - pad - 40
+        right = max(n.pos[0] + NODE_WIDTH for n in members) + pad
+        bottom = max(n.pos[1] + n.height for n in members) + pad
+        self.groups.append({"title": title, "bounding": [left, top, right - left, bottom - top], "color": color,
+                            "font_size": 24, "flags": {}})
 
     # -- serialisation ---------------------------------------------------------------------------------------
     def _inputs_of(self, node: Node) -> tuple[list[dict[str, Any]], dict[str, int]]:
@@ -189,7 +242,7 @@ def step_by_step(specs: dict[str, Any]) -> Graph:
     proposals_image = g.add("MaskToImage", (1140, 290), 60, mask=proposals["proposals_mask"])
     g.add("PreviewImage", (1140, 390), 260, title="All proposals", images=proposals_image["IMAGE"])
     ranked = g.add("FocusRankROIs", (1520, 0), 190, mllm=mllm["mllm"], image=image["IMAGE"],
-                   rois=proposals["rois"], targets=targets["targets"], n_steps=4, overrun=True)
+                   rois=proposals["rois"], targets=targets["targets"], n_steps=4, overrun=False)
     g.add("PreviewImage", (1520, 230), 260, title="Best crop", images=ranked["best_crop"])
     g.add("PreviewAny", (1520, 530), 160, title="Ranked boxes (JSON)", source=ranked["boxes_json"])
     answer = g.add("FocusAnswer", (1900, 0), 190, mllm=mllm["mllm"], image=image["IMAGE"],
@@ -206,9 +259,9 @@ def step_by_step(specs: dict[str, Any]) -> Graph:
         (0, 790), (NODE_WIDTH, 260),
     )
     g.note("Layer range 0/0 = the family default (LLaVA-1.5: 14-32). source: values (FOCUS), keys or random "
-           "(the paper's ablations). Rank ROIs n_steps: ROIs verified per target; 1 without overrun skips "
-           "verification.", (760, 540), (NODE_WIDTH, 150))
-    g.group("Visual search", (370, -80, 1520, 800))
+           "(the paper's ablations). Rank ROIs: at most n_steps ROIs per target verified, in relevance order, "
+           "stopping at the first sure one (1 without overrun: none); overrun, the paper's, goes on until a Yes.", (760, 540), (NODE_WIDTH, 150))
+    g.group("Visual search", [n for n in g.nodes if 380 <= n.pos[0] <= 1520])
     return g
 
 
@@ -241,8 +294,8 @@ def _visual_search(g: Graph, question: str) -> tuple[Node, Node]:
     proposals = g.add("FocusProposeROIs", (380, 420), 250, relevance=relevance["relevance"], anchors=0,
                       spacing=3.0, min_size=0, max_size=0, threshold=0.5, nms_iou=0.3)
     ranked = g.add("FocusRankROIs", (380, 710), 190, mllm=mllm["mllm"], image=image["IMAGE"],
-                   rois=proposals["rois"], targets=targets["targets"], n_steps=4, overrun=True)
-    g.group("FOCUS: find the region", (370, -80, 340, 1020))
+                   rois=proposals["rois"], targets=targets["targets"], n_steps=4, overrun=False)
+    g.group("FOCUS: find the region", [targets, relevance, proposals, ranked])
     return image, ranked
 
 
