@@ -58,6 +58,18 @@ def breakdown(mllm: Any, items: list[Any], method: str, config: Any, n_steps: in
             "ratio": mean(total_s) / mean(plain_s), "forward_passes": mean(passes), "stage_seconds": per_stage}
 
 
+def parse_fields(pairs: list[str]) -> dict[str, Any]:
+    """``["verify_stop=0.5", "target_reply=direct"]`` -> FocusConfig overrides."""
+    fields = {}
+    for pair in pairs:
+        name, _, text = pair.partition("=")
+        try:
+            fields[name] = json.loads(text)
+        except json.JSONDecodeError:
+            fields[name] = text
+    return fields
+
+
 def format_breakdown(result: dict[str, Any], method: str) -> str:
     lines = [f"{'stage':<12} {'s/question':>10} {'share':>7} {'x plain':>8}"]
     plain, total = result["plain_seconds"], result["method_seconds"]
@@ -79,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", default="focus")
     parser.add_argument("--n-steps", type=int, default=4)
     parser.add_argument("--preset", default="default", choices=("default", "paper"))
+    parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                        help="a FocusConfig field for the searching method (JSON value, else a string); repeatable")
     parser.add_argument("--out", help="write the numbers as JSON here")
     args = parser.parse_args(argv)
 
@@ -99,7 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             folder = Path(args.model) if args.model else embedded_model_dir()
         mllm = load_mllm(str(folder), device="cpu", dtype="fp32")
         config = preset_config(args.preset, mllm.family, "other", answer_max_new_tokens=16 if args.random_geometry
-                               else 64, target_max_new_tokens=16 if args.random_geometry else 48)
+                               else 64, target_max_new_tokens=16 if args.random_geometry else 48,
+                               **parse_fields(args.set))
         items = load_dataset(data, limit=args.limit)
         result = breakdown(mllm, items, args.method, config, args.n_steps)
     result.update(model=str(args.random_geometry or folder), method=args.method, preset=args.preset)

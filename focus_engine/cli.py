@@ -64,8 +64,8 @@ def _method_from_args(args: argparse.Namespace, mllm: Any) -> Any:
 
     name = f"focus-gated:{args.gate}" if args.gate is not None else args.method
     config = preset_config(args.preset, mllm.family, args.preset_dataset, n_steps=args.n_steps, source=args.source,
-                           layers=tuple(args.layers) if args.layers else None, overrun=not args.no_overrun,
-                           map_prompt=args.map_prompt)
+                           layers=tuple(args.layers) if args.layers else None, map_prompt=args.map_prompt,
+                           **_verification_options(args))
     _progress(f"preset: {describe_preset(config, mllm.family)}")
     return method_spec(name).make(mllm, config, args.n_steps)
 
@@ -202,9 +202,23 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _verify_stop(text: str) -> float | None:
+    return None if text.strip().lower() == "none" else float(text)
+
+
+def _verification_options(args: argparse.Namespace) -> dict[str, Any]:
+    """Only what the user set: the preset's (or the default's) stands otherwise."""
+    options: dict[str, Any] = {} if args.overrun is None else {"overrun": args.overrun}
+    return {**options, "verify_stop": args.verify_stop} if hasattr(args, "verify_stop") else options
+
+
 def _add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-steps", type=int, default=4, help="verification budget (ROIs checked per target)")
-    parser.add_argument("--no-overrun", action="store_true", help="do not verify beyond n-steps")
+    parser.add_argument("--overrun", action=argparse.BooleanOptionalAction, default=None,
+                        help="verify beyond n-steps until a crop says Yes (the paper's; default: off, or the preset's)")
+    parser.add_argument("--verify-stop", type=_verify_stop, default=argparse.SUPPRESS, metavar="P|none",
+                        help="stop verifying a target once a crop's P(Yes) reaches P (default 0.5); none = verify "
+                             "n-steps ROIs at once, as the paper")
     parser.add_argument("--source", default="values", choices=RELEVANCE_SOURCES, help="relevance source (ablations)")
     parser.add_argument("--layers", type=int, nargs=2, metavar=("START", "END"), help="layer range [START, END)")
     parser.add_argument("--map-prompt", default="existence", choices=MAP_PROMPTS,

@@ -76,10 +76,29 @@ def check_fits_context(mllm: Any, text: str, image: Any = None, *, reserve: int 
     if total <= limit:
         return
     own = int(mllm.text_length(text))
-    around = total - own - int(reserve)
     shown = "the image and the chat template" if image is not None else "the chat template"
-    raise FocusInputError(
-        f"{what} is too long for this model: {own} tokens, plus {around} for {shown} and {reserve} for the "
-        f"answer make {total}, more than the model's context of {limit} tokens (max_position_embeddings). "
-        f"Shorten it by at least {total - limit} tokens"
+    raise FocusInputError(context_overflow(what, own, int(reserve), limit, total - own - int(reserve), shown))
+
+
+def check_text_fits(mllm: Any, text: str, image: Any = None, *, reserve: int = 0, what: str = "the question") -> None:
+    """``check_fits_context`` for the hot path: ``text``'s own tokens (the
+    tokenizer only, no template, no pixels) are a lower bound of the prompt's;
+    only when they alone overflow is the whole prompt counted, for the
+    message. What fits by this bound but not with the image's tokens is
+    refused by the adapter on the real inputs, before that model call
+    (``HFRuntime.check_context``)."""
+    limit = getattr(mllm, "context_length", None)
+    if limit and hasattr(mllm, "text_length") and int(mllm.text_length(text)) + int(reserve) > limit:
+        check_fits_context(mllm, text, image, reserve=reserve, what=what)
+
+
+def context_overflow(what: str, own: int, reserve: int, limit: int, around: int = 0, shown: str = "") -> str:
+    """The message for a prompt longer than the model's context, with its
+    numbers: ``own`` tokens of ``what``, ``around`` more for ``shown`` (the
+    image, the chat template), ``reserve`` to generate."""
+    total = own + around + reserve
+    parts = f"plus {around} for {shown} and {reserve}" if shown else f"and {reserve}"
+    return (
+        f"{what} is too long for this model: {own} tokens, {parts} for the answer make {total}, more than the "
+        f"model's context of {limit} tokens (max_position_embeddings). Shorten it by at least {total - limit} tokens"
     )

@@ -6,7 +6,9 @@ dataset)`` is the paper's (each family's part stated by its adapter,
 ``MLLM.paper_settings``): its anchors (k = 15 if n_steps < 4 else 30;
 LLaVA-OneVision 30 always), anchor spacing (LLaVA-1.5: 2 on V*Bench, 3
 elsewhere; OneVision 2), the largest box (LLaVA-1.5 5; OneVision 9 on
-V*Bench, 5 elsewhere) and its boxes only (no extent boxes, which are ours).
+V*Bench, 5 elsewhere), its boxes only (no extent boxes, which are ours)
+and its verification (the first ``n_steps`` ROIs at once, then overrun
+until a Yes; the default stops at the first sure crop).
 The layers are the family's own: the paper's where it gives them
 (LLaVA-1.5-7B 14..32, OneVision-7B Tab. 7's 21..28; §4.1's text says 14..28,
 ``layers=(14, 28)`` to take it). Families the paper does not configure
@@ -36,7 +38,8 @@ def paper_settings(family: str, dataset: str = "other") -> dict[str, Any]:
         raise FocusConfigError(f"dataset {dataset!r}: use one of {', '.join(DATASETS)}")
     if family not in FAMILY_ADAPTERS:
         raise FocusConfigError(f"family {family!r}: use one of {', '.join(FAMILY_ADAPTERS)}")
-    common = {"extent_floor": None, "map_prompt": "existence", "gate_threshold": None, "answer_scoring": "generate"}
+    common = {"extent_floor": None, "map_prompt": "existence", "gate_threshold": None, "answer_scoring": "generate",
+              "target_reply": "reasoned", "verify_stop": None, "overrun": True}
     return {**common, **FAMILY_ADAPTERS[family].paper_settings(dataset)}
 
 def preset_config(

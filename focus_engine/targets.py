@@ -220,15 +220,16 @@ def find_targets(
 def extract_targets(mllm: Any, question: str, config: Any, should_stop: Any = None) -> Targets:
     """Ask the model (text only, greedy) which objects ``question`` (checked,
     see ``inputs``) needs; ``should_stop`` is polled during generation."""
+    lookup = {"lookup_tokens": config.target_lookup_tokens}
     if config.target_reply == "direct":  # the reply starts at the lead-in and ends with the list
         raw = LEAD_IN + " " + mllm.generate(
             build_icl_prompt(question), images=(), max_new_tokens=config.target_max_new_tokens,
-            should_stop=should_stop, reply_prefix=" " + LEAD_IN, stop_strings=(".", "\n"),
+            should_stop=should_stop, reply_prefix=" " + LEAD_IN, stop_strings=(".", "\n"), **lookup,
         )
     else:
         raw = mllm.generate(
             build_icl_prompt(question), images=(), max_new_tokens=config.target_max_new_tokens,
-            should_stop=should_stop,
+            should_stop=should_stop, **lookup,
         )
     parsed = parse_targets(raw)
     if parsed is not None:

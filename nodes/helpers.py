@@ -164,7 +164,9 @@ class FocusVQA:
                 "mllm": MLLM_IN,
                 "image": IMAGE_IN,
                 "question": QUESTION_IN,
-                "n_steps": ("INT", {"default": 4, "min": 1, "max": 32, "tooltip": "ROIs verified per target."}),
+                "n_steps": ("INT", {"default": 4, "min": 1, "max": 32, "tooltip": (
+                    "At most this many ROIs verified per target, in relevance order, stopping at the first the "
+                    "model is sure of; 1 = the first ROI, unverified.")}),
             },
             "optional": {
                 "options": OPTIONS_IN,

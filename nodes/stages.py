@@ -165,9 +165,10 @@ class FocusProposeROIs:
 
 class FocusRankROIs:
     DESCRIPTION = (
-        "Stage 3b: asks the model 'Is there a {target} in the image?' about the crops of the first n_steps ROIs "
-        "per target (one batch per step) and re-ranks them by the Yes confidence; with overrun, keeps checking "
-        "until one says Yes. Outputs ranked ROIs, the MASK of the selected ones and the best crop."
+        "Stage 3b: asks the model 'Is there a {target} in the image?' about the crops of each target's ROIs, "
+        "in relevance order, one per target per step, until one says Yes (at most n_steps), and re-ranks them by "
+        "the Yes confidence; with overrun, keeps checking past n_steps until one says Yes (the paper's). Outputs "
+        "ranked ROIs, the MASK of the selected ones and the best crop."
     )
     CATEGORY = "FOCUS"
     FUNCTION = "rank"
@@ -192,9 +193,9 @@ class FocusRankROIs:
                 "targets": TARGETS_IN,
                 "n_steps": ("INT", {"default": 4, "min": 1, "max": 32, "tooltip": (
                     "ROIs verified per target; 1 without overrun skips verification (the no-ranking ablation).")}),
-                "overrun": ("BOOLEAN", {"default": True, "tooltip": (
-                    "If no verified ROI says Yes, verify further ones "
-                    f"(at most {FocusConfig().max_overrun} more per target).")}),
+                "overrun": ("BOOLEAN", {"default": FocusConfig().overrun, "tooltip": (
+                    "If none of the first n_steps ROIs says Yes, verify further ones "
+                    f"(at most {FocusConfig().max_overrun} more per target; the paper's).")}),
             }
         }
 

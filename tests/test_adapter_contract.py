@@ -5,8 +5,9 @@ at every edge; a pipeline ROI covers it; the values read from the KV cache
 are the layers' v_proj outputs; a batched yes/no equals one by one; a map
 does not depend on what ran before it; the families whose processor needs
 torchvision load with an image-only processor when it cannot be built; a
-batched prefill's rows map like their prompts alone; and the plain answer
-decoded from its own prefill is a fresh generation. The families are the
+batched prefill's rows map like their prompts alone; the plain answer
+decoded from its own prefill is a fresh generation; and prompt-lookup
+decoding gives the greedy reply. The families are the
 table in families.py, one entry each (fixtures, builder, traits).
 Family-specific geometry is tested in test_llava*.py / test_qwen2_5_vl.py."""
 
@@ -22,6 +23,7 @@ from focus_engine import FocusConfig, FocusPipeline, RelevanceMap, load_mllm, re
 from focus_engine.mllm import FAMILY_ADAPTERS
 from focus_engine.prompts import EXISTENCE_PROMPT, existence_prompt, format_question, question_prompt
 from focus_engine.relevance import relevance_from_prefill
+from focus_engine.targets import build_icl_prompt
 
 
 @pytest.fixture(params=list(FAMILY))
@@ -62,7 +64,8 @@ def test_map_peaks_on_the_object(mllm, family, shape, place):
 def test_pipeline_roi_covers_the_object(mllm, family, shape):
     size = SIZES[shape]
     box = object_box(size, "bottom-right", FAMILY[family].object_side(size))
-    result = FocusPipeline(mllm, FocusConfig(n_steps=2)).run(scene(size, box, seed=5), "Where?", targets=["red"])
+    result = FocusPipeline(mllm, FocusConfig(n_steps=2, verify_stop=None)).run(scene(size, box, seed=5), "Where?",
+                                                                                     targets=["red"])
     assert result.family == family and result.targets == ["red"] and result.target_source == "given"
     assert any(covers_centre(r.box, box) for r in result.rois[:3])
     assert result.cost.forward_passes >= 1 + 2  # one prefill, at least two verified crops
@@ -204,3 +207,19 @@ def test_the_answer_decoded_from_its_prefill_is_a_fresh_generation(request, fami
     assert float(first) == pytest.approx(decoded.token_probabilities[0], rel=1e-4)
     after = relevance_from_prefill(mllm.answer_target_prefills(prefill, prompt)["red square"], "red square", config)
     np.testing.assert_allclose(after.grid, before.grid, atol=1e-4)
+
+
+def test_prompt_lookup_decoding_gives_the_greedy_reply(request, family):
+    """Target extraction decodes with prompt lookup (tokens copied from the
+    prompt, checked in one call): the same reply and probabilities as one
+    call per token, also right after an image prompt (Qwen keeps position
+    state between calls)."""
+    mllm = load_mllm(str(request.getfixturevalue(FAMILY[family].undamped)))
+    prompt = build_icl_prompt("What colour is the red square next to the blue circle?")
+    inputs = mllm.processor_inputs([], [mllm.build_prompt(0, prompt)])
+    plain = mllm._decode(inputs, None, 24, None)
+    mllm.yes_no_confidence([scene((900, 600), (700, 400, 800, 500))], ["red square"])
+    looked_up = mllm._decode(inputs, None, 24, None, lookup_tokens=10)
+    assert looked_up.text == plain.text and len(plain.token_probabilities) > 0
+    np.testing.assert_allclose(looked_up.token_probabilities, plain.token_probabilities, rtol=1e-3, atol=1e-5)
+    assert mllm.generate(prompt, max_new_tokens=24, lookup_tokens=10) == plain.text

@@ -22,10 +22,11 @@ TINY = WorldSpec(
 )
 """Small scenes in the words the planted test tokenizer knows (it has no
 "cross" or "diamond": FOCUS could not find such a target's tokens)."""
-FAST = FocusConfig(answer_max_new_tokens=2, max_overrun=1, extent_floor=None)
+FAST = FocusConfig(answer_max_new_tokens=2, max_overrun=1, extent_floor=None, verify_stop=None, overrun=True)
 """Two answer tokens and one overrun step keep the CPU time small; the paper's
 boxes (no extent) leave every target of these small scenes enough ROIs for
-the pass counts below."""
+the pass counts below, and the paper's verification (n_steps at once, then
+overrun) makes those counts exact."""
 
 
 @pytest.fixture(scope="module")

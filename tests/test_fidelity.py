@@ -68,7 +68,7 @@ def test_onevision_answer_gives_every_image_its_anyres_tiles(onevision, monkeypa
     real = real_size_onevision(copy.deepcopy(onevision.tokenizer))
     captured = {}
 
-    def decode(inputs, cache, max_new_tokens, should_stop, stop_strings=()):
+    def decode(inputs, cache, max_new_tokens, should_stop, stop_strings=(), lookup_tokens=0):
         captured["ids"] = inputs["input_ids"][0]
         return Decoded("A", [1.0])
 

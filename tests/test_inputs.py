@@ -35,7 +35,8 @@ def test_one_pixel_image(planted):
 def test_small_image_runs_end_to_end(planted):
     """A 40x24 image: cells of under 2 px, crops of a few pixels still verify and answer."""
     image = scene((40, 24), (30, 2, 38, 10), distractors=0)
-    result = FocusPipeline(planted, FocusConfig(n_steps=2)).run(image, "Where is the red square?", targets=["red"])
+    result = FocusPipeline(planted, FocusConfig(n_steps=2, verify_stop=None)).run(image, "Where is the red square?",
+                                                                                  targets=["red"])
     assert result.rois and all(r.confidence is not None for r in result.rois[:2])
     x0, y0, x1, y1 = result.selected[0].box
     assert x0 <= 34 < x1 and y0 <= 6 < y1

@@ -36,6 +36,34 @@ def test_method_names_and_the_fields_they_fix():
             method_specs(bad)
 
 
+def test_the_default_stops_verifying_when_sure_and_the_paper_is_one_name_away():
+    """The default FOCUS verifies in relevance order and stops at the first
+    crop with P(Yes) >= 0.5, n_steps the cap (issue 23); ``focus-full`` and
+    ``--preset paper`` verify n_steps at once and overrun until a Yes."""
+    from focus_engine.presets import paper_config
+
+    default = FocusConfig()
+    assert (default.verify_stop, default.overrun, default.target_reply) == (0.5, False, "reasoned")
+    assert default.target_lookup_tokens > 0  # exact: the greedy reply in fewer calls
+    full = method_spec("focus-full").config(default, 4)
+    assert (full.verify_stop, full.overrun, full.n_steps) == (None, True, 4)
+    paper = paper_config("llava")
+    assert (paper.verify_stop, paper.overrun, paper.preset) == (None, True, "paper")
+
+
+def test_focus_paper_runs_with_the_papers_settings_for_the_family(planted_small):
+    image = scene((480, 360), (300, 60, 360, 120), seed=2)
+    method = make_method("focus-paper", planted_small, FAST)
+    assert method.name == "focus-paper" and method.config.preset == "paper"
+    assert method.config.extent_floor is None and method.config.verify_stop is None and method.config.overrun
+    cheap = make_method("focus", planted_small, FocusConfig(answer_max_new_tokens=2)).run(image, QUESTION, OPTIONS,
+                                                                                         targets=["red"])
+    full = make_method("focus-full", planted_small, FocusConfig(answer_max_new_tokens=2)).run(image, QUESTION,
+                                                                                             OPTIONS, targets=["red"])
+    assert 1 <= cheap.cost.stage_forward_passes["ranking"] <= full.cost.stage_forward_passes["ranking"]
+    assert full.cost.stage_forward_passes["ranking"] >= 4  # n_steps at once
+
+
 @pytest.mark.parametrize("name", sorted(FIXED))
 def test_every_method_runs_through_the_skeleton(planted_small, name):
     """Every registered method answers, books its cost by the one rule and

@@ -38,7 +38,7 @@ class ForwardCounter:
 
 
 def test_public_api_result(planted, image):
-    pipe = FocusPipeline(planted, FocusConfig(n_steps=4))
+    pipe = FocusPipeline(planted, FocusConfig(n_steps=4, verify_stop=None))
     res = pipe.run(image, "What colour is the square?", options=["red", "blue", "green", "white"])
     assert isinstance(res.answer, str)
     assert res.targets and all(isinstance(t, str) for t in res.targets)
@@ -61,7 +61,7 @@ def test_public_api_result(planted, image):
 def test_forward_passes_are_counted_where_the_model_runs(planted, image):
     counter = ForwardCounter(planted.model)
     try:
-        res = FocusPipeline(planted, FocusConfig(n_steps=3, overrun=False, extent_floor=None)).run(
+        res = FocusPipeline(planted, FocusConfig(n_steps=3, overrun=False, extent_floor=None, verify_stop=None)).run(
             image, "Where is the red square?", targets=["red", "blue"]
         )
     finally:
@@ -140,7 +140,7 @@ def test_overrun_verifies_until_a_yes(monkeypatch):
     _tagging_crop(monkeypatch)
     rois = _rois("cat", 12)
     fake = FakeVerifier({rois[6].box})
-    ranked = rank_rois(fake, Image.new("RGB", (700, 100)), rois, FocusConfig(n_steps=4, max_overrun=5))
+    ranked = rank_rois(fake, Image.new("RGB", (700, 100)), rois, FocusConfig(n_steps=4, max_overrun=5, verify_stop=None, overrun=True))
     # step 1: four ROIs in one batch; then one more per step until ROI 6 says yes
     assert [len(c) for c in fake.calls] == [4, 1, 1, 1]
     assert ranked[0].box == rois[6].box and ranked[0].confidence == pytest.approx(0.9)
@@ -153,7 +153,8 @@ def test_overrun_is_bounded(monkeypatch):
 
     _tagging_crop(monkeypatch)
     fake = FakeVerifier(set())
-    ranked = rank_rois(fake, Image.new("RGB", (700, 100)), _rois("cat", 12), FocusConfig(n_steps=2, max_overrun=3))
+    ranked = rank_rois(fake, Image.new("RGB", (700, 100)), _rois("cat", 12), FocusConfig(n_steps=2, max_overrun=3, verify_stop=None,
+                                                                                            overrun=True))
     assert sum(len(c) for c in fake.calls) == 5
     assert sum(r.confidence is not None for r in ranked) == 5
 
@@ -164,7 +165,7 @@ def test_one_batch_per_step_across_targets(monkeypatch):
     _tagging_crop(monkeypatch)
     fake = FakeVerifier(set())
     rois = _rois("cat", 3) + _rois("dog", 3)
-    rank_rois(fake, Image.new("RGB", (700, 100)), rois, FocusConfig(n_steps=3, overrun=False))
+    rank_rois(fake, Image.new("RGB", (700, 100)), rois, FocusConfig(n_steps=3, overrun=False, verify_stop=None))
     assert fake.calls == [["cat"] * 3 + ["dog"] * 3]
 
 
@@ -189,7 +190,7 @@ def test_verification_stop_keeps_n_steps_as_the_cap_then_overruns(monkeypatch):
     _tagging_crop(monkeypatch)
     fake = FakeVerifier(set())
     rank_rois(fake, Image.new("RGB", (700, 100)), _rois("cat", 12), FocusConfig(n_steps=3, verify_stop=0.8,
-                                                                                 max_overrun=2))
+                                                                                 max_overrun=2, overrun=True))
     assert fake.calls == [["cat"]] * 5  # three within n_steps, two of overrun
     fake = FakeVerifier(set())
     rank_rois(fake, Image.new("RGB", (700, 100)), _rois("cat", 12), FocusConfig(n_steps=3, verify_stop=0.8,

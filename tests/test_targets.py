@@ -96,9 +96,10 @@ class FakeMLLM:
         self.reply = reply
         self.prompts = []
 
-    def generate(self, text, images=(), max_new_tokens=64, should_stop=None, reply_prefix="", stop_strings=()):
+    def generate(self, text, images=(), max_new_tokens=64, should_stop=None, reply_prefix="", stop_strings=(),
+                 lookup_tokens=0):
         self.prompts.append((text, tuple(images), max_new_tokens))
-        self.reply_prefix, self.stop_strings = reply_prefix, stop_strings
+        self.reply_prefix, self.stop_strings, self.lookup_tokens = reply_prefix, stop_strings, lookup_tokens
         return self.reply
 
 

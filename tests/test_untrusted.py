@@ -161,6 +161,27 @@ def test_the_context_check_counts_tokens_after_the_image(pack, pack_planted):
     assert f"context of {limit} tokens" in str(err.value)
 
 
+def test_what_fits_as_text_but_not_with_the_image_is_refused_before_the_image_call(pack, pack_planted):
+    """The hot path counts the question's text only (no pixels); the image's
+    576 tokens are counted by the adapter on the real inputs of each call:
+    the short existence and verification prompts run, the answer prompt is
+    refused before the model sees it."""
+    engine = pack.focus_engine
+    from PIL import Image
+
+    image = Image.new("RGB", (400, 300))
+    text_only = pack_planted.prompt_length("Where is it?")
+    question = "Where is it? " + "word " * (pack_planted.context_length - text_only - 64 - 300)
+    assert pack_planted.prompt_length(question) + 64 <= pack_planted.context_length  # the text alone fits
+    counter = pack_planted.counter
+    before = (counter.forward_passes, counter.generate_calls)
+    with pytest.raises(engine.errors.FocusInputError) as err:
+        engine.FocusPipeline(pack_planted, engine.FocusConfig()).run(image, question, targets=["red square"])
+    assert "tokens included" in str(err.value) and f"context of {pack_planted.context_length}" in str(err.value)
+    assert counter.generate_calls == before[1]  # the answer was never decoded
+    assert counter.forward_passes - before[0] == 2  # one existence prefill, one verification: short prompts
+
+
 def test_every_number_widget_has_a_bound(pack):
     """ComfyUI refuses a value outside a widget's min/max at validation: every
     INT and FLOAT of the pack has both, and none lets work grow without end."""

@@ -20,7 +20,7 @@ from PIL import Image
 from ..config import FocusConfig, resolve_config
 from ..cost import Cost, PeakMemory, StageClock
 from ..images import to_pil_rgb
-from ..inputs import check_fits_context, check_options, check_question
+from ..inputs import check_options, check_question, check_text_fits
 from ..prompts import format_question
 from ..targets import build_icl_prompt
 
@@ -142,11 +142,11 @@ class Method:
         ``should_stop`` is polled between model calls (raises InterruptedError).
         """
         question, options, pil = check_question(question), check_options(options), to_pil_rgb(image)
+        started = time.perf_counter()
         config = self.resolved_config()
         check_prompts_fit(self.mllm, pil, question, options, config, extracting=not targets)
         run = Run(self.mllm, pil, question, options, targets, config, StageClock(self.mllm.counter),
                   progress or _quiet, should_stop)
-        started = time.perf_counter()
         with PeakMemory(self.mllm.device) as memory:
             result = self.answer(run)
         result.cost = Cost.from_clock(run.clock, time.perf_counter() - started, memory)
@@ -167,14 +167,17 @@ class Method:
 def check_prompts_fit(mllm: Any, image: Image.Image, question: str, options: Sequence[str] | None,
                       config: FocusConfig, *, extracting: bool = True) -> None:
     """Refuse a question (with its options) too long for the model's context
-    before any model call: the answer prompt with the image, and, when the
-    model is to extract the targets, the text-only extraction prompt."""
+    before any model call: the answer prompt, and, when the model is to
+    extract the targets, the text-only extraction prompt. Their text is
+    counted here (``check_text_fits``, no pixels: this runs on every
+    question); the image's tokens are counted by the adapter on the real
+    inputs of each model call."""
     what = "the question with its options" if options else "the question"
-    check_fits_context(mllm, format_question(question, options), image, reserve=config.answer_max_new_tokens,
-                       what=what)
+    check_text_fits(mllm, format_question(question, options), image, reserve=config.answer_max_new_tokens,
+                    what=what)
     if extracting:
-        check_fits_context(mllm, build_icl_prompt(question), None, reserve=config.target_max_new_tokens,
-                           what="the question (in the target-extraction prompt)")
+        check_text_fits(mllm, build_icl_prompt(question), None, reserve=config.target_max_new_tokens,
+                        what="the question (in the target-extraction prompt)")
 
 
 def _quiet(message: str) -> None:

@@ -4,6 +4,11 @@ callers share.
 
 - ``vanilla``: one answer on the whole image.
 - ``focus``: FOCUS as configured (``FocusPipeline``).
+- ``focus-full``: FOCUS with the paper's verification budget: the first
+  ``n_steps`` ROIs of each target verified at once, then more until one says
+  Yes (the default before ``verify_stop``; ``--preset paper`` has it too).
+- ``focus-paper``: FOCUS with the paper's settings for the model's family
+  (``presets.paper_config``, on the config's ``preset_dataset``).
 - ``random`` / ``keys``: the paper's ablations (a random map; pre-RoPE keys
   instead of values).
 - ``no-ranking``: the map's first ROI, unverified (n_steps=1, no overrun).
@@ -30,8 +35,8 @@ from typing import Any, Callable, Sequence
 from ..config import FocusConfig
 from ..errors import FocusConfigError
 
-METHOD_NAMES = ("vanilla", "focus", "random", "no-ranking", "keys", "layers:A-B", "focus-shared", "focus-gated[:T]",
-                "zoomeye")
+METHOD_NAMES = ("vanilla", "focus", "focus-full", "focus-paper", "random", "no-ranking", "keys", "layers:A-B",
+                "focus-shared", "focus-gated[:T]", "zoomeye")
 GATED_THRESHOLD = 0.55
 """focus-gated's gate_threshold (FocusConfig.gate_threshold), calibrated as docs/benchmarks.md says."""
 
@@ -46,6 +51,13 @@ def _focus(mllm: Any, config: FocusConfig) -> Any:
     from ..pipeline import FocusPipeline
 
     return FocusPipeline(mllm, config)
+
+
+def _focus_paper(mllm: Any, config: FocusConfig) -> Any:
+    from ..pipeline import FocusPipeline
+    from ..presets import preset_config
+
+    return FocusPipeline(mllm, preset_config("paper", mllm.family, config.preset_dataset, base=config))
 
 
 def _zoomeye(mllm: Any, config: FocusConfig) -> Any:
@@ -89,6 +101,8 @@ FIXED = {
     spec.name: spec for spec in (
         MethodSpec("vanilla", _vanilla, sweeps_n_steps=False),
         MethodSpec("focus", _focus),
+        MethodSpec("focus-full", _focus, (("verify_stop", None), ("overrun", True))),
+        MethodSpec("focus-paper", _focus_paper),
         MethodSpec("random", _focus, (("source", "random"),)),
         MethodSpec("keys", _focus, (("source", "keys"),)),
         MethodSpec("no-ranking", _focus, (("n_steps", 1), ("overrun", False)), sweeps_n_steps=False),

@@ -23,6 +23,7 @@ from PIL import Image
 
 from ..cost import CallCounter
 from ..errors import FocusInputError, FocusModelError, check_finite
+from ..inputs import context_overflow
 from ..kv import CACHE_KWARG, Prefill, PromptRow, check_full_cache, output_cache
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ class HFRuntime:
         dtype: torch.dtype
         text_config: Any
         num_layers: int
+        context_length: int | None
 
         def view(self, image: Image.Image) -> VisualView: ...
         def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray: ...
@@ -139,6 +141,15 @@ class HFRuntime:
             moved[key] = value
         return moved
 
+    def check_context(self, inputs: Any, reserve: int = 0) -> None:
+        """Refuse model inputs longer than the model's context (with
+        ``reserve`` tokens to generate) before the call: the exact count,
+        the image's tokens included, of what would be run."""
+        limit, tokens = self.context_length, int(inputs["input_ids"].shape[-1])
+        if limit and tokens + reserve > limit:
+            raise FocusInputError(context_overflow("the prompt (the image's and the chat template's tokens "
+                                                   "included)", tokens, reserve, limit))
+
     # --------------------------------------------------------------- prefill
     def _prefill(
         self, image: Image.Image, texts: Sequence[str], capture_keys: tuple[int, int] | None
@@ -152,6 +163,7 @@ class HFRuntime:
             offsets = inputs.pop("offset_mapping").tolist()
         except (NotImplementedError, TypeError, ValueError, KeyError):
             inputs, offsets = self.processor_inputs([view] * len(chats), chats, padding=True), None
+        self.check_context(inputs)
         input_ids = inputs["input_ids"].cpu()
         mask = inputs.get("attention_mask")
         pads = (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(chats)
@@ -231,6 +243,7 @@ class HFRuntime:
         views = [self.view(image) for images, _ in chunk for image in images]
         texts = [self.build_prompt(len(images), text) for images, text in chunk]
         inputs = self.processor_inputs(views, texts, padding=True)
+        self.check_context(inputs)
         with torch.inference_mode():
             logits = self.model(**self._model_inputs(inputs), use_cache=False, logits_to_keep=1).logits
         self.counter.forward_passes += len(chunk)
@@ -244,11 +257,18 @@ class HFRuntime:
     # ------------------------------------------------------------- decoding
     def _decode(
         self, inputs: Any, cache: Any, max_new_tokens: int, should_stop: Callable[[], bool] | None,
-        stop_strings: Sequence[str] = (),
+        stop_strings: Sequence[str] = (), lookup_tokens: int = 0,
     ) -> Decoded:
         """Greedy decoding of ``inputs`` (from ``cache`` when given), with the
-        probability of each new token; it ends early at any of ``stop_strings``."""
+        probability of each new token; it ends early at any of ``stop_strings``.
+        ``lookup_tokens`` > 0: transformers' prompt-lookup decoding, which
+        proposes up to that many tokens copied from the prompt and checks them
+        in one call (the greedy answer, in fewer calls, where the reply copies
+        the prompt)."""
+        self.check_context(inputs, max_new_tokens)
         kwargs: dict[str, Any] = {} if cache is None else {CACHE_KWARG: cache}
+        if lookup_tokens > 0 and not self.recurrent_layers:  # a recurrent state cannot take back rejected tokens
+            kwargs["prompt_lookup_num_tokens"] = lookup_tokens
         if should_stop is not None or stop_strings:
             kwargs["stopping_criteria"] = _stopping_criteria(should_stop, stop_strings, self.tokenizer,
                                                              int(inputs["input_ids"].shape[1]))
@@ -283,6 +303,7 @@ class HFRuntime:
             shared += 1
         if shared >= len(ids):
             raise FocusModelError(f"option {reply!r} adds no tokens to the prompt; it cannot be scored")
+        self.check_context(inputs)
         with torch.inference_mode():
             logits = self.model(**self._model_inputs(inputs)).logits[0]
         self.counter.generate_calls += 1
