@@ -192,7 +192,8 @@ class FocusRankROIs:
                 "rois": ROIS_IN,
                 "targets": TARGETS_IN,
                 "n_steps": ("INT", {"default": 4, "min": 1, "max": 32, "tooltip": (
-                    "ROIs verified per target; 1 without overrun skips verification (the no-ranking ablation).")}),
+                    "At most this many ROIs verified per target, in relevance order, stopping at the first the model "
+                    "is sure of; 1 without overrun skips verification (the no-ranking ablation).")}),
                 "overrun": ("BOOLEAN", {"default": FocusConfig().overrun, "tooltip": (
                     "If none of the first n_steps ROIs says Yes, verify further ones "
                     f"(at most {FocusConfig().max_overrun} more per target; the paper's).")}),
