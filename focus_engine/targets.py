@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from .errors import FocusInputError
-from .inputs import MAX_TARGET_CHARS, MAX_TARGETS, check_target, check_target_count
+from .inputs import MAX_TARGET_CHARS, MAX_TARGETS, check_target, check_target_count, check_text_fits
 
 LEAD_IN = "So I need the information about the following objects:"
 QUESTION_SUFFIX = "Which objects do you need to look at to answer the question?"
@@ -83,6 +83,13 @@ def build_icl_prompt(question: str) -> str:
     """The few-shot prompt; the model continues after the final "Answer:"."""
     blocks = [f"Question: {q}\n{QUESTION_SUFFIX}\nAnswer: {a}\n\n" for q, a in ICL_EXAMPLES]
     return "".join(blocks) + f"Question: {question}\n{QUESTION_SUFFIX}\nAnswer:"
+
+
+def check_extraction_fits(mllm: Any, question: str, config: Any) -> None:
+    """Refuse a question whose extraction prompt (text only) cannot fit the
+    model's context with the reply's tokens, before the model is called."""
+    check_text_fits(mllm, build_icl_prompt(question), None, reserve=config.target_max_new_tokens,
+                    what="the question (in the target-extraction prompt)")
 
 
 def singularize(word: str) -> str:

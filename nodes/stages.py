@@ -42,8 +42,8 @@ class FocusExtractTargets:
         }
 
     def extract(self, mllm: Any, question: str, targets_override: str = "") -> tuple[Any, str]:
-        from ..focus_engine.inputs import check_fits_context, check_question
-        from ..focus_engine.targets import build_icl_prompt, find_targets
+        from ..focus_engine.inputs import check_question
+        from ..focus_engine.targets import check_extraction_fits, find_targets
 
         mllm = use_mllm(mllm)
         given = targets_override.strip() or None
@@ -53,8 +53,7 @@ class FocusExtractTargets:
             if given:
                 return find_targets(mllm, question, given, config)
             asked = check_question(question)
-            check_fits_context(mllm, build_icl_prompt(asked), None, reserve=config.target_max_new_tokens,
-                               what="the question (in the target-extraction prompt)")
+            check_extraction_fits(mllm, asked, config)
             return find_targets(mllm, asked, None, config, should_stop=bridge.interrupted)
 
         (found,) = run_per_image(1, extract)

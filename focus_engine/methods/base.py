@@ -22,7 +22,7 @@ from ..cost import Cost, PeakMemory, StageClock
 from ..images import to_pil_rgb
 from ..inputs import check_options, check_question, check_text_fits
 from ..prompts import format_question
-from ..targets import build_icl_prompt
+from ..targets import check_extraction_fits
 
 ProgressFn = Callable[[str], None]
 
@@ -176,8 +176,7 @@ def check_prompts_fit(mllm: Any, image: Image.Image, question: str, options: Seq
     check_text_fits(mllm, format_question(question, options), image, reserve=config.answer_max_new_tokens,
                     what=what)
     if extracting:
-        check_text_fits(mllm, build_icl_prompt(question), None, reserve=config.target_max_new_tokens,
-                        what="the question (in the target-extraction prompt)")
+        check_extraction_fits(mllm, question, config)
 
 
 def _quiet(message: str) -> None:

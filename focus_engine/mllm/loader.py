@@ -250,8 +250,9 @@ def load_mllm(
     from transformers import AutoConfig
 
     offline = is_local or env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
-    if is_local and saved_model_type(location) in FAMILY_ADAPTERS:  # an older transformers cannot read its config
-        _check_family_version(FAMILY_ADAPTERS[saved_model_type(location)])
+    saved_type = saved_model_type(location) if is_local else None
+    if saved_type in FAMILY_ADAPTERS:  # an older transformers cannot read its config
+        _check_family_version(FAMILY_ADAPTERS[saved_type])
     config = hf_call(AutoConfig.from_pretrained, location, offline, what="config")
     adapter_cls = _adapter_for(getattr(config, "model_type", None), location)
     _check_family_version(adapter_cls)
