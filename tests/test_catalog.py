@@ -68,6 +68,20 @@ def test_the_curated_models_are_there():
     assert known_model("llava-1.5-7b-hf").family == "llava" and known_model("nope") is None
 
 
+def test_the_readme_lists_every_known_model_and_whether_it_thinks():
+    """README's table of known models: one row per catalog entry, with its
+    repo and a "yes" exactly where the model thinks by default."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    table = readme[readme.index("| name in the list |"):].split("\n\n")[0]
+    rows = {m.group(1): (m.group(2), m.group(3).strip())
+            for m in re.finditer(r"^\| `([^`]+)` \| `([^`]+)` \| [^|]+ \|([^|\n]*)\|$", table, flags=re.MULTILINE)}
+    assert {name: (m.repo_id, "yes" if m.thinks_by_default else "") for name, m in KNOWN_MODELS.items()} == rows
+    assert known_model("Qwen3.5-4B").thinks_by_default and not known_model("Qwen3.5-2B").thinks_by_default
+
+
 def test_a_complete_folder_is_never_looked_up(tmp_path, online):
     model = known_model("llava-1.5-7b-hf")
     folder = tmp_path / model.name

@@ -302,9 +302,8 @@ def test_a_chat_template_renders_only_in_the_sandbox(pack, planted_dir, tmp_path
     (folder / "chat_template.jinja").write_text(
         "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}"
         "{{ ''.__class__.__mro__[1].__subclasses__() }}")
-    mllm = pack.focus_engine.load_mllm(str(folder))
     with pytest.raises(pack.focus_engine.errors.FocusModelError, match="sandbox refuses"):
-        mllm.build_prompt(1, "What is here?")
+        pack.focus_engine.load_mllm(str(folder))  # the loader renders a probe turn before the weights load
     assert not marker.exists()
 
 

@@ -54,6 +54,7 @@ from ..prompts import EXISTENCE_PROMPT, MapPrompt, existence_prompt
 from ..relevance import target_map
 from .hf_loading import hf_call
 from .runtime import Decoded, HFRuntime, batches
+from . import thinking
 
 __all__ = ["Decoded", "EXISTENCE_PROMPT", "FamilySettings", "MLLM", "VisualView", "layers_by_fraction"]
 
@@ -177,6 +178,9 @@ class MLLM(HFRuntime):
         self._prepare_tokenizer()
         self.name = name or getattr(model.config, "_name_or_path", "") or type(model).__name__
         self.counter = CallCounter()
+        self.reply_opening = thinking.reply_opening(processor, self.name)
+        """Appended to every rendered prompt: closes an empty reasoning block the
+        template leaves open (``thinking.py``); ``""`` for most templates."""
 
     @classmethod
     def make_settings(cls, settings: FamilySettings | Mapping[str, Any] | None) -> FamilySettings:
@@ -257,23 +261,18 @@ class MLLM(HFRuntime):
     # ===================================================== public methods
     # ---------------------------------------------------------------- prompts
     def build_prompt(self, n_images: int, text: str) -> str:
-        """The family's chat template around ``n_images`` images and ``text``.
-        A template comes from the model folder: transformers renders it in
-        Jinja's immutable sandbox, never with Python of its own; what the
-        sandbox refuses stops here with a FocusModelError."""
+        """The family's chat template around ``n_images`` images and ``text``,
+        ending where the answer starts: a template that thinks by default is
+        rendered in its non-thinking form (``thinking.py``)."""
         if getattr(self.processor, "chat_template", None):
-            from jinja2.exceptions import SecurityError
-
-            try:
-                return self.processor.apply_chat_template(
-                    self._user_turn(n_images, text), add_generation_prompt=True, tokenize=False
-                )
-            except SecurityError as exc:
-                raise FocusModelError(
-                    f"the chat template of {self.name!r} tried something Jinja's sandbox refuses ({exc}); it was "
-                    "not run. Use the model's original template (chat_template.jinja / tokenizer_config.json)"
-                ) from None
+            return self._render(self._user_turn(n_images, text), add_generation_prompt=True) + self.reply_opening
         return self.fallback_prompt(n_images, text)
+
+    def _render(self, messages: Sequence[dict[str, Any]], *, add_generation_prompt: bool) -> str:
+        """The processor's chat template over ``messages`` (``thinking.render``:
+        sandboxed, non-thinking where the template reads the flag)."""
+        return thinking.render(self.processor, messages, add_generation_prompt=add_generation_prompt,
+                               model_name=self.name)
 
     # --------------------------------------------------------------- prefill
     def prefill(
@@ -406,7 +405,7 @@ class MLLM(HFRuntime):
         turn where it has one, else the reply and the end-of-sequence token."""
         if getattr(self.processor, "chat_template", None):
             answered = [{"role": "assistant", "content": [{"type": "text", "text": reply}]}]
-            whole = self.processor.apply_chat_template(self._user_turn(n_images, text) + answered, tokenize=False)
+            whole = self._render(self._user_turn(n_images, text) + answered, add_generation_prompt=False)
             if whole.startswith(prompt) and reply in whole[len(prompt):]:
                 return whole[len(prompt):]
         return " " + reply + (self.tokenizer.eos_token or "")

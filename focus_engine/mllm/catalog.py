@@ -32,6 +32,9 @@ class KnownModel:
     family: str
     download_gb: float
     """About how much is downloaded (the safetensors weights)."""
+    thinks_by_default: bool = False
+    """Its chat template opens a reasoning block unless told not to; FOCUS
+    renders every prompt non-thinking (``mllm/thinking.py``)."""
 
 
 KNOWN_MODELS: dict[str, KnownModel] = {
@@ -47,9 +50,22 @@ KNOWN_MODELS: dict[str, KnownModel] = {
         KnownModel("Qwen3-VL-2B-Instruct", "Qwen/Qwen3-VL-2B-Instruct", "qwen3_vl", 4.3),
         KnownModel("Qwen3-VL-4B-Instruct", "Qwen/Qwen3-VL-4B-Instruct", "qwen3_vl", 8.9),
         KnownModel("Qwen3-VL-8B-Instruct", "Qwen/Qwen3-VL-8B-Instruct", "qwen3_vl", 17.5),
+        # Qwen3-VL Thinking (2025-10): not verifiable offline. The repo ids are named by xinference 4.1.0's
+        # model list (its MLX conversions mlx-community/Qwen3-VL-{2B,4B,8B}-Thinking-bf16) and by stored model
+        # pages; their config.json (model_type qwen3_vl, as the Instruct releases) and sizes were not seen:
+        # the sizes are the Instruct releases' (same architecture). Their template thinks regardless of flags.
+        KnownModel("Qwen3-VL-2B-Thinking", "Qwen/Qwen3-VL-2B-Thinking", "qwen3_vl", 4.3, thinks_by_default=True),
+        KnownModel("Qwen3-VL-4B-Thinking", "Qwen/Qwen3-VL-4B-Thinking", "qwen3_vl", 8.9, thinks_by_default=True),
+        KnownModel("Qwen3-VL-8B-Thinking", "Qwen/Qwen3-VL-8B-Thinking", "qwen3_vl", 17.5, thinks_by_default=True),
+        # Qwen3.5: 0.8B and 2B ship a template that does not think by default, 4B and larger one that does
         KnownModel("Qwen3.5-0.8B", "Qwen/Qwen3.5-0.8B", "qwen3_5", 1.8),
         KnownModel("Qwen3.5-2B", "Qwen/Qwen3.5-2B", "qwen3_5", 4.6),
-        KnownModel("Qwen3.5-4B", "Qwen/Qwen3.5-4B", "qwen3_5", 9.3),
+        KnownModel("Qwen3.5-4B", "Qwen/Qwen3.5-4B", "qwen3_5", 9.3, thinks_by_default=True),
+        # Qwen3.6-27B (2026): model_type qwen3_5 (Qwen3_5ForConditionalGeneration, 48 linear + 16 full-attention
+        # layers, a vision tower), 55.6 GB as its safetensors index totals, both as a stored blog quotes its
+        # config.json and index; the repo id is in xinference 4.1.0's model list. Not verified against the hub.
+        # Qwen3.6-35B-A3B is qwen3_5_moe, which no adapter maps yet.
+        KnownModel("Qwen3.6-27B", "Qwen/Qwen3.6-27B", "qwen3_5", 55.6, thinks_by_default=True),
     )
 }
 """The models the Load MLLM node offers to download, by folder name."""

@@ -22,6 +22,7 @@ import torch
 
 from ..config import ATTENTIONS, QUANTIZATIONS
 from ..errors import FocusModelError, UnsupportedModelError
+from . import thinking
 from .base import MLLM, FamilySettings
 from .hf_loading import (
     check_family_transformers,
@@ -261,6 +262,7 @@ def load_mllm(
     log.info("loading %s (%s) on %s as %s with %s attention%s", location, config.model_type, choices.device,
              choices.dtype, choices.attention, f", {quantization}" if choices.quantized else "")
     processor = adapter_cls.load_processor(location, offline, config)
+    thinking.reply_opening(processor, location)  # a template that cannot answer without thinking: refused now
     model = _load_weights(location, offline, config, choices)
     return adapter_cls(model, processor, name=location, settings=family_settings)
 
