@@ -125,6 +125,34 @@ def test_values_equal_v_proj_of_the_layer_input(request, family):
         torch.testing.assert_close(prefill.layer_vectors(index, "values"), expected, rtol=1e-4, atol=1e-5)
 
 
+def test_keys_are_the_keys_the_layer_rotates(request, family):
+    """The keys ablation reads each attention layer's keys as the layer uses
+    them before RoPE: after its per-head ``k_norm`` where it has one (Qwen3-VL,
+    Qwen3.5; its learned scales made random here, so that the norm changes
+    the keys' directions). RoPE only rotates, so every key keeps its length
+    in the cache: the captured keys have the cached keys' lengths."""
+    from focus_engine.kv import cache_layer_kv
+
+    mllm = load_mllm(str(request.getfixturevalue(FAMILY[family].undamped)))
+    torch.manual_seed(0)
+    normed = 0
+    for layer in mllm._decoder_layers():
+        norm = getattr(getattr(layer, "self_attn", None), "k_norm", None)
+        if norm is not None:
+            with torch.no_grad():
+                norm.weight.copy_(torch.rand_like(norm.weight) * 2 + 0.1)
+            normed += 1
+    assert normed == (len(mllm._decoder_layers()) - len(mllm.recurrent_layers) if family in ("qwen3_vl", "qwen3_5") else 0)
+    image = scene((800, 600), (100, 100, 200, 200))
+    prefill = mllm.prefill(image, "red car", capture_keys=(0, mllm.num_layers))
+    for index in range(mllm.num_layers):
+        if index in mllm.recurrent_layers:
+            continue
+        keys = prefill.layer_vectors(index, "keys")
+        cached, _ = cache_layer_kv(prefill.cache, index)
+        torch.testing.assert_close(keys.norm(dim=-1), cached[0].norm(dim=-1), rtol=1e-4, atol=1e-5)
+
+
 def test_batched_yes_no_equals_one_by_one(mllm):
     crops = [scene((300, 200), (10, 10, 80, 80)), scene((500, 500), (200, 200, 300, 300)),
              scene((120, 400), (0, 0, 60, 60))]

@@ -25,8 +25,11 @@ both localise; ``"all"`` reads four times as many layers and is the
 default. Its cost is the captured values of the linear-attention layers,
 ``value_dim`` numbers per token and layer, held until the map is read.
 
-``source="keys"`` reads pre-RoPE keys of the full-attention layers and, with
-``"all"``, the key slice of ``in_proj_qkv`` of the linear ones. The answer
+``source="keys"`` reads pre-RoPE keys of the full-attention layers (after
+their ``k_norm``, as the layer uses them) and, with ``"all"``, the key slice
+of ``in_proj_qkv`` of the linear ones (before the convolution, like the
+values; the kernel's L2 normalisation of keys is a per-head scale that the
+map's cosine ignores). The answer
 decoded from an answer prefill is decoded afresh (one more prefill): the
 linear layers' recurrent state cannot step back the one token the shared
 decoding re-runs.
@@ -42,7 +45,7 @@ import torch
 from ..errors import FocusConfigError, FocusModelError
 from .qwen2_5_vl import QwenSettings
 from .qwen3_vl import Qwen3VLAdapter
-from .runtime import Decoded, keep_projection
+from .runtime import Decoded, attention_keys, keep_projection
 
 VALUE_LAYERS = ("all", "full_attention")
 
@@ -100,7 +103,7 @@ class Qwen3_5Adapter(Qwen3VLAdapter):
         handles = []
         for index in range(*layer_range):
             if index not in self.linear_layers:
-                handles.append(keep_projection(layers[index].self_attn.k_proj, store, index, kv_heads))
+                handles.append(attention_keys(layers[index].self_attn, store, index, kv_heads))
             elif self.settings.value_layers == "all":
                 mixer, proj = self._linear_parts(index)
                 handles.append(keep_projection(proj, store, index, mixer.num_k_heads,

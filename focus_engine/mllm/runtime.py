@@ -334,28 +334,36 @@ class HFRuntime:
         raise FocusModelError(f"cannot find the decoder layers of {type(self.model).__name__}")
 
     def _hook_pre_rope_keys(self, layer_range: tuple[int, int], store: dict[int, torch.Tensor]) -> list[Any]:
-        """Forward hooks that keep each layer's k_proj output (keys before RoPE)."""
+        """Forward hooks that keep each layer's keys before RoPE (``attention_keys``)."""
         layers = self._decoder_layers()
         kv_heads = int(getattr(self.text_config, "num_key_value_heads", None) or self.text_config.num_attention_heads)
         handles = []
         for index in range(*layer_range):
             attn = getattr(layers[index], "self_attn", None)
-            proj = getattr(attn, "k_proj", None)
-            if proj is None:
+            if getattr(attn, "k_proj", None) is None:
                 raise FocusModelError("source='keys' needs self_attn.k_proj in every decoder layer")
-            handles.append(keep_projection(proj, store, index, kv_heads))
+            handles.append(attention_keys(attn, store, index, kv_heads))
         return handles
+
+
+def attention_keys(attn: torch.nn.Module, store: dict[int, torch.Tensor], index: int, kv_heads: int) -> Any:
+    """A hook keeping the keys an attention layer uses, before RoPE: its
+    ``k_norm`` output where it normalises keys per head (Qwen3-VL, Qwen3.5's
+    full-attention layers: a learned scale per dimension, which changes the
+    keys' directions), else its ``k_proj`` output."""
+    norm = getattr(attn, "k_norm", None)
+    return keep_projection(norm if norm is not None else attn.k_proj, store, index, kv_heads)
 
 
 def keep_projection(
     proj: torch.nn.Module, store: dict[int, torch.Tensor], index: int, heads: int, part: slice = slice(None)
 ) -> Any:
-    """A forward hook on a linear projection that keeps ``output[..., part]``
-    of each prefill as ``store[index]``, ``[batch, heads, seq, head_dim]``
-    like the cache."""
+    """A forward hook on a linear projection (or a per-head norm after one)
+    that keeps ``output[..., part]`` of each prefill as ``store[index]``,
+    ``[batch, heads, seq, head_dim]`` like the cache."""
 
     def keep(module: Any, args: Any, output: torch.Tensor) -> None:
-        kept = output[..., part]
+        kept = (output.flatten(2) if output.dim() == 4 else output)[..., part]  # a norm's [batch, seq, heads, dim]
         batch, seq, width = kept.shape
         store[index] = kept.reshape(batch, seq, heads, width // heads).transpose(1, 2).detach()
 
