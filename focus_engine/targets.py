@@ -135,8 +135,11 @@ def _dedupe(items: Sequence[str]) -> list[str]:
     return out
 
 
-def parse_targets(text: str) -> tuple[list[str], int] | None:
-    """Targets and question type from a model answer, or None if unparsable."""
+def parse_targets(text: str, cut_off: bool = False) -> tuple[list[str], int] | None:
+    """Targets and question type from a model answer, or None if unparsable.
+    ``cut_off``: the reply ran out of tokens; a list it left unfinished (no
+    ".", newline or next question after it) loses its last item, which may
+    be a word cut in two (not where it was cut after a separator)."""
     if not text:
         return None
     # word-level tokenizers decode with spaces around punctuation ("objects : a .")
@@ -144,11 +147,14 @@ def parse_targets(text: str) -> tuple[list[str], int] | None:
     at = text.lower().rfind(LEAD_IN.lower())
     if at < 0:
         return None
-    rest = text[at + len(LEAD_IN) :]
-    rest = re.split(r"\n|Question:", rest, maxsplit=1)[0]
-    rest = rest.strip().rstrip(".").strip()
+    after = text[at + len(LEAD_IN) :]
+    rest = re.split(r"\n|Question:", after, maxsplit=1)[0]
+    parts = _split_list(rest.strip().rstrip(".").strip())
+    if cut_off and not re.search(r"[.\n]|Question:", after):
+        dangling = re.search(r"(,|;|\band)\s*$", rest)  # "red car and": cut between items, none unfinished
+        parts = _split_list(rest[: dangling.start()]) if dangling else parts[:-1]
     targets, any_all = [], False
-    for part in _split_list(rest):
+    for part in parts:
         target, is_all = _clean_target(part)
         if target:
             targets.append(target)
@@ -227,31 +233,32 @@ def find_targets(
 def extract_targets(mllm: Any, question: str, config: Any, should_stop: Any = None) -> Targets:
     """Ask the model (text only, greedy) which objects ``question`` (checked,
     see ``inputs``) needs; ``should_stop`` is polled during generation."""
-    lookup = {"lookup_tokens": config.target_lookup_tokens}
+    ask = {"images": (), "max_new_tokens": config.target_max_new_tokens, "should_stop": should_stop,
+           "lookup_tokens": config.target_lookup_tokens}
     if config.target_reply == "direct":  # the reply starts at the lead-in and ends with the list
-        raw = LEAD_IN + " " + mllm.generate(
-            build_icl_prompt(question), images=(), max_new_tokens=config.target_max_new_tokens,
-            should_stop=should_stop, reply_prefix=" " + LEAD_IN, stop_strings=(".", "\n"), **lookup,
-        )
+        reply = mllm.reply(build_icl_prompt(question), reply_prefix=" " + LEAD_IN, stop_strings=(".", "\n"), **ask)
+        raw = LEAD_IN + " " + reply.text
     else:
-        raw = mllm.generate(
-            build_icl_prompt(question), images=(), max_new_tokens=config.target_max_new_tokens,
-            should_stop=should_stop, **lookup,
-        )
-    parsed = parse_targets(raw)
+        reply = mllm.reply(build_icl_prompt(question), **ask)
+        raw = reply.text
+    parsed = parse_targets(raw, cut_off=reply.cut_off)
     if parsed is not None:
-        names, note = parsed[0], None
+        names, notes = parsed[0], []
+        if reply.cut_off and parse_targets(raw) != parsed:
+            notes.append(f"the target reply ran out of tokens (target_max_new_tokens={config.target_max_new_tokens}) "
+                         "in the middle of its list; its unfinished last item was left out")
         if len(names) > MAX_TARGETS:
             names = names[:MAX_TARGETS]
-            note = f"the model named {len(parsed[0])} objects; searched for the first {MAX_TARGETS}"
-        return Targets(names=names, question_type=parsed[1], source="model", raw=raw, note=note)
+            notes.append(f"the model named {len(parsed[0])} objects; searched for the first {MAX_TARGETS}")
+        return Targets(names=names, question_type=parsed[1], source="model", raw=raw, note="; ".join(notes) or None)
     targets, question_type = heuristic_targets(question)
     targets = [t[:MAX_TARGET_CHARS] for t in targets[:MAX_TARGETS]]
     shown = raw if len(raw) <= 80 else raw[:77] + "..."
+    cut = " (it ran out of tokens)" if reply.cut_off else ""
     return Targets(
         names=targets,
         question_type=question_type,
         source="heuristic",
         raw=raw,
-        note=f"the model's target answer could not be parsed ({shown!r}); used the question's noun phrases",
+        note=f"the model's target answer could not be parsed{cut} ({shown!r}); used the question's noun phrases",
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from focus_engine import FocusConfig, FocusInputError
+from focus_engine.mllm.runtime import Decoded
 from focus_engine.targets import (
     ICL_EXAMPLES, LEAD_IN, QUESTION_SUFFIX, build_icl_prompt, extract_targets, find_targets, given_targets,
     heuristic_targets,
@@ -92,15 +93,15 @@ def test_given_targets():
 
 
 class FakeMLLM:
-    def __init__(self, reply):
-        self.reply = reply
+    def __init__(self, text, cut_off=False):
+        self.text, self.cut_off = text, cut_off
         self.prompts = []
 
-    def generate(self, text, images=(), max_new_tokens=64, should_stop=None, reply_prefix="", stop_strings=(),
-                 lookup_tokens=0):
+    def reply(self, text, images=(), max_new_tokens=64, should_stop=None, reply_prefix="", stop_strings=(),
+              lookup_tokens=0):
         self.prompts.append((text, tuple(images), max_new_tokens))
         self.reply_prefix, self.stop_strings, self.lookup_tokens = reply_prefix, stop_strings, lookup_tokens
-        return self.reply
+        return Decoded(self.text, [0.5] * len(self.text.split()), cut_off=self.cut_off)
 
 
 def test_extract_targets_from_the_model():
@@ -122,6 +123,38 @@ def test_a_direct_reply_starts_at_the_lead_in_and_stops_at_the_list(planted):
     first = whole.split()[0]
     stopped = planted.generate("Name one colour.", max_new_tokens=6, reply_prefix=" " + LEAD_IN, stop_strings=(first,))
     assert len(whole.split()) > 1 and stopped.split() == [first]
+
+
+@pytest.mark.parametrize(("answer", "cut_off", "targets"), [
+    (f"{LEAD_IN} red car and blu", True, ["red car"]),  # cut off in the middle of a word
+    (f"{LEAD_IN} red car, blue bus and", True, ["red car", "blue bus"]),
+    (f"{LEAD_IN} red car and blue bus.", True, ["red car", "blue bus"]),  # the list ended before the cut
+    (f"{LEAD_IN} red car and blue bus\nQuestion: How", True, ["red car", "blue bus"]),
+    (f"{LEAD_IN} red car and blue bus", False, ["red car", "blue bus"]),  # ended by the model, not the budget
+])
+def test_a_list_cut_off_by_the_token_budget_loses_its_unfinished_item(answer, cut_off, targets):
+    assert parse_targets(answer, cut_off=cut_off) == (targets, 1)
+
+
+def test_extract_targets_says_when_the_reply_ran_out_of_tokens():
+    cut = extract_targets(FakeMLLM(f"{LEAD_IN} red umbrella and ben", cut_off=True), "Is the red umbrella left of the "
+                          "bench?", FocusConfig(target_max_new_tokens=20))
+    assert cut.names == ["red umbrella"] and cut.source == "model"
+    assert "target_max_new_tokens=20" in cut.note and "unfinished last item was left out" in cut.note
+    alone = extract_targets(FakeMLLM(f"{LEAD_IN} red umbr", cut_off=True), "What colour is the kite?", FocusConfig())
+    assert alone.names == ["kite"] and alone.source == "heuristic" and "ran out of tokens" in alone.note
+    whole = extract_targets(FakeMLLM(f"{LEAD_IN} red umbrella and bench. Question: Wh", cut_off=True), "q?", FocusConfig())
+    assert whole.names == ["red umbrella", "bench"] and whole.note is None
+
+
+def test_a_reply_says_whether_the_token_budget_cut_it_off(planted):
+    """``MLLM.reply`` is cut off when it used every token it was given without
+    ending, not when a stop string ended it."""
+    whole = planted.reply("Name one colour.", max_new_tokens=6, reply_prefix=" " + LEAD_IN)
+    assert whole.cut_off and len(whole.token_probabilities) == 6
+    stopped = planted.reply("Name one colour.", max_new_tokens=6, reply_prefix=" " + LEAD_IN,
+                            stop_strings=(whole.text.split()[0],))
+    assert not stopped.cut_off and stopped.text == whole.text.split()[0]
 
 
 def test_extract_targets_falls_back_and_says_so():

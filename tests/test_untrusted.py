@@ -112,8 +112,8 @@ def test_hundreds_of_targets_are_refused_at_once(pack, pack_planted):
 def test_a_model_naming_many_objects_is_cut_to_the_bound(pack, pack_planted, monkeypatch):
     targets = pack.focus_engine.targets
     lead = targets.LEAD_IN
-    monkeypatch.setattr(type(pack_planted), "generate", lambda self, *a, **k: lead + " " + ", ".join(
-        f"thing{i}" for i in range(20)))
+    monkeypatch.setattr(type(pack_planted), "reply", lambda self, *a, **k: pack.focus_engine.mllm.runtime.Decoded(
+        lead + " " + ", ".join(f"thing{i}" for i in range(20)) + ".", [1.0]))
     found = targets.extract_targets(pack_planted, "What?", pack.focus_engine.FocusConfig())
     assert len(found.names) == 8 and "named 20 objects" in found.note
 

@@ -355,7 +355,12 @@ class MLLM(HFRuntime):
         return out
 
     # -------------------------------------------------------------- generate
-    def generate(
+    def generate(self, text: str, images: Sequence[Any] = (), *args: Any, **kwargs: Any) -> str:
+        """The text of ``reply`` (the same arguments): the greedy answer to
+        ``text`` about ``images``, only the new text."""
+        return self.reply(text, images, *args, **kwargs).text
+
+    def reply(
         self,
         text: str,
         images: Sequence[Any] = (),
@@ -365,15 +370,15 @@ class MLLM(HFRuntime):
         reply_prefix: str = "",
         stop_strings: Sequence[str] = (),
         lookup_tokens: int = 0,
-    ) -> str:
-        """Greedy answer to ``text`` about ``images`` (RGB; none for
-        text-only); returns only the new text. ``reply_prefix`` is put in
-        the assistant's mouth before it goes on; decoding ends early at any of
-        ``stop_strings``; ``lookup_tokens``: prompt-lookup decoding
-        (``_decode``), for a reply that copies its prompt."""
+    ) -> Decoded:
+        """The greedy reply to ``text`` about ``images`` (RGB; none for
+        text-only). ``reply_prefix`` is put in the assistant's mouth before it
+        goes on; decoding ends early at any of ``stop_strings``;
+        ``lookup_tokens``: prompt-lookup decoding (``_decode``), for a reply
+        that copies its prompt."""
         views = [self.view(im) for im in images]
         inputs = self.processor_inputs(views, [self.build_prompt(len(views), text) + reply_prefix])
-        return self._decode(inputs, None, max_new_tokens, should_stop, stop_strings, lookup_tokens).text
+        return self._decode(inputs, None, max_new_tokens, should_stop, stop_strings, lookup_tokens)
 
     def continue_answer(
         self, prefill: AnswerPrefill, max_new_tokens: int = 64, should_stop: Callable[[], bool] | None = None

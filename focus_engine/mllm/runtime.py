@@ -36,6 +36,9 @@ class Decoded:
 
     text: str
     token_probabilities: list[float]
+    cut_off: bool = False
+    """The reply reached ``max_new_tokens`` before it ended (no end-of-sequence
+    token, no stop string): its last words may be unfinished."""
 
 
 class HFRuntime:
@@ -286,23 +289,25 @@ class HFRuntime:
         self.counter.generate_calls += 1
         if should_stop is not None and should_stop():
             raise InterruptedError("FOCUS generation interrupted")
-        new_tokens = self._within_limits(out.sequences[0, inputs["input_ids"].shape[1] :], max_new_tokens)
+        new_tokens, ended = self._within_limits(out.sequences[0, inputs["input_ids"].shape[1] :], max_new_tokens)
         probabilities = [
             float(torch.softmax(step[0].float(), dim=-1)[token]) for step, token in zip(out.scores, new_tokens.tolist())
         ]
         text = self.tokenizer.decode(new_tokens, skip_special_tokens=True).strip()
-        return Decoded(text=text, token_probabilities=probabilities)
+        cut_off = not ended and len(new_tokens) >= max_new_tokens and not any(s in text for s in stop_strings)
+        return Decoded(text=text, token_probabilities=probabilities, cut_off=cut_off)
 
-    def _within_limits(self, new_tokens: torch.Tensor, max_new_tokens: int) -> torch.Tensor:
+    def _within_limits(self, new_tokens: torch.Tensor, max_new_tokens: int) -> tuple[torch.Tensor, bool]:
         """The greedy reply as one-token-a-call decoding ends it: at most
         ``max_new_tokens``, and nothing after the first end-of-sequence token
         (transformers 4.56's prompt-lookup decoding can accept a checked run
-        of tokens past either; the tokens before are the same)."""
+        of tokens past either; the tokens before are the same); and whether
+        it ended with that token."""
         new_tokens = new_tokens[:max_new_tokens]
         eos = getattr(self.model.generation_config, "eos_token_id", None)
         eos = {self.tokenizer.eos_token_id} | set(eos if isinstance(eos, (list, tuple)) else [eos])
         ends = [i for i, token in enumerate(new_tokens.tolist()) if token in eos]
-        return new_tokens[: ends[0] + 1] if ends else new_tokens
+        return (new_tokens[: ends[0] + 1], True) if ends else (new_tokens, False)
 
     def _reply_loss(self, views: Sequence[VisualView], prompt_ids: torch.Tensor, whole: str, reply: str) -> float:
         """The mean cross-entropy of the tokens ``whole`` (the prompt, then
