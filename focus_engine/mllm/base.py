@@ -45,16 +45,16 @@ from PIL import Image
 
 from ..config import FocusConfig, ZoomEyeSettings, resolve_config
 from ..cost import CallCounter
-from ..errors import FocusConfigError, FocusInputError, FocusModelError
+from ..errors import FocusConfigError, FocusInputError
 from ..grid import GridGeometry, RelevanceMap
 from ..images import to_pil_rgb
 from ..inputs import check_target
 from ..kv import AnswerPrefill, Prefill
 from ..prompts import EXISTENCE_PROMPT, MapPrompt, existence_prompt
 from ..relevance import target_map
+from . import thinking
 from .hf_loading import hf_call
 from .runtime import Decoded, HFRuntime, batches
-from . import thinking
 
 __all__ = ["Decoded", "EXISTENCE_PROMPT", "FamilySettings", "MLLM", "VisualView", "layers_by_fraction"]
 

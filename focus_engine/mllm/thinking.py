@@ -28,6 +28,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from ..errors import FocusModelError
+from .runtime import HFRuntime
 
 THINK_TAGS: tuple[tuple[str, str], ...] = (("<think>", "</think>"),)
 """(opening, closing) of the reasoning blocks chat templates write: Qwen3's,
@@ -39,6 +40,7 @@ THINKING_FLAG = "enable_thinking"
 _PROBE_REPLY = "FOCUSPROBEREPLY"
 """A reply no template rewrites (no newline, no tag), to find where an
 answered turn's reply starts."""
+
 
 def template_kwargs(template: Any) -> dict[str, Any]:
     """What a rendering of ``template`` is given: ``enable_thinking=False``
@@ -87,7 +89,6 @@ def reply_opening(processor: Any, model_name: str) -> str:
     (no model call), so the loader runs it before the weights load."""
     if not getattr(processor, "chat_template", None):
         return ""
-    from .runtime import HFRuntime
 
     def text(messages: Sequence[dict[str, Any]], generation: bool) -> str:
         return render(processor, messages, add_generation_prompt=generation, model_name=model_name)
