@@ -60,8 +60,8 @@ def reply_start(text: str) -> str:
 
 def test_two_packagers_ship_the_same_templates():
     """xinference's copies of the Qwen templates are byte-identical to trl's,
-    and Qwen3-VL Thinking's (only in xinference) is the Instruct template whose
-    generation prompt opens the block regardless of any flag."""
+    and Qwen3-VL Thinking's (only in xinference) reads no flag and opens the
+    block in every generation prompt."""
     for name in set(TRL_TEMPLATES) & set(XINFERENCE_MODELS):
         assert trl_template(name) == xinference_template(name), name
     thinking = xinference_template("qwen3_vl_thinking")
