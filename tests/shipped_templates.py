@@ -7,8 +7,9 @@ packages that carry copies of them, never written for the tests:
   by 2B and smaller, ``qwen3_6`` by Qwen3.6-27B and -35B-A3B, ``qwen3_vl``
   and ``qwen2_5_vl`` by the Instruct releases);
 - xinference 4.1.0: ``xinference/model/llm/models/<model>.json`` holds each
-  model family's ``chat_template``; Qwen3-VL Thinking's is only there. Its
-  copies of the five above are byte-identical to trl's (checked by a test).
+  model family's ``chat_template``; Qwen3-VL Thinking's is only there. It
+  has four of the five above (not the no-think Qwen3.5 one), byte-identical
+  to trl's (checked by a test).
 
 Both wheels are read as zip files, neither installed nor imported (trl
 would pull in datasets and pyarrow, xinference a server). They are fetched
