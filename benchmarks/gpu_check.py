@@ -409,7 +409,7 @@ def method_runs(mllm: Any, image: Any, config: Any, zoomeye_depth: int) -> dict[
     generate calls, peak memory, stage seconds."""
     from focus_engine.config import ZoomEyeSettings
     from focus_engine.methods import make_method
-    from focus_engine.zoomeye import ZoomEye
+    from focus_engine.methods.zoomeye import ZoomEye
 
     zoomeye = ZoomEye(mllm, config, settings=dataclasses.replace(ZoomEyeSettings.for_model(mllm),
                                                                  depth_limit=zoomeye_depth))

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers and editors
     from .errors import FocusConfigError, FocusError, FocusInputError, FocusModelError, UnsupportedModelError
     from .grid import GridGeometry, RelevanceMap
     from .mllm import MLLM, load_mllm
-    from .pipeline import FocusPipeline, FocusResult
+    from .methods.focus import FocusPipeline, FocusResult
     from .rois import ROI
     from .targets import Targets
 
@@ -31,8 +31,8 @@ _EXPORTS = {
     "FocusError": "errors",
     "FocusInputError": "errors",
     "FocusModelError": "errors",
-    "FocusPipeline": "pipeline",
-    "FocusResult": "pipeline",
+    "FocusPipeline": "methods.focus",
+    "FocusResult": "methods.focus",
     "GridGeometry": "grid",
     "MLLM": "mllm",
     "RelevanceMap": "grid",

@@ -36,7 +36,7 @@ def _slug(text: str) -> str:
 def write_outputs(result: Any, image: Image.Image, out: Path) -> list[Path]:
     """result.json and the mask of the regions the answer used; for FOCUS
     also a heatmap overlay per target, the ROIs drawn and a summary figure."""
-    from .pipeline import FocusResult
+    from .methods.focus import FocusResult
     from .render import draw_rois, heatmap_overlay, roi_mask, summary_figure
 
     out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +122,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import DEMO_DISCLAIMER, demo_item, embedded_model_dir
     from .methods.vanilla import Vanilla
     from .mllm import load_mllm
-    from .pipeline import FocusPipeline
+    from .methods.focus import FocusPipeline
     from .reading import choose_option
     from .render import comparison_figure
 

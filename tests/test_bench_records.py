@@ -94,7 +94,7 @@ def test_records_are_written_as_made_and_the_report_comes_from_them(planted_smal
 
 
 def test_out_of_memory_on_one_question_is_recorded_and_the_run_goes_on(planted_small, items, tmp_path, monkeypatch):
-    from focus_engine.pipeline import FocusPipeline
+    from focus_engine.methods.focus import FocusPipeline
 
     real_run = FocusPipeline.run
     calls = []

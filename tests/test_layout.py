@@ -130,7 +130,7 @@ def test_the_walk_finds_a_cycle_through_a_function_level_import():
 
 def test_stage_modules_never_name_a_family():
     """The stages reach a model only through the adapter interface."""
-    stages = ["targets", "relevance", "rois", "ranking", "answer", "pipeline", "config", "kv", "boxes"]
+    stages = ["targets", "relevance", "rois", "ranking", "answer", "methods/focus", "config", "kv", "boxes"]
     families = ("llava", "onevision", "qwen")
     for stage in stages:
         text = (ROOT / "focus_engine" / f"{stage}.py").read_text().lower()
@@ -141,3 +141,30 @@ def test_stage_modules_never_name_a_family():
         assert not any("mllm" in name for name in imported), (stage, imported)
         assert "family ==" not in code and 'family in (' not in code, stage
         assert not any(f'"{f}' in code for f in families), stage
+
+
+def test_every_way_of_answering_lives_in_methods():
+    """A ``Method`` subclass is defined in ``focus_engine/methods/`` and
+    nowhere else, so a new method's author knows where their file goes."""
+    found = {}
+    for path in (ROOT / "focus_engine").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ClassDef) and any(ast.unparse(b).endswith("Method") for b in node.bases):
+                found[node.name] = path.relative_to(ROOT).parent.as_posix()
+    assert {"Vanilla", "FocusPipeline", "ZoomEye"} <= set(found)
+    assert set(found.values()) == {"focus_engine/methods"}, found
+
+
+def test_nothing_below_the_methods_imports_them():
+    """The methods stand on the stages, adapters and facts; of the engine only
+    the layer around them (the bench, the command line, the demo, pictures,
+    the package's face) imports ``methods``: no arrow points up from it."""
+    graph = import_graph(["focus_engine"])
+    around = ("focus_engine.bench", "focus_engine.cli", "focus_engine.demo", "focus_engine.render",
+              "focus_engine.testing", "focus_engine.methods")
+    methods = f"{PACK}.focus_engine.methods"
+    below = {name: sorted(t for t in targets if t.startswith(methods))
+             for name, targets in graph.items()
+             if name.startswith(f"{PACK}.focus_engine.") and not name.startswith(
+                 tuple(f"{PACK}.{a}" for a in around))}
+    assert {name: t for name, t in below.items() if t} == {}

@@ -11,7 +11,7 @@ from PIL import Image
 from helpers import scene
 from focus_engine import FocusConfig
 from focus_engine.cost import CallCounter
-from focus_engine.zoomeye import (
+from focus_engine.methods.zoomeye import (
     Node, ZoomEye, ZoomEyeSettings, build_tree, depth_weight, patch_box, split, tree_depth,
 )
 

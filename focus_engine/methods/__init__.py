@@ -1,7 +1,8 @@
-"""The ways of answering: one run skeleton (``base.Method``), one result base
-(``base.MethodResult``), and the registry of method names (``registry``).
-FOCUS itself is ``focus_engine.pipeline.FocusPipeline``, ZoomEye
-``focus_engine.zoomeye.ZoomEye``, the plain answer ``vanilla.Vanilla``.
+"""The ways of answering, one module each: the plain answer
+(``vanilla.Vanilla``), FOCUS (``focus.FocusPipeline``) and ZoomEye
+(``zoomeye.ZoomEye``), on one run skeleton (``base.Method``) and one result
+base (``base.MethodResult``); the registry of method names (``registry``). A
+new way of answering is a module here and one registry line.
 
 Names are imported on first use (the registry imports the methods lazily)."""
 
@@ -13,7 +14,8 @@ from typing import Any
 _EXPORTS = {
     "Method": "base", "MethodResult": "base", "Run": "base",
     "METHOD_NAMES": "registry", "MethodSpec": "registry", "make_method": "registry", "method_spec": "registry",
-    "method_specs": "registry", "Vanilla": "vanilla",
+    "method_specs": "registry", "Vanilla": "vanilla", "FocusPipeline": "focus", "FocusResult": "focus",
+    "ZoomEye": "zoomeye", "ZoomEyeResult": "zoomeye",
 }
 __all__ = sorted(_EXPORTS)
 

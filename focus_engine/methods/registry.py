@@ -48,20 +48,20 @@ def _vanilla(mllm: Any, config: FocusConfig) -> Any:
 
 
 def _focus(mllm: Any, config: FocusConfig) -> Any:
-    from ..pipeline import FocusPipeline
+    from .focus import FocusPipeline
 
     return FocusPipeline(mllm, config)
 
 
 def _focus_paper(mllm: Any, config: FocusConfig) -> Any:
-    from ..pipeline import FocusPipeline
+    from .focus import FocusPipeline
     from ..presets import preset_config
 
     return FocusPipeline(mllm, preset_config("paper", mllm.family, config.preset_dataset, base=config))
 
 
 def _zoomeye(mllm: Any, config: FocusConfig) -> Any:
-    from ..zoomeye import ZoomEye
+    from .zoomeye import ZoomEye
 
     return ZoomEye(mllm, config)
 

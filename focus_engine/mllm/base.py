@@ -36,7 +36,7 @@ one-call API, converts its input itself.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -46,7 +46,7 @@ from PIL import Image
 from ..config import FocusConfig, ZoomEyeSettings, resolve_config
 from ..cost import CallCounter
 from ..errors import FocusConfigError, FocusInputError
-from ..grid import GridGeometry, RelevanceMap
+from ..grid import RelevanceMap
 from ..images import to_pil_rgb
 from ..inputs import check_target
 from ..kv import AnswerPrefill, Prefill
@@ -55,22 +55,9 @@ from ..relevance import target_map
 from . import thinking
 from .hf_loading import hf_call
 from .runtime import Decoded, HFRuntime, batches
+from .view import VisualView
 
 __all__ = ["Decoded", "EXISTENCE_PROMPT", "FamilySettings", "MLLM", "VisualView", "layers_by_fraction"]
-
-
-@dataclass
-class VisualView:
-    """How one image is shown to the model, and where its tokens land."""
-
-    images: list[Image.Image]
-    """What goes to the processor for this image (already padded / resized)."""
-    geometry: GridGeometry
-    """The relevance grid over the original image."""
-    rows: slice = field(default_factory=lambda: slice(None))
-    cols: slice = field(default_factory=lambda: slice(None))
-    """Which rows / columns of the model's full token grid the geometry keeps."""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,7 @@ from ..inputs import context_overflow
 from ..kv import CACHE_KWARG, Prefill, PromptRow, check_full_cache, output_cache
 
 if TYPE_CHECKING:
-    from .base import VisualView
+    from .view import VisualView
 
 
 @dataclass

@@ -23,16 +23,27 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
 from PIL import Image, ImageDraw
 
-from .answer import answer_on
-from .boxes import XYWH, Box, grow_box, merge_overlapping, union_box, window_about_centre, xywh_to_xyxy
-from .config import FocusConfig, ZoomEyeSettings  # ZoomEyeSettings re-exported: its home is config
-from .images import crop
-from .methods.base import Method, MethodResult, Run
-from .targets import find_targets
+from ..answer import answer_on
+from ..boxes import (
+    XYWH,
+    Box,
+    grow_box,
+    merge_overlapping,
+    union_box,
+    window_about_centre,
+    xywh_to_xyxy,
+)
+from ..config import (  # ZoomEyeSettings re-exported: its home is config
+    FocusConfig,
+    ZoomEyeSettings,
+)
+from ..images import crop
+from ..targets import find_targets
+from .base import Method, MethodResult, Run
 
 EXISTENCE = "Is there a {target} in the image? Answer Yes or No."
 EXISTENCE_ZOOM = "Is there a {target} in the zoomed-in view? Answer Yes or No."

@@ -14,16 +14,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from .answer import answer_question, select_rois
-from .gate import GateDecision, open_gate
-from .grid import RelevanceMap
-from .methods.base import Method, MethodResult, Run
-from .prompts import format_question, question_prompt
-from .ranking import rank_rois
-from .reading import parse_option
-from .relevance import relevance_maps
-from .rois import ROI, propose_for_maps
-from .targets import find_targets
+from ..answer import answer_question, select_rois
+from ..gate import GateDecision, open_gate
+from ..grid import RelevanceMap
+from ..prompts import format_question, question_prompt
+from ..ranking import rank_rois
+from ..reading import parse_option
+from ..relevance import relevance_maps
+from ..rois import ROI, propose_for_maps
+from ..targets import find_targets
+from .base import Method, MethodResult, Run
 
 
 @dataclass(kw_only=True)
