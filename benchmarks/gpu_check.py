@@ -61,7 +61,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-FAMILIES = ("llava", "llava_onevision", "qwen2_5_vl", "qwen3_vl")
 PUBLISHED = {
     "llava": "LLaVA-1.5-7B (llava-hf/llava-1.5-7b-hf)",
     "llava_onevision": "LLaVA-OneVision-7B (llava-hf/llava-onevision-qwen2-7b-ov-hf)",
@@ -312,6 +311,8 @@ PARTS: dict[str, Callable[[bool], tuple[Any, Any, Any]]] = {
     "llava": llava_parts, "llava_onevision": onevision_parts, "qwen2_5_vl": qwen2_5_vl_parts,
     "qwen3_vl": qwen3_vl_parts,
 }
+FAMILIES = tuple(PARTS)
+"""The families this check builds at real size (each one's parts builder above)."""
 
 
 def build_model(family: str, size: Size, attention: str = "sdpa") -> tuple[Any, Any]:

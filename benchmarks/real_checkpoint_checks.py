@@ -77,7 +77,7 @@ def run_check(
     focus = method_spec("focus")
     rows = []
     for label, fields in variants(check, mllm):
-        spec = dataclasses.replace(focus, name=f"{check}-{len(rows)}", overrides=tuple(fields.items()))
+        spec = dataclasses.replace(focus, name=f"{check}-{len(rows)}", fixed=tuple(fields.items()))
         result = run_benchmark(mllm, items, [spec], base, [n_steps], progress=False, parse=parse,
                                out_dir=out / f"{check}_{len(rows)}")
         metrics = result.runs[0].metrics
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from focus_engine.bench.datasets import detect_kind, load_dataset
     from focus_engine.mllm import load_mllm
-    from focus_engine.presets import preset_config
+    from focus_engine.config import FocusConfig
 
     checks = [c.strip() for c in args.checks.split(",") if c.strip()]
     unknown = [c for c in checks if c not in CHECKS]
@@ -133,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.data:
             parser.error("--data is needed for " + ", ".join(question_checks))
         items = load_dataset(args.data, limit=args.limit)
-        base = preset_config(args.preset, mllm.family, detect_kind(args.data))
+        base = FocusConfig(preset=args.preset, preset_dataset=detect_kind(args.data))  # the preset as chosen
         out = Path(args.out)
         for check in question_checks:
             print(f"[checks] {check} on {len(items)} questions", file=sys.stderr, flush=True)

@@ -102,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from focus_engine.bench.world import make_synthetic
     from focus_engine.demo import embedded_model_dir
     from focus_engine.mllm import load_mllm
-    from focus_engine.presets import preset_config
+    from focus_engine.config import FocusConfig
 
     torch.manual_seed(0)
     with tempfile.TemporaryDirectory() as tmp:
@@ -112,9 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         else:
             folder = Path(args.model) if args.model else embedded_model_dir()
         mllm = load_mllm(str(folder), device="cpu", dtype="fp32")
-        config = preset_config(args.preset, mllm.family, "other", answer_max_new_tokens=16 if args.random_geometry
-                               else 64, target_max_new_tokens=16 if args.random_geometry else 48,
-                               **parse_fields(args.set))
+        shorter = {"answer_max_new_tokens": 16, "target_max_new_tokens": 16} if args.random_geometry else {}
+        config = FocusConfig(preset=args.preset, **shorter, **parse_fields(args.set))  # what the user chose
         items = load_dataset(data, limit=args.limit)
         result = breakdown(mllm, items, args.method, config, args.n_steps)
     result.update(model=str(args.random_geometry or folder), method=args.method, preset=args.preset)

@@ -16,10 +16,10 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from .config import ATTENTIONS, MAP_PROMPTS, PRECISIONS, QUANTIZATIONS, RELEVANCE_SOURCES, FocusConfig
+from .cli_flags import add_model_flags, add_setting_flags, load_model, user_settings
+from .config import FocusConfig
 from .errors import FocusError
 from .methods.registry import METHOD_NAMES
-from .presets import DATASETS, PRESETS
 
 PREVIEW_MAX_SIDE = 2048
 """Overlays and box drawings are shrunk to this long side; the mask is not."""
@@ -56,18 +56,21 @@ def write_outputs(result: Any, image: Image.Image, out: Path) -> list[Path]:
 
 
 def _method_from_args(args: argparse.Namespace, mllm: Any) -> Any:
-    """The method ``--method`` names (``--gate T``: focus-gated:T), with the
-    run's options on top of the ``--preset``."""
-    from .methods.registry import method_spec
+    """The method ``--method`` names (``--gate T`` with FOCUS: focus-gated:T)
+    with the settings the user typed, merged by ``methods.setup.run_config``."""
+    from .methods.setup import make_method
+    from .presets import describe_preset
 
-    from .presets import describe_preset, preset_config
-
-    name = f"focus-gated:{args.gate}" if args.gate is not None else args.method
-    config = preset_config(args.preset, mllm.family, args.preset_dataset, n_steps=args.n_steps, source=args.source,
-                           layers=tuple(args.layers) if args.layers else None, map_prompt=args.map_prompt,
-                           **_verification_options(args))
-    _progress(f"preset: {describe_preset(config, mllm.family)}")
-    return method_spec(name).make(mllm, config, args.n_steps)
+    settings = user_settings(args)
+    name = args.method or "focus"
+    if args.gate is not None:
+        if name == "focus":
+            name = f"focus-gated:{args.gate}"
+        else:  # another method with a gate: its own fields decide whether that can be
+            settings["gate_threshold"] = args.gate
+    method = make_method(name, mllm, **settings)
+    _progress(f"preset: {describe_preset(method.config, mllm.family)}")
+    return method
 
 
 def _print_summary(result: Any, written: Sequence[Path]) -> None:
@@ -100,17 +103,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise FocusError(f"cannot read image {args.image!r}: {exc}") from None
     pil = to_pil_rgb(image)
-    method_spec(args.method)  # a bad name fails before the model loads
+    method_spec(args.method or "focus")  # a bad name fails before the model loads
     if args.model:
-        from .mllm import load_mllm
-
         _progress(f"loading {args.model}")
-        mllm = load_mllm(args.model, device=args.device, dtype=args.precision, attn_implementation=args.attention,
-                         quantization=args.quantization)
-    else:
-        from .demo import load_demo_model
-
-        mllm = load_demo_model(args.quantization)
+    mllm = load_model(args)
     result = _method_from_args(args, mllm).run(pil, args.question, options=args.options, targets=args.targets,
                                                progress=_progress)
     _print_summary(result, write_outputs(result, pil, Path(args.out)))
@@ -120,9 +116,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .boxes import coverage
     from .demo import DEMO_DISCLAIMER, demo_item, embedded_model_dir
-    from .methods.vanilla import Vanilla
+    from .methods.setup import make_method
     from .mllm import load_mllm
-    from .methods.focus import FocusPipeline
     from .reading import choose_option
     from .render import comparison_figure
 
@@ -136,9 +131,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     image.save(out / "scene.png")
-    config = FocusConfig(n_steps=args.n_steps)
-    vanilla = Vanilla(mllm, config).run(image, question, options)
-    result = FocusPipeline(mllm, config).run(image, question, options=options, progress=_progress)
+    vanilla = make_method("vanilla", mllm).run(image, question, options)
+    result = make_method("focus", mllm, n_steps=args.n_steps).run(image, question, options=options,
+                                                                  progress=_progress)
 
     def verdict(answer: str) -> str:  # judged as `focus bench` judges (a letter, the option's text, ...)
         return "right" if choose_option(answer, options) == truth else "wrong"
@@ -170,61 +165,31 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="answer a question about an image with FOCUS (or another --method)")
-    run.add_argument("--model", help="model folder or Hugging Face hub id (default: the embedded demo model, "
-                                      "which knows only the synthetic world)")
-    run.add_argument("--method", default="focus", help=f"how to answer: {', '.join(METHOD_NAMES)} (default: focus)")
+    run.add_argument("--method", help=f"how to answer: {', '.join(METHOD_NAMES)} (default: focus)")
     run.add_argument("--image", required=True, help="image file")
     run.add_argument("--question", required=True)
     run.add_argument("--options", nargs="+", help="multiple-choice options (answer is a letter)")
     run.add_argument("--targets", nargs="+", help="skip target extraction: the objects to look for")
     run.add_argument("--out", default="focus_out", help="output folder (default: focus_out)")
-    run.add_argument("--device", default="auto")
-    run.add_argument("--precision", default="auto", choices=PRECISIONS)
-    run.add_argument("--attention", default="auto", choices=ATTENTIONS)
-    run.add_argument("--quantization", default="none", choices=QUANTIZATIONS,
-                     help="8bit or 4bit (NF4) weights through bitsandbytes (pip install bitsandbytes accelerate)")
-    run.add_argument("--preset", default="default", choices=PRESETS,
-                     help="default: the project's settings; paper: the paper's (Tab. 7) for the model's family")
-    run.add_argument("--preset-dataset", default="other", choices=DATASETS,
-                     help="the benchmark the paper preset's settings are for (vstar, hrbench, mme; default other)")
-    _add_common(run)
+    add_model_flags(run)
+    run.add_argument("--n-steps", type=int, default=argparse.SUPPRESS,
+                     help=f"verification budget (ROIs checked per target; default {FocusConfig.n_steps})")
+    add_setting_flags(run, dataset_default="other")
+    run.add_argument("--gate", type=float, metavar="THRESHOLD",
+                     help="adaptive gate: keep the plain answer when its confidence reaches THRESHOLD (0..1)")
     run.set_defaults(func=cmd_run)
 
     demo = sub.add_parser("demo", help="plain answer vs FOCUS on a world scene, with the embedded demo model")
     demo.add_argument("--out", default="focus_demo_out", help="output folder (default: focus_demo_out)")
     demo.add_argument("--model", default=None, help="model folder (default: the embedded demo model)")
-    demo.add_argument("--n-steps", type=int, default=4)
+    demo.add_argument("--n-steps", type=int, default=FocusConfig.n_steps,
+                      help=f"verification budget (default {FocusConfig.n_steps})")
     demo.set_defaults(func=cmd_demo)
 
-    from .bench.commands import add_bench_commands
+    from .cli_bench import add_bench_commands
 
     add_bench_commands(sub)
     return parser
-
-
-def _verify_stop(text: str) -> float | None:
-    return None if text.strip().lower() == "none" else float(text)
-
-
-def _verification_options(args: argparse.Namespace) -> dict[str, Any]:
-    """Only what the user set: the preset's (or the default's) stands otherwise."""
-    options: dict[str, Any] = {} if args.overrun is None else {"overrun": args.overrun}
-    return {**options, "verify_stop": args.verify_stop} if hasattr(args, "verify_stop") else options
-
-
-def _add_common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--n-steps", type=int, default=4, help="verification budget (ROIs checked per target)")
-    parser.add_argument("--overrun", action=argparse.BooleanOptionalAction, default=None,
-                        help="verify beyond n-steps until a crop says Yes (the paper's; default: off, or the preset's)")
-    parser.add_argument("--verify-stop", type=_verify_stop, default=argparse.SUPPRESS, metavar="P|none",
-                        help="stop verifying a target once a crop's P(Yes) reaches P (default 0.5); none = verify "
-                             "n-steps ROIs at once, as the paper")
-    parser.add_argument("--source", default="values", choices=RELEVANCE_SOURCES, help="relevance source (ablations)")
-    parser.add_argument("--layers", type=int, nargs=2, metavar=("START", "END"), help="layer range [START, END)")
-    parser.add_argument("--map-prompt", default="existence", choices=MAP_PROMPTS,
-                        help="maps from the paper's existence prompt, or from the question's own prefill")
-    parser.add_argument("--gate", type=float, metavar="THRESHOLD",
-                        help="adaptive gate: keep the plain answer when its confidence reaches THRESHOLD (0..1)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,9 +1,10 @@
 """Named presets: the project's own defaults, and the paper's settings per
 model family and dataset (FOCUS, arXiv 2506.21710v2, Tab. 7 and §4.1).
 
-``FocusConfig()`` is the ``default`` preset. ``paper_config(family,
-dataset)`` is the paper's (each family's part stated by its adapter,
-``MLLM.paper_settings``): its anchors (k = 15 if n_steps < 4 else 30;
+``FocusConfig()`` is the ``default`` preset. ``paper_settings(family,
+dataset)`` are the paper's fields (each family's part stated by its adapter,
+``MLLM.paper_settings``), applied by ``methods.setup.run_config`` (layer 3 of
+5; ``run_config(mllm, preset="paper")``): its anchors (k = 15 if n_steps < 4 else 30;
 LLaVA-OneVision 30 always), anchor spacing (LLaVA-1.5: 2 on V*Bench, 3
 elsewhere; OneVision 2), the largest box (LLaVA-1.5 5; OneVision 9 on
 V*Bench, 5 elsewhere), its boxes only (no extent boxes, which are ours)
@@ -17,7 +18,6 @@ The layers are the family's own: the paper's where it gives them
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from .config import FocusConfig
@@ -42,26 +42,6 @@ def paper_settings(family: str, dataset: str = "other") -> dict[str, Any]:
               "target_reply": "reasoned", "verify_stop": None, "overrun": True}
     return {**common, **FAMILY_ADAPTERS[family].paper_settings(dataset)}
 
-def preset_config(
-    preset: str, family: str, dataset: str = "other", base: FocusConfig | None = None, **overrides: Any
-) -> FocusConfig:
-    """``base`` (default: ``FocusConfig()``) with ``preset``'s fields for
-    ``family`` and ``dataset``, then ``overrides`` (what the user set
-    explicitly wins over the preset); the config records the
-    preset's name and dataset (``preset``, ``preset_dataset``)."""
-    if preset not in PRESETS:
-        raise FocusConfigError(f"preset {preset!r}: use one of {', '.join(PRESETS)}")
-    fields = paper_settings(family, dataset) if preset == "paper" else {}
-    return dataclasses.replace(base or FocusConfig(), **{**fields, "preset": preset, "preset_dataset": dataset,
-                                                         **overrides})
-
-
-def paper_config(family: str, dataset: str = "other", **overrides: Any) -> FocusConfig:
-    """The paper's settings (Tab. 7) for a model family on a dataset, then
-    ``overrides``: ``paper_config("llava_onevision", "vstar", n_steps=2)``."""
-    return preset_config("paper", family, dataset, **overrides)
-
-
 def describe_preset(config: FocusConfig, family: str) -> str:
     """One line: the preset, its dataset, and the fields it set."""
     if config.preset != "paper":
@@ -71,4 +51,4 @@ def describe_preset(config: FocusConfig, family: str) -> str:
     return f"paper, for {family} on {config.preset_dataset}: {shown}"
 
 
-__all__ = ["DATASETS", "PRESETS", "describe_preset", "paper_config", "paper_settings", "preset_config"]
+__all__ = ["DATASETS", "PRESETS", "describe_preset", "paper_settings"]

@@ -119,13 +119,27 @@ def finish_with(mllm: Any) -> None:
 
 
 def focus_config(mllm: Any, **fields: Any) -> Any:
-    """The engine's config from node widgets, resolved for ``mllm``; a bad
-    value stops the node with the engine's message."""
-    from ..focus_engine.config import FocusConfig, resolve_config
+    """The engine's config from node widgets, built by the engine's one
+    settings function (``methods.setup.run_config``: the widgets are what the
+    user set) and resolved for ``mllm``; a bad value stops the node with the
+    engine's message."""
     from ..focus_engine.errors import FocusError
+    from ..focus_engine.methods.setup import run_config
 
     try:
-        return resolve_config(mllm, FocusConfig(**fields))
+        return run_config(mllm, "focus", **fields)
+    except FocusError as exc:
+        raise ValueError(f"FOCUS: {exc}") from None
+
+
+def focus_method(mllm: Any, name: str, **fields: Any) -> Any:
+    """The method ``name`` on ``mllm`` with the widgets' settings (as
+    ``focus_config``); a bad value stops the node with the engine's message."""
+    from ..focus_engine.errors import FocusError
+    from ..focus_engine.methods import make_method
+
+    try:
+        return make_method(name, mllm, **fields)
     except FocusError as exc:
         raise ValueError(f"FOCUS: {exc}") from None
 

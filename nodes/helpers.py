@@ -7,12 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from ..focus_engine.config import FocusConfig
 from . import bridge
 from .regions import BBOX_TIP, SEGS_TIP, bbox_list
 from .regions import segs as region_segs
 from .common import (
     BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN,
-    RoiBatch, boxes_json, check_batch, focus_config, gate_json, image_items, pad_to_common_size, parse_options,
+    RoiBatch, boxes_json, check_batch, focus_method, gate_json, image_items, pad_to_common_size, parse_options,
     finish_with, pil_image, rois_in, run_per_image, to_image_tensor, to_mask_tensor, use_mllm,
 )
 
@@ -164,7 +165,7 @@ class FocusVQA:
                 "mllm": MLLM_IN,
                 "image": IMAGE_IN,
                 "question": QUESTION_IN,
-                "n_steps": ("INT", {"default": 4, "min": 1, "max": 32, "tooltip": (
+                "n_steps": ("INT", {"default": FocusConfig.n_steps, "min": 1, "max": 32, "tooltip": (
                     "At most this many ROIs verified per target, in relevance order, stopping at the first the "
                     "model is sure of; 1 = the first ROI, unverified.")}),
             },
@@ -177,13 +178,12 @@ class FocusVQA:
 
     def run(self, mllm: Any, image: Any, question: str, n_steps: int, options: str = "", targets_override: str = "",
             gate: float = 0.0):
-        from ..focus_engine.methods import make_method
         from ..focus_engine.render import roi_mask, summary_figure
 
         handle, mllm = mllm, use_mllm(mllm)
         pictures = [pil_image(item) for item in image_items(image)]
         choices = parse_options(options)
-        method = make_method(f"focus-gated:{gate}" if gate else "focus", mllm, focus_config(mllm, n_steps=n_steps))
+        method = focus_method(mllm, f"focus-gated:{gate}" if gate else "focus", n_steps=n_steps)
         results = run_per_image(len(pictures), lambda i: method.run(
             pictures[i], question, options=choices, targets=targets_override.strip() or None,
             should_stop=bridge.interrupted,

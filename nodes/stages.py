@@ -88,7 +88,7 @@ class FocusRelevanceMap:
                     "gives one).")}),
                 "layer_end": ("INT", {"default": 0, "min": 0, "max": 512, "tooltip": (
                     "End of the layer range (exclusive); 0 = the family default.")}),
-                "source": (list(RELEVANCE_SOURCES), {"default": "values", "tooltip": (
+                "source": (list(RELEVANCE_SOURCES), {"default": FocusConfig.source, "tooltip": (
                     "values: FOCUS. keys / random: the paper's ablations.")}),
             }
         }
@@ -128,15 +128,17 @@ class FocusProposeROIs:
                 "relevance": ("FOCUS_RELEVANCE", {"tooltip": "Maps from FOCUS · Relevance Map."}),
                 "anchors": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": (
                     "Anchor cells per target; 0 = the paper's rule (fewer anchors for a small verification budget).")}),
-                "spacing": ("FLOAT", {"default": 3.0, "min": 0.0, "max": 50.0, "step": 0.5, "tooltip": (
+                "spacing": ("FLOAT", {"default": FocusConfig.anchor_spacing, "min": 0.0, "max": 50.0, "step": 0.5,
+                                      "tooltip": (
                     "Minimum distance between anchors, in grid cells.")}),
                 "min_size": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": (
                     "Initial box side in cells; 0 = the model family's default.")}),
                 "max_size": ("INT", {"default": 0, "min": 0, "max": 128, "tooltip": (
                     "Largest box side in cells; 0 = the model family's default.")}),
-                "threshold": ("FLOAT", {"default": 0.5, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
+                "threshold": ("FLOAT", {"default": FocusConfig.expand_threshold, "min": 0.0, "max": 1.0, "step": 0.05,
+                                        "tooltip": (
                     "A box grows while the mean relevance inside stays at least this.")}),
-                "nms_iou": ("FLOAT", {"default": 0.3, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
+                "nms_iou": ("FLOAT", {"default": FocusConfig.nms_iou, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
                     "Overlapping proposals above this IoU are suppressed.")}),
             }
         }
@@ -190,12 +192,12 @@ class FocusRankROIs:
                 "image": IMAGE_IN,
                 "rois": ROIS_IN,
                 "targets": TARGETS_IN,
-                "n_steps": ("INT", {"default": 4, "min": 1, "max": 32, "tooltip": (
+                "n_steps": ("INT", {"default": FocusConfig.n_steps, "min": 1, "max": 32, "tooltip": (
                     "At most this many ROIs verified per target, in relevance order, stopping at the first the model "
                     "is sure of; 1 without overrun skips verification (the no-ranking ablation).")}),
-                "overrun": ("BOOLEAN", {"default": FocusConfig().overrun, "tooltip": (
-                    "If none of the first n_steps ROIs says Yes, verify further ones "
-                    f"(at most {FocusConfig().max_overrun} more per target; the paper's).")}),
+                "overrun": ("BOOLEAN", {"default": FocusConfig.overrun, "tooltip": (
+                    "If none of the first n_steps ROIs says Yes, verify further ones until one does (the paper's), "
+                    f"at most {FocusConfig.max_overrun} more per target (our cap).")}),
             }
         }
 

@@ -38,7 +38,17 @@ class Family:
     image_only_processor: bool = False
     """Its full processor needs torchvision: it loads with an image-only one where that fails."""
     undamped_options: dict[str, Any] = field(default_factory=dict)
+    k_norm: bool = False
+    """Its attention layers normalise each head's keys (``k_norm``) before RoPE."""
     doc: str = ""
+
+    @property
+    def newer_than_the_floor(self) -> bool:
+        """Its model classes are newer than the lowest transformers the project supports."""
+        from focus_engine.mllm.base import MLLM
+        from focus_engine.mllm.loader import FAMILY_ADAPTERS
+
+        return tuple(FAMILY_ADAPTERS[self.name].min_transformers) > tuple(MLLM.min_transformers)
 
     @property
     def skip_reason(self) -> str | None:
@@ -81,13 +91,13 @@ FAMILIES = (
     ),
     Family(
         "qwen3_vl", planted="qwen3_vl", undamped="random_qwen3_vl_dir", build=build_planted_qwen3_vl,
-        planted_seed=11, undamped_seed=12, image_only_processor=True,
+        planted_seed=11, undamped_seed=12, image_only_processor=True, k_norm=True,
         object_side=lambda size: 160,  # a few 32-px merged patches of the resized image
         doc="Planted Qwen3-VL, DeepStack at full strength, image-only processor.",
     ),
     Family(
         "qwen3_5", planted="qwen3_5", undamped="random_qwen3_5_dir", build=build_planted_qwen3_5,
-        planted_seed=13, undamped_seed=14, image_only_processor=True,
+        planted_seed=13, undamped_seed=14, image_only_processor=True, k_norm=True,
         object_side=lambda size: 160,
         doc="Planted Qwen3.5: 8 layers, linear attention but layers 3 and 7, byte-level BPE tokenizer.",
     ),

@@ -142,7 +142,7 @@ def test_keys_are_the_keys_the_layer_rotates(request, family):
             with torch.no_grad():
                 norm.weight.copy_(torch.rand_like(norm.weight) * 2 + 0.1)
             normed += 1
-    assert normed == (len(mllm._decoder_layers()) - len(mllm.recurrent_layers) if family in ("qwen3_vl", "qwen3_5") else 0)
+    assert normed == (len(mllm._decoder_layers()) - len(mllm.recurrent_layers) if FAMILY[family].k_norm else 0)
     image = scene((800, 600), (100, 100, 200, 200))
     prefill = mllm.prefill(image, "red car", capture_keys=(0, mllm.num_layers))
     for index in range(mllm.num_layers):

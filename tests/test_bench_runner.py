@@ -22,11 +22,11 @@ TINY = WorldSpec(
 )
 """Small scenes in the words the planted test tokenizer knows (it has no
 "cross" or "diamond": FOCUS could not find such a target's tokens)."""
-FAST = FocusConfig(answer_max_new_tokens=2, max_overrun=1, extent_floor=None, verify_stop=None, overrun=True)
+FAST = FocusConfig(answer_max_new_tokens=2, max_overrun=1, extent_floor=None)
 """Two answer tokens and one overrun step keep the CPU time small; the paper's
 boxes (no extent) leave every target of these small scenes enough ROIs for
-the pass counts below, and the paper's verification (n_steps at once, then
-overrun) makes those counts exact."""
+the pass counts below, and focus-full's verification (the paper's: n_steps
+at once, then overrun) makes those counts exact."""
 
 
 @pytest.fixture(scope="module")
@@ -41,7 +41,7 @@ def bench_run(planted_small, tiny_items, tmp_path_factory):
     out = tmp_path_factory.mktemp("bench_out")
     calls = []
     result = run_benchmark(
-        planted_small, tiny_items, "vanilla,focus,no-ranking", FAST, n_steps_list=[2, 1],
+        planted_small, tiny_items, "vanilla,focus-full,no-ranking", FAST, n_steps_list=[2, 1],
         progress=lambda done, total, message: calls.append((done, total)), out_dir=out, use_gt_targets=True,
     )
     return result, out, calls
@@ -50,7 +50,7 @@ def bench_run(planted_small, tiny_items, tmp_path_factory):
 def test_runs_and_records(bench_run, tiny_items):
     result, _, calls = bench_run
     assert sorted(i.subtype for i in tiny_items) == ["label", "spatial"]  # one and two targets
-    assert [r.label for r in result.runs] == ["vanilla", "focus@1", "focus@2", "no-ranking"]
+    assert [r.label for r in result.runs] == ["vanilla", "focus-full@1", "focus-full@2", "no-ranking"]
     assert calls[-1] == (8, 8) and len(calls) == 9  # one tick per (item, run) and a final one
     for run in result.runs:
         assert [r["id"] for r in run.records] == [i.id for i in tiny_items]
@@ -69,7 +69,7 @@ def test_forward_pass_accounting(bench_run):
     for record in result.run("no-ranking").records:
         assert record["verified"] == 0 and record["forward_passes"] == len(record["targets"])
     for n in (1, 2):
-        for record in result.run("focus", n).records:
+        for record in result.run("focus-full", n).records:
             targets = len(record["targets"])
             # one relevance prefill per target + one pass per verified crop
             assert record["forward_passes"] == targets + record["verified"]
@@ -77,7 +77,7 @@ def test_forward_pass_accounting(bench_run):
             assert record["targets"] == record["gt_names"]
             assert len(record["peak_hits"]) == len(record["gt_boxes"])
             assert 1 <= len(record["selected_boxes"]) <= len(record["ranked_boxes"])
-    focus1, focus2 = result.run("focus", 1).metrics, result.run("focus", 2).metrics
+    focus1, focus2 = result.run("focus-full", 1).metrics, result.run("focus-full", 2).metrics
     assert focus2["forward_passes"] >= focus1["forward_passes"] > result.run("no-ranking").metrics["forward_passes"]
 
 

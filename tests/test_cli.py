@@ -76,14 +76,3 @@ def test_focus_demo_with_another_model(planted_dir, tmp_path, capsys):
     assert "synthetic world" not in out and "truth" in out  # no claim about a model it did not ship
     assert main(["demo", "--out", str(tmp_path / "demo2"), "--model", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
-
-
-def test_verification_options_override_the_preset_only_when_given():
-    from focus_engine.cli import _verification_options, build_parser
-
-    def options(*flags):
-        return _verification_options(build_parser().parse_args(["run", "--image", "x.png", "--question", "q", *flags]))
-
-    assert options() == {}
-    assert options("--verify-stop", "none", "--overrun") == {"verify_stop": None, "overrun": True}
-    assert options("--verify-stop", "0.7", "--no-overrun") == {"verify_stop": 0.7, "overrun": False}

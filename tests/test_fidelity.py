@@ -16,7 +16,7 @@ from focus_engine.answer import answer_question
 from focus_engine.config import resolve_config
 from focus_engine.errors import FocusError, FocusModelError, NonFiniteError
 from focus_engine.mllm.runtime import Decoded
-from focus_engine.presets import paper_config, preset_config
+from focus_engine.methods.setup import merged_config
 from focus_engine.reading import read_choice
 from focus_engine.relevance import _layer_part, accumulate
 from focus_engine.rois import ROI
@@ -186,6 +186,10 @@ def test_nan_confidences_and_maps_are_clear_errors(planted, monkeypatch):
 
 
 # ------------------------------------------------ 5. presets
+def paper_config(family, dataset="other", **settings):
+    return merged_config(family, preset="paper", preset_dataset=dataset, **settings)
+
+
 def test_the_paper_preset_per_family_and_dataset():
     llava_v, llava_hr = paper_config("llava", "vstar"), paper_config("llava", "hrbench")
     assert (llava_v.anchor_spacing, llava_hr.anchor_spacing, llava_v.s_max, llava_v.n_anchors) == (2.0, 3.0, 5, None)
@@ -195,7 +199,7 @@ def test_the_paper_preset_per_family_and_dataset():
         assert config.extent_floor is None and config.preset == "paper"
     assert FocusConfig().extent_floor is not None and FocusConfig().preset == "default"
     assert paper_config("llava", "vstar", n_steps=2).n_steps == 2
-    assert preset_config("default", "llava") == FocusConfig(preset="default", preset_dataset="other")
+    assert merged_config("llava") == FocusConfig(preset="default", preset_dataset="other")
     with pytest.raises(FocusError):
         paper_config("llava", "coco")
 

@@ -12,6 +12,7 @@ from focus_engine.config import FocusConfig
 from focus_engine.cost import CallCounter, StageClock, Cost, PeakMemory
 from focus_engine.errors import FocusConfigError, FocusInputError
 from focus_engine.methods import Method, MethodResult, make_method, method_spec, method_specs
+from focus_engine.methods.setup import merged_config
 from focus_engine.methods.registry import FIXED
 
 QUESTION, OPTIONS = "What colour is the square?", ["red", "blue", "green", "white"]
@@ -19,18 +20,18 @@ FAST = FocusConfig(answer_max_new_tokens=2, max_overrun=1, n_steps=1)
 
 
 def test_method_names_and_the_fields_they_fix():
-    assert dict(method_spec("keys").overrides) == {"source": "keys"}
-    assert dict(method_spec("random").overrides) == {"source": "random"}
-    assert dict(method_spec("layers:0-14").overrides) == {"layers": (0, 14)}
+    assert dict(method_spec("keys").fixed) == {"source": "keys"}
+    assert dict(method_spec("random").fixed) == {"source": "random"}
+    assert dict(method_spec("layers:0-14").fixed) == {"layers": (0, 14)}
     no_ranking = method_spec("No-Ranking")
-    assert no_ranking.config(FocusConfig(), 8).n_steps == 1 and not no_ranking.sweeps_n_steps
-    assert method_spec("focus").config(FocusConfig(), 8).n_steps == 8
+    assert merged_config("llava", no_ranking, budget=8).n_steps == 1 and not no_ranking.sweeps_n_steps
+    assert merged_config("llava", "focus", budget=8).n_steps == 8
     assert [m.name for m in method_specs("vanilla, focus,vanilla")] == ["vanilla", "focus"]
     assert not method_spec("zoomeye").sweeps_n_steps and not method_spec("vanilla").sweeps_n_steps
-    assert dict(method_spec("focus-shared").overrides) == {"map_prompt": "question"}
-    gated = method_spec("focus-gated:0.25").config(FocusConfig(), 4)
+    assert dict(method_spec("focus-shared").fixed) == {"map_prompt": "question"}
+    gated = merged_config("llava", "focus-gated:0.25", budget=4)
     assert gated.gate_threshold == 0.25 and gated.map_prompt == "question" and gated.n_steps == 4
-    assert method_spec("focus-gated").config(FocusConfig()).map_prompt == "question"  # the gate's rule, one place
+    assert merged_config("llava", "focus-gated").map_prompt == "question"  # the gate's rule, one place
     for bad in ("zoom-eye", "focus-gated:x", "focus-gated:1.5", "layers:5-2", ""):
         with pytest.raises(FocusConfigError):
             method_specs(bad)
@@ -40,14 +41,12 @@ def test_the_default_stops_verifying_when_sure_and_the_paper_is_one_name_away():
     """The default FOCUS verifies in relevance order and stops at the first
     crop with P(Yes) >= 0.5, n_steps the cap (issue 23); ``focus-full`` and
     ``--preset paper`` verify n_steps at once and overrun until a Yes."""
-    from focus_engine.presets import paper_config
-
     default = FocusConfig()
     assert (default.verify_stop, default.overrun, default.target_reply) == (0.5, False, "reasoned")
     assert default.target_lookup_tokens > 0  # exact: the greedy reply in fewer calls
-    full = method_spec("focus-full").config(default, 4)
+    full = merged_config("llava", "focus-full", budget=4)
     assert (full.verify_stop, full.overrun, full.n_steps) == (None, True, 4)
-    paper = paper_config("llava")
+    paper = merged_config("llava", preset="paper")
     assert (paper.verify_stop, paper.overrun, paper.preset) == (None, True, "paper")
 
 

@@ -10,13 +10,13 @@ import dataclasses
 import numpy as np
 import pytest
 
-from families import FAMILY
+from families import FAMILIES, FAMILY
 from helpers import BOXES, covers_centre, image_batch, object_box, peak_pixel, scene
 from focus_engine import FocusPipeline, load_mllm
 
 NEW_FAMILIES = [
-    pytest.param(name, marks=pytest.mark.skipif(bool(FAMILY[name].skip_reason), reason=FAMILY[name].skip_reason or ""))
-    for name in ("qwen3_vl", "qwen3_5")
+    pytest.param(f.name, marks=pytest.mark.skipif(bool(f.skip_reason), reason=f.skip_reason or ""))
+    for f in FAMILIES if f.newer_than_the_floor
 ]
 
 

@@ -23,11 +23,20 @@ from PIL import Image
 from ..config import FocusConfig
 from ..errors import FocusConfigError, FocusError
 from ..methods.registry import METHOD_NAMES, MethodSpec, method_spec, method_specs
+from ..methods.setup import make_method
 from ..reading import PARSES, read_choice
 from .datasets import BenchItem
 from .metrics import peak_cell_hit, summarize
 from .records import RecordStore
-from .report import RESULTS_FILE, BenchmarkResult, RunResult, format_summary, load_result, write_report, write_results
+from .report import (
+    RESULTS_FILE,
+    BenchmarkResult,
+    RunResult,
+    format_summary,
+    load_result,
+    write_report,
+    write_results,
+)
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -64,9 +73,11 @@ def run_benchmark(
     items: Sequence[BenchItem],
     methods: str | Sequence[str | MethodSpec] = ("vanilla", "focus"),
     config: FocusConfig | None = None,
-    n_steps_list: Sequence[int] = (4,),
+    n_steps_list: Sequence[int] = (FocusConfig.n_steps,),
     progress: ProgressFn | bool | None = None,
     *,
+    settings: Mapping[str, Any] | None = None,
+    say: Callable[[str], None] | None = None,
     out_dir: str | Path | None = None,
     use_gt_targets: bool = False,
     peak_margin: float = 0.0,
@@ -86,6 +97,12 @@ def run_benchmark(
     of a run launched with ``accelerate launch``); the report is then made by
     the caller once every process is done (``write_report``).
 
+    Each run's config is built once, before the first question, by
+    ``methods.setup.run_config`` from ``config`` (a ``FocusConfig`` whose
+    changed fields count as set) and ``settings`` (fields by name, the
+    ``preset`` and ``preset_dataset``), and recorded as the method runs with
+    it (``runs[].config``); ``say`` gets one line per run saying its preset.
+
     ``use_gt_targets`` gives the searches the dataset's target names instead
     of extracting them (where the dataset has names). ``parse``: ``lenient``
     (the dataset's reading of an answer) or ``strict`` (only an exact option
@@ -94,12 +111,22 @@ def run_benchmark(
     """
     if not items:
         raise FocusConfigError("no benchmark items to run; check the dataset path and --limit")
-    base, plans = config or FocusConfig(), _plans(mllm, methods, n_steps_list, config or FocusConfig())
     if parse not in PARSES:
         raise FocusConfigError(f"parse={parse!r}: use one of {', '.join(PARSES)}")
+    chosen = dict(settings or {})
+    plans = _plans(mllm, methods, n_steps_list, config, chosen)
+    if say is not None:
+        from ..presets import describe_preset
+
+        runs_by_preset: dict[str, list[str]] = {}
+        for run, method in plans:
+            runs_by_preset.setdefault(describe_preset(method.config, mllm.family), []).append(run.label)
+        for described, labels in runs_by_preset.items():
+            say(f"preset: {described} ({', '.join(labels)})")
     settings = {"n_steps_list": sorted({int(n) for n in n_steps_list}), "use_gt_targets": use_gt_targets,
-                "parse": parse, "preset": base.preset, "preset_dataset": base.preset_dataset,
-                "peak_margin": peak_margin, "methods": list(dict.fromkeys(spec.name for _, spec in plans)),
+                "parse": parse, "preset": chosen.get("preset", (config or FocusConfig()).preset),
+                "preset_dataset": chosen.get("preset_dataset", (config or FocusConfig()).preset_dataset),
+                "peak_margin": peak_margin, "methods": list(dict.fromkeys(run.method for run, _ in plans)),
                 "family": getattr(mllm, "family", "")}
     model_name = str(getattr(mllm, "name", ""))
     store = None if out_dir is None else RecordStore(out_dir, {
@@ -107,7 +134,7 @@ def run_benchmark(
         "runs": [{"label": r.label, "method": r.method, "n_steps": r.n_steps, "config": r.config} for r, _ in plans],
     }, resume=resume, shard=shard)
     rank, world = shard
-    _answer_all(mllm, list(items)[rank::world], plans, base, store, _progress_fn(progress),
+    _answer_all(mllm, list(items)[rank::world], plans, store, _progress_fn(progress),
                 use_gt_targets=use_gt_targets, peak_margin=peak_margin, parse=parse)
     if out_dir is not None:  # the report comes from the records on disk, whoever wrote them
         return write_report(out_dir) if world == 1 else load_result(out_dir)
@@ -118,14 +145,14 @@ def run_benchmark(
 
 
 def _answer_all(
-    mllm: Any, items: Sequence[BenchItem], plans: Sequence[tuple[RunResult, MethodSpec]], base: FocusConfig,
-    store: RecordStore | None, say: ProgressFn, **answer_options: Any,
+    mllm: Any, items: Sequence[BenchItem], plans: Sequence[tuple[RunResult, Any]], store: RecordStore | None,
+    say: ProgressFn, **answer_options: Any,
 ) -> None:
     """Every item answered by every run not yet in ``store``: each image
     loaded once, each record kept as it is made (in ``store``, else in its run)."""
     total, done = len(items) * len(plans), 0
     for item in items:
-        todo = [(run, spec) for run, spec in plans if store is None or (run.label, item.id) not in store.done]
+        todo = [(run, method) for run, method in plans if store is None or (run.label, item.id) not in store.done]
         done += len(plans) - len(todo)
         if not todo:
             continue
@@ -133,9 +160,9 @@ def _answer_all(
             image: Image.Image | FocusError = item.load_image()
         except FocusError as exc:  # one unreadable image is an error record, not the end of the run
             image = exc
-        for run, spec in todo:
+        for run, method in todo:
             say(done, total, f"{run.label} {item.id}")
-            record = answer_item(mllm, item, image, spec.make(mllm, base, run.n_steps), **answer_options)
+            record = answer_item(mllm, item, image, method, **answer_options)
             if store is None:
                 run.records.append(record)
             else:
@@ -145,21 +172,23 @@ def _answer_all(
 
 
 def _plans(
-    mllm: Any, methods: str | Sequence[str | MethodSpec], n_steps_list: Sequence[int], base: FocusConfig
-) -> list[tuple[RunResult, MethodSpec]]:
+    mllm: Any, methods: str | Sequence[str | MethodSpec], n_steps_list: Sequence[int], config: FocusConfig | None,
+    settings: Mapping[str, Any],
+) -> list[tuple[RunResult, Any]]:
     """One run per method and ``n_steps`` (once for a method that does not
-    sweep it); a layer range that does not fit the model fails here, before
-    the first question."""
+    sweep it), each with its method built: a setting the method cannot take,
+    or a layer range that does not fit the model, fails here, before the
+    first question. The run records the config its method runs with."""
     specs = method_specs(methods)
     steps = sorted({int(n) for n in n_steps_list})
     if not steps or steps[0] < 1:
         raise FocusConfigError(f"n_steps_list={list(n_steps_list)}: give one or more values >= 1")
+    plans = []
     for spec in specs:
-        layers = dict(spec.overrides).get("layers")
-        if layers is not None:
-            mllm.check_layers(layers)
-    return [(RunResult(spec.name, n if spec.sweeps_n_steps else None, spec.config(base, n).to_dict()), spec)
-            for spec in specs for n in (steps if spec.sweeps_n_steps else [None])]
+        for n in steps if spec.sweeps_n_steps else [None]:
+            method = make_method(spec, mllm, config, n, **settings)
+            plans.append((RunResult(spec.name, n, method.config.to_dict()), method))
+    return plans
 
 
 def answer_item(

@@ -13,7 +13,7 @@ from typing import Any
 
 _EXPORTS = {
     "Method": "base", "MethodResult": "base", "Run": "base",
-    "METHOD_NAMES": "registry", "MethodSpec": "registry", "make_method": "registry", "method_spec": "registry",
+    "METHOD_NAMES": "registry", "MethodSpec": "registry", "make_method": "setup", "method_spec": "registry",
     "method_specs": "registry", "Vanilla": "vanilla", "FocusPipeline": "focus", "FocusResult": "focus",
     "ZoomEye": "zoomeye", "ZoomEyeResult": "zoomeye",
 }

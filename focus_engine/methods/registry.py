@@ -7,8 +7,9 @@ callers share.
 - ``focus-full``: FOCUS with the paper's verification budget: the first
   ``n_steps`` ROIs of each target verified at once, then more until one says
   Yes (the default before ``verify_stop``; ``--preset paper`` has it too).
-- ``focus-paper``: FOCUS with the paper's settings for the model's family
-  (``presets.paper_config``, on the config's ``preset_dataset``).
+- ``focus-paper``: FOCUS with the paper's preset for the model's family
+  (``presets.paper_settings``, on the run's ``preset_dataset``): the same
+  run as ``focus`` with ``--preset paper``.
 - ``random`` / ``keys``: the paper's ablations (a random map; pre-RoPE keys
   instead of values).
 - ``no-ranking``: the map's first ROI, unverified (n_steps=1, no overrun).
@@ -23,11 +24,12 @@ callers share.
 - ``zoomeye``: the ZoomEye tree search.
 Every FOCUS-family method except ``no-ranking`` takes the verification
 budget ``n_steps`` (a benchmark sweeps it); vanilla and ZoomEye do not.
+What a method fixes cannot be set by the user: ``setup.run_config`` says so
+with the method to use instead.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
@@ -53,13 +55,6 @@ def _focus(mllm: Any, config: FocusConfig) -> Any:
     return FocusPipeline(mllm, config)
 
 
-def _focus_paper(mllm: Any, config: FocusConfig) -> Any:
-    from .focus import FocusPipeline
-    from ..presets import preset_config
-
-    return FocusPipeline(mllm, preset_config("paper", mllm.family, config.preset_dataset, base=config))
-
-
 def _zoomeye(mllm: Any, config: FocusConfig) -> Any:
     from .zoomeye import ZoomEye
 
@@ -68,26 +63,19 @@ def _zoomeye(mllm: Any, config: FocusConfig) -> Any:
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A named way of answering: a factory and the config fields it fixes."""
+    """A named way of answering: a factory, the settings it fixes (config
+    fields, and the preset for ``focus-paper``), and the method to use
+    instead to set one of them."""
 
     name: str
     build: Callable[[Any, FocusConfig], Any]
-    overrides: tuple[tuple[str, Any], ...] = ()
+    fixed: tuple[tuple[str, Any], ...] = ()
     sweeps_n_steps: bool = True
-
-    def config(self, base: FocusConfig, n_steps: int | None = None) -> FocusConfig:
-        """``base`` with this method's fields (and ``n_steps`` where it sweeps)."""
-        updates = dict(self.overrides)
-        if self.sweeps_n_steps and n_steps is not None:
-            updates["n_steps"] = n_steps
-        return dataclasses.replace(base, **updates)
-
-    def make(self, mllm: Any, base: FocusConfig | None = None, n_steps: int | None = None) -> Any:
-        """The method on ``mllm`` (a ``methods.base.Method``), named as here
-        (its results say ``keys`` or ``focus-gated:0.3``, not the class's name)."""
-        method = self.build(mllm, self.config(base or FocusConfig(), n_steps))
-        method.name = self.name
-        return method
+    preset: str | None = None
+    """The preset this method is (``focus-paper``: ``paper``), else None:
+    the run's own."""
+    instead: str = "focus"
+    """What the error for a contradicted fixed field recommends."""
 
 
 def gated(threshold: float) -> tuple[tuple[str, Any], ...]:
@@ -102,7 +90,7 @@ FIXED = {
         MethodSpec("vanilla", _vanilla, sweeps_n_steps=False),
         MethodSpec("focus", _focus),
         MethodSpec("focus-full", _focus, (("verify_stop", None), ("overrun", True))),
-        MethodSpec("focus-paper", _focus_paper),
+        MethodSpec("focus-paper", _focus, preset="paper"),
         MethodSpec("random", _focus, (("source", "random"),)),
         MethodSpec("keys", _focus, (("source", "keys"),)),
         MethodSpec("no-ranking", _focus, (("n_steps", 1), ("overrun", False)), sweeps_n_steps=False),
@@ -141,8 +129,3 @@ def method_specs(names: str | Sequence[str | MethodSpec]) -> list[MethodSpec]:
     if not specs:
         raise FocusConfigError("no methods given; use e.g. vanilla,focus")
     return list({s.name: s for s in specs}.values())
-
-
-def make_method(name: str, mllm: Any, config: FocusConfig | None = None, n_steps: int | None = None) -> Any:
-    """``make_method("zoomeye", mllm).run(image, question, options)``."""
-    return method_spec(name).make(mllm, config, n_steps)

@@ -15,11 +15,11 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from ..config import ATTENTIONS, PRECISIONS, QUANTIZATIONS
-from ..methods.registry import METHOD_NAMES
-from ..presets import DATASETS, PRESETS
-from ..reading import PARSES
-from ..errors import FocusError, FocusInputError
+from .cli_flags import add_model_flags, add_setting_flags, load_model, user_settings
+from .config import FocusConfig
+from .errors import FocusError, FocusInputError
+from .methods.registry import METHOD_NAMES
+from .reading import PARSES
 
 
 def _say(message: str) -> None:
@@ -27,7 +27,7 @@ def _say(message: str) -> None:
 
 
 def _world_spec(path: str | None) -> Any:
-    from .world import WorldSpec
+    from .bench.world import WorldSpec
 
     if not path:
         return WorldSpec()
@@ -59,7 +59,7 @@ def cmd_world_spec(args: argparse.Namespace) -> int:
 
 
 def cmd_make_synthetic(args: argparse.Namespace) -> int:
-    from .world import make_synthetic
+    from .bench.world import make_synthetic
 
     spec = _world_spec(args.spec)
     _say(f"rendering {args.n} items of seed {args.seed} into {args.out}")
@@ -87,13 +87,10 @@ def distributed_state() -> Any:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..mllm import load_mllm
-    from ..presets import describe_preset, preset_config
-    from .datasets import detect_kind, load_dataset
-    from .runner import format_summary, method_specs, run_benchmark, write_report
-
+    from .bench.datasets import detect_kind, load_dataset
+    from .bench.runner import format_summary, method_specs, run_benchmark, write_report
     methods = method_specs(args.methods)  # bad names fail before the model loads
-    n_steps = _int_list(args.n_steps)
+    n_steps = _int_list(args.n_steps_list)
     categories = None if not args.categories else ("all" if args.categories == "all" else args.categories.split(","))
     items = load_dataset(args.data, args.kind, option_seed=args.option_seed, limit=args.limit,
                          image_root=args.image_root, categories=categories)
@@ -105,22 +102,15 @@ def cmd_run(args: argparse.Namespace) -> int:
                                                         if world > 1 else ""))
     if args.model:
         _say(f"loading {args.model}")
-        mllm = load_mllm(args.model, device=device, dtype=args.precision, attn_implementation=args.attention,
-                         quantization=args.quantization, device_map=args.device_map,
-                         offload_folder=args.offload_folder)
-    else:
-        from ..demo import load_demo_model
-
-        mllm = load_demo_model(args.quantization, say=print if rank == 0 else lambda message: None)
-    dataset = args.preset_dataset or (detect_kind(args.data) if args.kind == "auto" else args.kind)
-    config = preset_config(args.preset, mllm.family, dataset, answer_max_new_tokens=args.max_new_tokens,
-                           answer_scoring=args.scoring)
+    mllm = load_model(args, device, say=print if rank == 0 else lambda message: None)
     if rank == 0:
-        _say(f"preset: {describe_preset(config, mllm.family)}; answers read {args.parse}ly")
+        _say(f"answers read {args.parse}ly")
+    settings = user_settings(args)
+    settings.setdefault("preset_dataset", detect_kind(args.data) if args.kind == "auto" else args.kind)
     result = run_benchmark(
-        mllm, items, methods, config, n_steps, progress=None, out_dir=args.out,
+        mllm, items, methods, None, n_steps, progress=None, out_dir=args.out,
         use_gt_targets=args.gt_targets, peak_margin=args.peak_margin, resume=args.resume, shard=(rank, world),
-        parse=args.parse,
+        parse=args.parse, settings=settings, say=_say if rank == 0 else None,
     )
     if state is not None:
         state.wait_for_everyone()  # every shard's records are on disk: the main process reports
@@ -133,7 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from .report import format_summary, write_report
+    from .bench.report import format_summary, write_report
 
     result = write_report(args.out)
     print(format_summary(result))
@@ -161,10 +151,11 @@ def add_bench_commands(sub: Any) -> None:
     run = commands.add_parser("run", help="run vanilla / FOCUS / ablations on a benchmark")
     run.add_argument("--data", required=True, help="V*Bench-layout folder, HRBench .tsv or MME-RealWorld JSON")
     run.add_argument("--kind", default="auto", choices=["auto", "vstar", "hrbench", "mme"])
-    run.add_argument("--model", help="model folder or hub id (default: the embedded demo model)")
     run.add_argument("--methods", default="vanilla,focus",
                      help=f"comma-separated: {', '.join(METHOD_NAMES)}")
-    run.add_argument("--n-steps", default="4", help="comma-separated verification budgets, e.g. 1,2,4,8")
+    run.add_argument("--n-steps", dest="n_steps_list", default=str(FocusConfig.n_steps),
+                     help="comma-separated verification budgets, e.g. 1,2,4,8 (default "
+                          f"{FocusConfig.n_steps}); each FOCUS-family method runs once per budget")
     run.add_argument("--limit", type=int, help="only the first N questions")
     run.add_argument("--categories", help="V*Bench category folders, comma-separated, or 'all' (default: the "
                                           "standard direct_attributes and relative_position)")
@@ -173,27 +164,11 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--gt-targets", action="store_true", help="give FOCUS the dataset's target names")
     run.add_argument("--peak-margin", type=float, default=0.0, help="px tolerance of the relevance-peak hit")
     run.add_argument("--option-seed", type=int, default=0, help="shuffle of V*Bench options (correct-first files)")
-    run.add_argument("--max-new-tokens", type=int, default=64, help="answer length limit")
-    run.add_argument("--scoring", default="generate", choices=["generate", "likelihood"],
-                     help="multiple choice by the generated answer (the FOCUS paper) or by each option's likelihood "
-                          "as the reply (V*Bench's, ZoomEye's and SEAL's evaluation)")
-    run.add_argument("--preset", default="default", choices=PRESETS,
-                     help="default: the project's settings; paper: the paper's (Tab. 7) for the model's family and "
-                          "the dataset (detected, or --preset-dataset)")
-    run.add_argument("--preset-dataset", choices=DATASETS,
-                     help="the dataset the paper preset is chosen for (default: the detected kind)")
+    add_setting_flags(run, dataset_default="the detected kind")
     run.add_argument("--parse", default="lenient", choices=PARSES,
                      help="lenient: the dataset's reading of an answer; strict: only an exact option letter counts "
                           "(the paper's scoring, 'no post-processing')")
-    run.add_argument("--device", default="auto")
-    run.add_argument("--precision", default="auto", choices=PRECISIONS)
-    run.add_argument("--attention", default="auto", choices=ATTENTIONS)
-    run.add_argument("--quantization", default="none", choices=QUANTIZATIONS,
-                     help="8bit or 4bit (NF4) weights through bitsandbytes")
-    run.add_argument("--device-map", choices=["auto"],
-                     help="spread a model larger than one GPU over the GPUs, the CPU and --offload-folder "
-                          "(accelerate's big-model loading; one process)")
-    run.add_argument("--offload-folder", help="where --device-map auto may put the layers that fit nowhere else")
+    add_model_flags(run, several_devices=True)
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out that was cut off, skipping the questions it has answered")
     run.set_defaults(func=cmd_run)
