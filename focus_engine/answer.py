@@ -12,6 +12,7 @@ image with the focus regions drawn, then the zoomed view(s).
 
 from __future__ import annotations
 
+import math
 import re
 import string
 from dataclasses import dataclass, field
@@ -75,9 +76,12 @@ def select_rois(ranked: Sequence[ROI], question_type: int, config: FocusConfig) 
     return list(best_per_target(ranked).values())
 
 
-def compose_view(image: Image.Image, selected: Sequence[ROI], config: FocusConfig) -> AnswerView:
+def compose_view(image: Image.Image, selected: Sequence[ROI], config: FocusConfig,
+                 question_type: int = 1) -> AnswerView:
     """Crop / union / canvas of the selected ROIs, or one crop per region
-    (``config.answer_crops``); the whole image if none."""
+    (``config.answer_crops``); the whole image if none. Several regions go on
+    a canvas when they lie far apart (``far_apart``), or, with
+    ``count_on_canvas``, when they are a counting question's."""
     if not selected:
         return AnswerView(mode="full", images=[image])
     boxes = merge_overlapping([r.box for r in selected])
@@ -85,10 +89,21 @@ def compose_view(image: Image.Image, selected: Sequence[ROI], config: FocusConfi
         return AnswerView(mode="crop", boxes=boxes, images=[crop(image, boxes[0])])
     if config.answer_crops == "per_target" and len(boxes) <= MAX_ANSWER_CROPS:
         return AnswerView(mode="crops", boxes=boxes, images=[crop(image, box) for box in boxes])
-    union = union_box(boxes)
-    if max(union[2] - union[0], union[3] - union[1]) <= config.far_apart_px:
+    if not far_apart(boxes, config) and not (question_type == 2 and config.count_on_canvas):
+        union = union_box(boxes)
         return AnswerView(mode="crop", boxes=[union], images=[crop(image, union)])
     return AnswerView(mode="canvas", boxes=boxes, images=[paste_on_canvas(image, boxes, config.far_apart_px)])
+
+
+def far_apart(boxes: Sequence[Box], config: FocusConfig) -> bool:
+    """Whether the regions lie further apart than ``far_apart_px``: the long
+    side of their union box (``far_apart_measure="union"``), or the largest
+    distance between two of their centres (``"distance"``)."""
+    if config.far_apart_measure == "union":
+        union = union_box(boxes)
+        return max(union[2] - union[0], union[3] - union[1]) > config.far_apart_px
+    centres = [((x0 + x1) / 2, (y0 + y1) / 2) for x0, y0, x1, y1 in boxes]
+    return any(math.dist(a, b) > config.far_apart_px for i, a in enumerate(centres) for b in centres[i + 1:])
 
 
 def paste_on_canvas(image: Image.Image, boxes: Sequence[Box], span: int) -> Image.Image:
@@ -151,12 +166,14 @@ def answer_question(
     config: FocusConfig,
     *,
     should_stop: Callable[[], bool] | None = None,
+    question_type: int = 1,
 ) -> Answer:
     """Stage 4: answer ``question`` (checked, see ``inputs``) about ``image``
-    (RGB) on the view composed from ``selected``."""
+    (RGB) on the view composed from ``selected`` (``question_type`` 2: a
+    counting question's regions, see ``compose_view``)."""
     if not selected and not config.ask_on_full_image_if_no_roi:
         raise FocusInputError("no ROI to answer on; propose ROIs first or allow answering on the full image")
-    view = compose_view(image, selected, config)
+    view = compose_view(image, selected, config, question_type)
 
     def shown(text: str) -> tuple[list[Image.Image], str]:
         if config.answer_with_global and view.mode != "full":

@@ -103,14 +103,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.model:
         _say(f"loading {args.model}")
     mllm = load_model(args, device, say=print if rank == 0 else lambda message: None)
-    if rank == 0:
-        _say(f"answers read {args.parse}ly")
     settings = user_settings(args)
+    parse = args.parse or ("strict" if settings.get("preset") == "paper" or all(m.preset == "paper" for m in methods)
+                           else "lenient")  # the paper scores without post-processing
+    if rank == 0:
+        _say(f"answers read {parse}ly")
     settings.setdefault("preset_dataset", detect_kind(args.data) if args.kind == "auto" else args.kind)
     result = run_benchmark(
         mllm, items, methods, None, n_steps, progress=None, out_dir=args.out,
         use_gt_targets=args.gt_targets, peak_margin=args.peak_margin, resume=args.resume, shard=(rank, world),
-        parse=args.parse, settings=settings, say=_say if rank == 0 else None,
+        parse=parse, settings=settings, say=_say if rank == 0 else None,
     )
     if state is not None:
         state.wait_for_everyone()  # every shard's records are on disk: the main process reports
@@ -165,9 +167,10 @@ def add_bench_commands(sub: Any) -> None:
     run.add_argument("--peak-margin", type=float, default=0.0, help="px tolerance of the relevance-peak hit")
     run.add_argument("--option-seed", type=int, default=0, help="shuffle of V*Bench options (correct-first files)")
     add_setting_flags(run, dataset_default="the detected kind")
-    run.add_argument("--parse", default="lenient", choices=PARSES,
+    run.add_argument("--parse", choices=PARSES,
                      help="lenient: the dataset's reading of an answer; strict: only an exact option letter counts "
-                          "(the paper's scoring, 'no post-processing')")
+                          "(the paper's scoring, 'no post-processing'). Default: strict for the paper preset "
+                          "(--preset paper, or only focus-paper methods), else lenient")
     add_model_flags(run, several_devices=True)
     run.add_argument("--resume", action="store_true",
                      help="continue the run in --out that was cut off, skipping the questions it has answered")

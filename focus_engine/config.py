@@ -26,6 +26,7 @@ ANSWER_SCORINGS = ("generate", "likelihood")
 LAYER_AGGREGATIONS = ("sum", "rollout")
 ROW_NORMALISATIONS = ("target", "visual")
 ANSWER_CROPS = ("union", "per_target")
+FAR_APART_MEASURES = ("union", "distance")
 TARGET_REPLIES = ("reasoned", "direct")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 ATTENTIONS = ("auto", "sdpa", "flash_attention_2", "eager")
@@ -134,10 +135,16 @@ class FocusConfig:
     """Keep verifying further ROIs until one says Yes (bounded by
     max_overrun): the paper's (``--preset paper``); off by default, where
     ``verify_stop`` makes ``n_steps`` the cap."""
-    max_overrun: int = 8
-    """[ours] At most this many extra ROIs verified per target by the overrun."""
+    max_overrun: int | None = 8
+    """[ours] At most this many extra ROIs verified per target by the
+    overrun; ``None`` = the paper's "until one says Yes": every proposal of
+    the target at most (one per anchor)."""
     yes_threshold: float = 0.5
     """Confidence at which a verified ROI counts as a Yes."""
+    verify_answer_hint: bool = True
+    """[ours] Verification asks "Is there a {target} in the image? Answer Yes
+    or No." (the relevance prefill's prompt, FOCUS.md); off = the paper's
+    text, the question alone."""
     verify_stop: float | None = 0.5
     """[ours] Verify a target's ROIs one at a time, in relevance order, and
     stop once one's P(Yes) reaches this (``n_steps`` the cap; with
@@ -164,8 +171,17 @@ class FocusConfig:
     family default (LLaVA-OneVision yes; LLaVA-1.5 and Qwen2.5-VL no: Qwen's
     is ours, ZoomEye gives Qwen the marked global image too)."""
     far_apart_px: int = 1200
-    """Targets further apart than this (union box side, original pixels) are
-    pasted on a canvas instead of cropping their union."""
+    """Targets further apart than this (original pixels, measured as
+    ``far_apart_measure`` says) are pasted on a canvas instead of cropping
+    their union."""
+    far_apart_measure: str = "union"
+    """[ours] ``union``: the long side of the regions' union box;
+    ``distance``: the largest distance between two regions' centres (the
+    paper's "far apart")."""
+    count_on_canvas: bool = False
+    """A counting (type-2) question's several regions are pasted on a canvas
+    (the paper's) instead of cropped as their union (ours: one view of the
+    scene around them, unless they lie far apart)."""
     answer_max_new_tokens: int = 64
     answer_scoring: str = "generate"
     """How a multiple-choice answer is chosen: ``generate`` (the answer is
@@ -189,7 +205,8 @@ class FocusConfig:
 
         choices = {"source": RELEVANCE_SOURCES, "gate_signal": GATE_SIGNALS, "answer_scoring": ANSWER_SCORINGS,
                    "map_prompt": MAP_PROMPTS, "aggregation": LAYER_AGGREGATIONS,
-                   "row_normalisation": ROW_NORMALISATIONS, "target_reply": TARGET_REPLIES}
+                   "row_normalisation": ROW_NORMALISATIONS, "target_reply": TARGET_REPLIES,
+                   "far_apart_measure": FAR_APART_MEASURES}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise bad(name, f"must be one of {', '.join(allowed)}")
@@ -236,8 +253,8 @@ class FocusConfig:
         for name in ("verify_batch_size", "relevance_batch_size", "answer_max_new_tokens", "target_max_new_tokens"):
             if getattr(self, name) < 1:
                 raise bad(name, "must be at least 1")
-        if self.max_overrun < 0:
-            raise bad("max_overrun", "must be >= 0")
+        if self.max_overrun is not None and self.max_overrun < 0:
+            raise bad("max_overrun", "must be >= 0, or None for no cap (every proposal of the target at most)")
         if self.far_apart_px < 1:
             raise bad("far_apart_px", "must be at least 1 pixel")
 
@@ -292,6 +309,6 @@ class ZoomEyeSettings:
 
 
 __all__ = [
-    "ANSWER_CROPS", "ANSWER_SCORINGS", "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FocusConfig", "GATE_SIGNALS", "LAYER_AGGREGATIONS", "MAP_PROMPTS",
+    "ANSWER_CROPS", "ANSWER_SCORINGS", "ATTENTIONS", "DEFAULT_STOP_WORDS", "DEVICES", "FAR_APART_MEASURES", "FocusConfig", "GATE_SIGNALS", "LAYER_AGGREGATIONS", "MAP_PROMPTS",
     "PRECISIONS", "QUANTIZATIONS", "RELEVANCE_SOURCES", "ROW_NORMALISATIONS", "TARGET_REPLIES", "ZoomEyeSettings", "resolve_config",
 ]

@@ -99,17 +99,22 @@ def answer_with_gate(
     selected: Sequence[Any],
     config: FocusConfig,
     should_stop: Callable[[], bool] | None = None,
+    question_type: int = 1,
 ) -> tuple[Answer, GateDecision | None]:
     """Stage 4 behind the gate, for a chain whose ROIs are already found (the
     Answer node): the plain answer when it is confident enough, else the
     answer on the ``selected`` ROIs (always the latter when the gate is off).
     The search was paid for before this: here the gate only chooses which
     answer stands."""
+    def on_regions() -> Answer:
+        return answer_question(mllm, image, question, options, selected, config, should_stop=should_stop,
+                               question_type=question_type)
+
     if config.gate_threshold is None:
-        return answer_question(mllm, image, question, options, selected, config, should_stop=should_stop), None
+        return on_regions(), None
     gate = open_gate(mllm, image, question, options, config, should_stop=should_stop)
     gate.prefill = None  # nothing reads maps from it here
     if gate.answered:
         plain = Answer(gate.plain_answer, parse_option(gate.plain_answer, options), AnswerView("full", [], [image]))
         return plain, gate
-    return answer_question(mllm, image, question, options, selected, config, should_stop=should_stop), gate
+    return on_regions(), gate

@@ -3,13 +3,19 @@ model family and dataset (FOCUS, arXiv 2506.21710v2, Tab. 7 and §4.1).
 
 ``FocusConfig()`` is the ``default`` preset. ``paper_settings(family,
 dataset)`` are the paper's fields (each family's part stated by its adapter,
-``MLLM.paper_settings``), applied by ``methods.setup.run_config`` (layer 3 of
-5; ``run_config(mllm, preset="paper")``): its anchors (k = 15 if n_steps < 4 else 30;
-LLaVA-OneVision 30 always), anchor spacing (LLaVA-1.5: 2 on V*Bench, 3
-elsewhere; OneVision 2), the largest box (LLaVA-1.5 5; OneVision 9 on
-V*Bench, 5 elsewhere), its boxes only (no extent boxes, which are ours)
-and its verification (the first ``n_steps`` ROIs at once, then overrun
-until a Yes; the default stops at the first sure crop).
+``MLLM.paper_settings``), applied by ``methods.setup.run_config`` (layer 3
+of 5; ``run_config(mllm, preset="paper")``): its anchors (k = 15 if
+n_steps < 4 else 30; LLaVA-OneVision 30 always), anchor spacing (LLaVA-1.5:
+2 on V*Bench, 3 elsewhere; OneVision 2), the largest box (LLaVA-1.5 5;
+OneVision 9 on V*Bench, 5 elsewhere) and its boxes only (no extent boxes,
+which are ours); its map (every target token in the product); its
+verification (the question alone, the first ``n_steps`` ROIs at once, then
+overrun until a Yes, with no cap but the target's proposals; the default
+stops at the first sure crop); its answer view (regions far apart by their
+distance, a counting question's regions on a canvas). Where the paper is
+ambiguous or contradicts itself (negative similarities stay clamped), the
+preset's choice and why are in docs/how_it_works.md ("The paper preset
+against the paper's text").
 The layers are the family's own: the paper's where it gives them
 (LLaVA-1.5-7B 14..32, OneVision-7B Tab. 7's 21..28; §4.1's text says 14..28,
 ``layers=(14, 28)`` to take it). Families the paper does not configure
@@ -39,7 +45,9 @@ def paper_settings(family: str, dataset: str = "other") -> dict[str, Any]:
     if family not in FAMILY_ADAPTERS:
         raise FocusConfigError(f"family {family!r}: use one of {', '.join(FAMILY_ADAPTERS)}")
     common = {"extent_floor": None, "map_prompt": "existence", "gate_threshold": None, "answer_scoring": "generate",
-              "target_reply": "reasoned", "verify_stop": None, "overrun": True}
+              "target_reply": "reasoned", "verify_stop": None, "overrun": True, "max_overrun": None,
+              "skip_stop_words": False, "verify_answer_hint": False,
+              "far_apart_measure": "distance", "count_on_canvas": True}
     return {**common, **FAMILY_ADAPTERS[family].paper_settings(dataset)}
 
 def describe_preset(config: FocusConfig, family: str) -> str:

@@ -16,6 +16,16 @@ from typing import Sequence
 
 EXISTENCE_PROMPT = "Is there a {target} in the image? Answer Yes or No."
 """The question of the relevance prefill and of ROI verification (FOCUS.md)."""
+ANSWER_HINT = " Answer Yes or No."
+"""The existence prompt's last sentence; the paper's verification asks
+without it (``FocusConfig.verify_answer_hint``)."""
+
+
+def verification_prompt(target: str, answer_hint: bool = True) -> str:
+    """The yes/no question asked of a crop: the existence prompt, with or
+    without its ``Answer Yes or No.``."""
+    text = EXISTENCE_PROMPT.format(target=target)
+    return text if answer_hint else text.removesuffix(ANSWER_HINT)
 MC_INSTRUCTION = "Answer with the option's letter from the given choices directly."
 
 

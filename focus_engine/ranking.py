@@ -1,13 +1,15 @@
 """Stage 3b: existence verification of ROI proposals, and re-ranking.
 
 For each target, the crops of its first ``n_steps`` ROIs are asked
-``Is there a {target} in the image? Answer Yes or No.`` and ranked by
-``c = softmax(l_Yes, l_No)[Yes]``. With ``overrun``, a target none of whose
-verified ROIs says Yes gets its next ROI verified, one more per step, up to
-``max_overrun``. The crops of one step (all targets) go through the model in
-one batch. ``n_steps == 1`` without overrun skips verification. With
-``verify_stop`` [ours], a target's ROIs are verified one per step, in
-relevance order, until one's P(Yes) reaches it (``n_steps`` the cap).
+``Is there a {target} in the image? Answer Yes or No.`` (the paper's
+wording without its last sentence: ``verify_answer_hint=False``) and ranked
+by ``c = softmax(l_Yes, l_No)[Yes]``. With ``overrun``, a target none of
+whose verified ROIs says Yes gets its next ROI verified, one more per step,
+up to ``max_overrun`` (``None``: until one says Yes or none is left).
+The crops of one step (all targets) go through the model in one batch.
+``n_steps == 1`` without overrun skips verification. With ``verify_stop``
+[ours], a target's ROIs are verified one per step, in relevance order,
+until one's P(Yes) reaches it (``n_steps`` the cap).
 
 A counting ("all X", type-2) question scores *every* proposal, "not
 constrained by n_steps" (the paper, §3.3 and App. A.5): its answer takes
@@ -33,8 +35,17 @@ def verification_skipped(config: FocusConfig) -> bool:
 
 
 def verification_steps(config: FocusConfig) -> int:
-    """The most verification steps (model calls) ``rank_rois`` makes."""
-    return (config.n_steps if config.verify_stop is not None else 1) + (config.max_overrun if config.overrun else 0)
+    """The most verification steps (model calls) ``rank_rois`` makes (a
+    resolved config: without a ``max_overrun`` cap, a target has at most
+    ``n_anchors`` proposals)."""
+    return (config.n_steps if config.verify_stop is not None else 1) + (overrun_cap(config) if config.overrun else 0)
+
+
+def overrun_cap(config: FocusConfig) -> int:
+    """The most ROIs verified beyond ``n_steps`` per target: ``max_overrun``,
+    or, without a cap (the paper's "until one says Yes"), every proposal of
+    the target (at most one per anchor)."""
+    return config.max_overrun if config.max_overrun is not None else max(int(config.n_anchors or 0), 1)
 
 
 def rank_rois(
@@ -78,6 +89,7 @@ def rank_rois(
             [t for t, _ in batch],
             batch_size=config.verify_batch_size,
             should_stop=should_stop,
+            answer_hint=config.verify_answer_hint,
         )
         for (target, index), value in zip(batch, confidences):
             groups[target][index].confidence = float(value)
@@ -102,7 +114,7 @@ def _next_budget(group: list[ROI], checked: int, config: FocusConfig) -> int:
             return checked + 1
     if not config.overrun or max(verified, default=0.0) >= config.yes_threshold:
         return checked
-    return min(checked + 1, len(group), config.n_steps + config.max_overrun)
+    return min(checked + 1, len(group), config.n_steps + overrun_cap(config))
 
 
 def _rank_group(group: list[ROI]) -> list[ROI]:

@@ -197,6 +197,10 @@ def test_the_paper_preset_per_family_and_dataset():
     assert (ov_v.s_max, ov_mme.s_max, ov_v.n_anchors, ov_v.anchor_spacing) == (9, 5, 30, 2.0)
     for config in (llava_v, ov_mme, paper_config("qwen2_5_vl")):
         assert config.extent_floor is None and config.preset == "paper"
+        # the paper's text where the default departs (docs/how_it_works.md, "The paper preset against the paper's text")
+        assert (config.clamp_negative, config.skip_stop_words, config.verify_answer_hint) == (True, False, False)
+        assert (config.verify_stop, config.overrun, config.max_overrun) == (None, True, None)
+        assert (config.far_apart_measure, config.count_on_canvas) == ("distance", True)
     assert FocusConfig().extent_floor is not None and FocusConfig().preset == "default"
     assert paper_config("llava", "vstar", n_steps=2).n_steps == 2
     assert merged_config("llava") == FocusConfig(preset="default", preset_dataset="other")
@@ -215,11 +219,18 @@ def test_the_paper_preset_from_the_command_line(tmp_path, capsys):
     make_synthetic(tmp_path / "set", seed=12, n=1, spec=spec)
     out = tmp_path / "out"
     assert main(["bench", "run", "--data", str(tmp_path / "set"), "--methods", "no-ranking", "--preset", "paper",
-                 "--parse", "strict", "--max-new-tokens", "2", "--out", str(out)]) == 0
-    assert "preset: paper, for llava on vstar" in capsys.readouterr().err
+                 "--max-new-tokens", "2", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "preset: paper, for llava on vstar" in err and "answers read strictly" in err  # the paper's scoring
     results = json.loads((out / "results.json").read_text())
     assert results["settings"]["preset"] == "paper" and results["settings"]["parse"] == "strict"
     assert results["runs"][0]["config"]["anchor_spacing"] == 2.0 and results["runs"][0]["config"]["extent_floor"] is None
+    for flags, parse in ((["--methods", "focus-paper"], "strict"), (["--preset", "paper", "--parse", "lenient"], "lenient"),
+                         (["--methods", "vanilla,focus-paper"], "lenient")):
+        again = tmp_path / f"out_{len(flags)}_{parse}_{flags[1]}"
+        assert main(["bench", "run", "--data", str(tmp_path / "set"), "--max-new-tokens", "2", "--out", str(again),
+                     *(flags if "--methods" in flags else ["--methods", "no-ranking", *flags])]) == 0
+        assert json.loads((again / "results.json").read_text())["settings"]["parse"] == parse, flags
 
 
 # ------------------------------------------------ 6. Fig. 7's normalisation

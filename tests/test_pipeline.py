@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -112,9 +113,11 @@ class FakeVerifier:
     def __init__(self, yes_boxes):
         self.yes_boxes = set(yes_boxes)
         self.calls: list[list[str]] = []
+        self.hints: list[bool] = []
 
-    def yes_no_confidence(self, images, targets, batch_size=8, should_stop=None):
+    def yes_no_confidence(self, images, targets, batch_size=8, should_stop=None, answer_hint=True):
         self.calls.append(list(targets))
+        self.hints.append(answer_hint)
         return np.array([0.9 if getattr(im, "focus_box", None) in self.yes_boxes else 0.1 for im in images])
 
 
@@ -157,6 +160,49 @@ def test_overrun_is_bounded(monkeypatch):
                                                                                             overrun=True))
     assert sum(len(c) for c in fake.calls) == 5
     assert sum(r.confidence is not None for r in ranked) == 5
+
+
+def test_the_papers_overrun_goes_on_until_a_yes_or_no_roi_is_left(monkeypatch):
+    """``max_overrun=None`` (the paper preset): past the cap of 8, bounded by
+    the target's proposals; the question asked without "Answer Yes or No."."""
+    from PIL import Image
+
+    _tagging_crop(monkeypatch)
+    rois = _rois("cat", 14)
+    fake = FakeVerifier({rois[12].box})
+    config = FocusConfig(n_steps=2, max_overrun=None, verify_stop=None, overrun=True, n_anchors=30,
+                         verify_answer_hint=False)
+    ranked = rank_rois(fake, Image.new("RGB", (700, 100)), rois, config)
+    assert [len(c) for c in fake.calls] == [2] + [1] * 11 and ranked[0].box == rois[12].box  # 10 beyond the cap of 8
+    assert set(fake.hints) == {False}
+    fake = FakeVerifier(set())
+    rank_rois(fake, Image.new("RGB", (700, 100)), rois, config)
+    assert sum(len(c) for c in fake.calls) == 14  # every proposal, then no more
+    fake = FakeVerifier(set())
+    rank_rois(fake, Image.new("RGB", (700, 100)), rois, dataclasses.replace(config, max_overrun=8))
+    assert sum(len(c) for c in fake.calls) == 10 and set(fake.hints) == {False}
+
+
+def test_the_verification_question_with_and_without_its_hint(planted):
+    from focus_engine.prompts import verification_prompt
+
+    asked = []
+    real = planted.yes_probability
+
+    def spy(prompts, **kwargs):
+        asked.extend(text for _, text in prompts)
+        return real(prompts, **kwargs)
+
+    image = scene((336, 336), (100, 100, 200, 200))
+    planted.yes_probability = spy
+    try:
+        with_hint = planted.yes_no_confidence([image], ["red"])
+        without = planted.yes_no_confidence([image], ["red"], answer_hint=False)
+    finally:
+        del planted.yes_probability
+    assert asked == ["Is there a red in the image? Answer Yes or No.", "Is there a red in the image?"]
+    assert verification_prompt("red", False) == "Is there a red in the image?"
+    assert all(0.0 <= float(c[0]) <= 1.0 for c in (with_hint, without))
 
 
 def test_one_batch_per_step_across_targets(monkeypatch):
@@ -220,6 +266,24 @@ def test_far_apart_targets_go_on_a_canvas():
     view = compose_view(image, far, FocusConfig(far_apart_px=1200))
     assert view.mode == "canvas" and len(view.boxes) == 2
     assert max(view.image.size) <= 1200 + 200 and view.image.size[0] >= 400
+
+
+def test_far_apart_by_distance_and_counting_on_a_canvas():
+    """The paper preset's answer view: regions far apart by their centres'
+    distance (not the union's size), a counting question's regions on a canvas."""
+    from PIL import Image
+
+    image = Image.new("RGB", (4000, 3000), (10, 20, 30))
+    # two long boxes side by side: a union of 1400 px, centres 200 px apart
+    long = [ROI(box=(0, 0, 1400, 100), target="a", score=1), ROI(box=(0, 200, 1400, 300), target="b", score=1)]
+    assert compose_view(image, long, FocusConfig()).mode == "canvas"
+    assert compose_view(image, long, FocusConfig(far_apart_measure="distance")).mode == "crop"
+    near = [ROI(box=(100, 100, 300, 300), target="car", score=1), ROI(box=(400, 100, 600, 300), target="car", score=1)]
+    counting = FocusConfig(count_on_canvas=True)
+    assert compose_view(image, near, counting, question_type=1).mode == "crop"
+    view = compose_view(image, near, counting, question_type=2)
+    assert view.mode == "canvas" and view.boxes == [(100, 100, 300, 300), (400, 100, 600, 300)]
+    assert compose_view(image, near, FocusConfig(), question_type=2).mode == "crop"
 
 
 def test_multiple_choice_formatting():

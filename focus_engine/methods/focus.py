@@ -120,7 +120,7 @@ class FocusPipeline(Method):
             run.check_stop()
             selected = select_rois(ranked, found.question_type, config)
             answer = answer_question(mllm, image, run.question, run.options, selected, config,
-                                     should_stop=run.should_stop)
+                                     should_stop=run.should_stop, question_type=found.question_type)
         return self.result(
             run, answer.text, answer.option, FocusResult, targets=list(found.names),
             question_type=found.question_type, target_source=found.source, relevance=maps, rois=ranked,

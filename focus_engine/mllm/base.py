@@ -50,7 +50,7 @@ from ..grid import RelevanceMap
 from ..images import to_pil_rgb
 from ..inputs import check_target
 from ..kv import AnswerPrefill, Prefill
-from ..prompts import EXISTENCE_PROMPT, MapPrompt, existence_prompt
+from ..prompts import EXISTENCE_PROMPT, MapPrompt, existence_prompt, verification_prompt
 from ..relevance import target_map
 from . import thinking
 from .hf_loading import hf_call
@@ -318,13 +318,16 @@ class MLLM(HFRuntime):
         targets: Sequence[str],
         batch_size: int = 8,
         should_stop: Callable[[], bool] | None = None,
+        answer_hint: bool = True,
     ) -> np.ndarray:
         """``softmax(l_Yes, l_No)[Yes]`` at the last position of
-        ``Is there a {target} in the image?`` for each (RGB image, target)
-        pair; ``batch_size`` pairs go through the model together."""
+        ``Is there a {target} in the image? Answer Yes or No.`` (without its
+        last sentence when ``answer_hint`` is off: the paper's wording) for
+        each (RGB image, target) pair; ``batch_size`` pairs go through the
+        model together."""
         if len(images) != len(targets):
             raise FocusInputError(f"{len(images)} images but {len(targets)} targets; pass one target per image")
-        prompts = [([image], EXISTENCE_PROMPT.format(target=target)) for image, target in zip(images, targets)]
+        prompts = [([image], verification_prompt(target, answer_hint)) for image, target in zip(images, targets)]
         return self.yes_probability(prompts, batch_size=batch_size, should_stop=should_stop)
 
     def yes_probability(
