@@ -13,11 +13,13 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from ..focus_engine.config import FocusConfig
 from . import bridge
 
 BOXES_JSON_TIP = (
     'The ROIs as JSON, one entry per image: [{"image": 0, "rois": [{"box": [x0, y0, x1, y1], "target", "score", '
-    '"confidence", "selected"}]}], boxes in original-image pixels (right/bottom exclusive).'
+    '"confidence", "selected"}], "preset", "preset_dataset", "config"}], boxes in original-image pixels '
+    '(right/bottom exclusive); config: the settings the ROIs were found with.'
 )
 MLLM_IN = ("FOCUS_MLLM", {"tooltip": "The model from FOCUS · Load MLLM."})
 IMAGE_IN = ("IMAGE", {"tooltip": "The image batch (the same batch through the whole FOCUS chain)."})
@@ -40,6 +42,16 @@ GATE_JSON_TIP = (
 )
 TARGETS_OVERRIDE_IN = ("STRING", {"default": "", "tooltip": (
     "Objects to look for, comma-separated (e.g. 'red car, all people'); skips the model when set.")})
+PRESET_CHOICES = ["default", "paper (vstar)", "paper (hrbench)", "paper (mme)", "paper (other)"]
+"""``default``, or the paper preset for a dataset (``presets.DATASETS``): one widget for both."""
+PRESET_IN = (PRESET_CHOICES, {"default": "default", "tooltip": (
+    "The settings this node starts from. default: the project's. paper (dataset): the paper's (Tab. 7) for the "
+    "model's family on that benchmark (other: any other data). The node's own widgets come over the preset. "
+    "FOCUS · VQA on paper is the paper's run; in a chain of stage nodes, choose it on each node that has it and "
+    "turn Rank ROIs' overrun on (the paper's).")})
+VERIFY_STOP_IN = ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.05, "tooltip": (
+    f"Stop verifying a target's ROIs once a crop's P(Yes) reaches this. -1: the preset's ({FocusConfig.verify_stop} "
+    "in default, off in paper). 0: off, the first n_steps ROIs verified at once (the paper's).")})
 
 
 @dataclass
@@ -118,6 +130,25 @@ def finish_with(mllm: Any) -> None:
         mllm.done()
 
 
+def preset_settings(preset: str = "default", verify_stop: float = -1.0) -> dict[str, Any]:
+    """The settings a preset widget (``PRESET_CHOICES``) and a ``verify_stop``
+    widget (-1: the preset's; 0: off) stand for; a value from a stranger's
+    workflow that is not a choice stops the node."""
+    from ..focus_engine.presets import DATASETS
+
+    settings: dict[str, Any] = {}
+    if preset != "default":
+        dataset = preset.removeprefix("paper (").removesuffix(")")
+        if preset not in PRESET_CHOICES or dataset not in DATASETS:
+            raise ValueError(f"FOCUS: preset {preset!r}: choose one of {', '.join(PRESET_CHOICES)}")
+        settings.update(preset="paper", preset_dataset=dataset)
+    if not isinstance(verify_stop, (int, float)) or not -1.0 <= verify_stop <= 1.0:
+        raise ValueError(f"FOCUS: verify_stop {verify_stop!r}: give -1 (the preset's), 0 (off) or a P(Yes) up to 1")
+    if verify_stop >= 0:
+        settings["verify_stop"] = float(verify_stop) if verify_stop > 0 else None
+    return settings
+
+
 def focus_config(mllm: Any, **fields: Any) -> Any:
     """The engine's config from node widgets, built by the engine's one
     settings function (``methods.setup.run_config``: the widgets are what the
@@ -163,20 +194,32 @@ def pil_image(item: Any) -> Any:
     return to_pil_rgb(item)
 
 
-def boxes_json(rois: Sequence[Sequence[Any]], selected: Sequence[Sequence[Any]] | None = None) -> str:
+def boxes_json(rois: Sequence[Sequence[Any]], selected: Sequence[Sequence[Any]] | None = None,
+               configs: Sequence[Any] | Any = None) -> str:
     """The ROIs as a JSON STRING for other nodes and scripts: one entry per
-    image, boxes in original pixels ``[x0, y0, x1, y1]`` (exclusive right/bottom)."""
+    image, boxes in original pixels ``[x0, y0, x1, y1]`` (exclusive right/bottom),
+    with the preset and the config they were found with (``configs``: one
+    FocusConfig or dict for all images, or one per image)."""
+    import dataclasses
     import json
 
+    def as_dict(config: Any) -> dict[str, Any]:
+        return dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+
+    per_image = list(configs) if isinstance(configs, (list, tuple)) else [configs] * len(rois)
     images = []
-    for index, per_image in enumerate(rois):
+    for index, image_rois in enumerate(rois):
         chosen = {id(r) for r in selected[index]} if selected is not None else set()
-        images.append({"image": index, "rois": [
+        entry: dict[str, Any] = {"image": index, "rois": [
             {"box": [int(v) for v in r.box], "target": r.target, "score": round(float(r.score), 4),
              "confidence": None if r.confidence is None else round(float(r.confidence), 4),
              "selected": id(r) in chosen}
-            for r in per_image
-        ]})
+            for r in image_rois
+        ]}
+        if per_image[index] is not None:
+            config = as_dict(per_image[index])
+            entry.update(preset=config.get("preset"), preset_dataset=config.get("preset_dataset"), config=config)
+        images.append(entry)
     return json.dumps(images)
 
 

@@ -12,9 +12,10 @@ from . import bridge
 from .regions import BBOX_TIP, SEGS_TIP, bbox_list
 from .regions import segs as region_segs
 from .common import (
-    BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN,
-    RoiBatch, boxes_json, check_batch, focus_method, gate_json, image_items, pad_to_common_size, parse_options,
-    finish_with, pil_image, rois_in, run_per_image, to_image_tensor, to_mask_tensor, use_mllm,
+    BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, PRESET_IN, QUESTION_IN, ROIS_IN,
+    TARGETS_OVERRIDE_IN, VERIFY_STOP_IN, RoiBatch, boxes_json, check_batch, focus_method, gate_json, image_items,
+    pad_to_common_size, parse_options, finish_with, pil_image, preset_settings, rois_in, run_per_image,
+    to_image_tensor, to_mask_tensor, use_mllm,
 )
 
 MODES = ["best", "all", "top_n", "selected"]
@@ -167,23 +168,27 @@ class FocusVQA:
                 "question": QUESTION_IN,
                 "n_steps": ("INT", {"default": FocusConfig.n_steps, "min": 1, "max": 32, "tooltip": (
                     "At most this many ROIs verified per target, in relevance order, stopping at the first the "
-                    "model is sure of; 1 = the first ROI, unverified.")}),
+                    "model is sure of (verify_stop; with it off, as in the paper preset, all of them at once, then "
+                    "on until a Yes); 1 = the first ROI, unverified (default preset).")}),
             },
             "optional": {
                 "options": OPTIONS_IN,
                 "targets_override": TARGETS_OVERRIDE_IN,
                 "gate": GATE_IN,
+                "preset": PRESET_IN,
+                "verify_stop": VERIFY_STOP_IN,
             },
         }
 
     def run(self, mllm: Any, image: Any, question: str, n_steps: int, options: str = "", targets_override: str = "",
-            gate: float = 0.0):
+            gate: float = 0.0, preset: str = "default", verify_stop: float = -1.0):
         from ..focus_engine.render import roi_mask, summary_figure
 
         handle, mllm = mllm, use_mllm(mllm)
         pictures = [pil_image(item) for item in image_items(image)]
         choices = parse_options(options)
-        method = focus_method(mllm, f"focus-gated:{gate}" if gate else "focus", n_steps=n_steps)
+        method = focus_method(mllm, f"focus-gated:{gate}" if gate else "focus", n_steps=n_steps,
+                              **preset_settings(preset, verify_stop))
         results = run_per_image(len(pictures), lambda i: method.run(
             pictures[i], question, options=choices, targets=targets_override.strip() or None,
             should_stop=bridge.interrupted,
@@ -194,5 +199,6 @@ class FocusVQA:
         answers = "\n".join(" ".join(r.answer.split()) for r in results)
         selected = [r.selected for r in results]
         return (answers, to_mask_tensor(masks), to_image_tensor([preview]),
-                boxes_json([r.rois for r in results], selected), gate_json([r.gate for r in results]),
+                boxes_json([r.rois for r in results], selected, [r.config for r in results]),
+                gate_json([r.gate for r in results]),
                 bbox_list(selected, [r.image_size for r in results]), region_segs(selected[0], results[0].image_size, image[:1]))

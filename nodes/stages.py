@@ -11,10 +11,10 @@ from . import bridge
 from .regions import BBOX_TIP, SEGS_TIP, bbox_list
 from .regions import segs as region_segs
 from .common import (
-    ANSWER_GATE_IN, BOXES_JSON_TIP, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, QUESTION_IN, ROIS_IN, TARGETS_IN,
-    TARGETS_OVERRIDE_IN, RelevanceBatch, RoiBatch, boxes_json, check_batch, focus_config, gate_json, image_items,
-    finish_with, pad_to_common_size, parse_options, pil_image, relevance_in, rois_in, run_per_image, targets_in,
-    to_image_tensor, to_mask_tensor, use_mllm,
+    ANSWER_GATE_IN, BOXES_JSON_TIP, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, PRESET_IN, QUESTION_IN, ROIS_IN,
+    TARGETS_IN, TARGETS_OVERRIDE_IN, VERIFY_STOP_IN, RelevanceBatch, RoiBatch, boxes_json, check_batch, focus_config,
+    gate_json, image_items, finish_with, pad_to_common_size, parse_options, pil_image, preset_settings, relevance_in,
+    rois_in, run_per_image, targets_in, to_image_tensor, to_mask_tensor, use_mllm,
 )
 
 
@@ -90,15 +90,20 @@ class FocusRelevanceMap:
                     "End of the layer range (exclusive); 0 = the family default.")}),
                 "source": (list(RELEVANCE_SOURCES), {"default": FocusConfig.source, "tooltip": (
                     "values: FOCUS. keys / random: the paper's ablations.")}),
-            }
+            },
+            "optional": {
+                "preset": PRESET_IN,
+            },
         }
 
-    def relevance(self, mllm: Any, image: Any, targets: Any, layer_start: int, layer_end: int, source: str):
+    def relevance(self, mllm: Any, image: Any, targets: Any, layer_start: int, layer_end: int, source: str,
+                  preset: str = "default"):
         from ..focus_engine.relevance import relevance_maps
         from ..focus_engine.render import heatmap_overlay
 
         mllm, targets = use_mllm(mllm), targets_in(targets)
-        config = focus_config(mllm, source=source, layers=None if layer_end == 0 else (layer_start, layer_end))
+        config = focus_config(mllm, source=source, layers=None if layer_end == 0 else (layer_start, layer_end),
+                              **preset_settings(preset))
         pictures = [pil_image(item) for item in image_items(image)]
         maps = run_per_image(len(pictures), lambda i: relevance_maps(
             mllm, pictures[i], targets.names, config, should_stop=bridge.interrupted))
@@ -128,9 +133,10 @@ class FocusProposeROIs:
                 "relevance": ("FOCUS_RELEVANCE", {"tooltip": "Maps from FOCUS · Relevance Map."}),
                 "anchors": ("INT", {"default": 0, "min": 0, "max": 200, "tooltip": (
                     "Anchor cells per target; 0 = the paper's rule (fewer anchors for a small verification budget).")}),
-                "spacing": ("FLOAT", {"default": FocusConfig.anchor_spacing, "min": 0.0, "max": 50.0, "step": 0.5,
-                                      "tooltip": (
-                    "Minimum distance between anchors, in grid cells.")}),
+                "spacing": ("FLOAT", {"default": -1.0, "min": -1.0, "max": 50.0, "step": 0.5, "tooltip": (
+                    "Minimum distance between anchors, in grid cells. -1: the preset's, from Relevance Map "
+                    f"({FocusConfig.anchor_spacing:g} in default; the paper's 2 on V*Bench for LLaVA-1.5 and "
+                    "for OneVision).")}),
                 "min_size": ("INT", {"default": 0, "min": 0, "max": 64, "tooltip": (
                     "Initial box side in cells; 0 = the model family's default.")}),
                 "max_size": ("INT", {"default": 0, "min": 0, "max": 128, "tooltip": (
@@ -155,21 +161,23 @@ class FocusProposeROIs:
         s_min, s_max = min_size or base.s_min, max_size or base.s_max
         if s_max < s_min:
             raise ValueError(f"FOCUS: max_size {s_max} is smaller than min_size {s_min}")
-        config = dataclasses.replace(base, n_anchors=anchors or base.n_anchors, anchor_spacing=spacing, s_min=s_min,
-                                     s_max=s_max, expand_threshold=threshold, nms_iou=nms_iou)
+        config = dataclasses.replace(base, n_anchors=anchors or base.n_anchors, s_min=s_min, s_max=s_max,
+                                     anchor_spacing=spacing if spacing >= 0 else base.anchor_spacing,
+                                     expand_threshold=threshold, nms_iou=nms_iou)
         rois = run_per_image(len(relevance.maps), lambda i: propose_for_maps(relevance.maps[i].values(), config))
         sizes = [next(iter(m.values())).image_size for m in relevance.maps]
         masks = [roi_mask(size, [r.box for r in per_image]) for size, per_image in zip(sizes, rois)]
-        return (RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois), bbox_list(rois, sizes),
+        return (RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois, configs=config), bbox_list(rois, sizes),
                 region_segs(rois[0], sizes[0]))
 
 
 class FocusRankROIs:
     DESCRIPTION = (
         "Stage 3b: asks the model 'Is there a {target} in the image?' about the crops of each target's ROIs, "
-        "in relevance order, one per target per step, until one says Yes (at most n_steps), and re-ranks them by "
-        "the Yes confidence; with overrun, keeps checking past n_steps until one says Yes (the paper's). Outputs "
-        "ranked ROIs, the MASK of the selected ones and the best crop."
+        "in relevance order, one per target per step, until one is sure (verify_stop; at most n_steps), or, with "
+        "verify_stop off (the paper preset), the first n_steps at once; re-ranks them by the Yes confidence; with "
+        "overrun, keeps checking past n_steps until one says Yes (the paper's). Outputs ranked ROIs, the MASK of "
+        "the selected ones and the best crop."
     )
     CATEGORY = "FOCUS"
     FUNCTION = "rank"
@@ -194,14 +202,21 @@ class FocusRankROIs:
                 "targets": TARGETS_IN,
                 "n_steps": ("INT", {"default": FocusConfig.n_steps, "min": 1, "max": 32, "tooltip": (
                     "At most this many ROIs verified per target, in relevance order, stopping at the first the model "
-                    "is sure of; 1 without overrun skips verification (the no-ranking ablation).")}),
+                    "is sure of (verify_stop; with it off, as in the paper preset, all of them at once); 1 without "
+                    "overrun skips verification (the no-ranking ablation).")}),
                 "overrun": ("BOOLEAN", {"default": FocusConfig.overrun, "tooltip": (
                     "If none of the first n_steps ROIs says Yes, verify further ones until one does (the paper's), "
-                    f"at most {FocusConfig.max_overrun} more per target (our cap).")}),
-            }
+                    f"at most {FocusConfig.max_overrun} more per target (our cap; the paper preset: every "
+                    "proposal at most).")}),
+            },
+            "optional": {
+                "preset": PRESET_IN,
+                "verify_stop": VERIFY_STOP_IN,
+            },
         }
 
-    def rank(self, mllm: Any, image: Any, rois: Any, targets: Any, n_steps: int, overrun: bool):
+    def rank(self, mllm: Any, image: Any, rois: Any, targets: Any, n_steps: int, overrun: bool,
+             preset: str = "default", verify_stop: float = -1.0):
         from ..focus_engine.images import crop
         from ..focus_engine.ranking import rank_rois, verification_steps
         from ..focus_engine.render import roi_mask
@@ -209,7 +224,7 @@ class FocusRankROIs:
         mllm, rois, targets = use_mllm(mllm), rois_in(rois), targets_in(targets)
         pictures = [pil_image(item) for item in image_items(image)]
         check_batch("the ROI list", len(rois.per_image), len(pictures))
-        config = focus_config(mllm, n_steps=n_steps, overrun=overrun)
+        config = focus_config(mllm, n_steps=n_steps, overrun=overrun, **preset_settings(preset, verify_stop))
         bar = bridge.progress_bar(len(pictures) * verification_steps(config))
 
         def one(index: int) -> list[Any]:
@@ -225,7 +240,7 @@ class FocusRankROIs:
         masks = [roi_mask(size, [r.box for r in sel]) for size, sel in zip(rois.image_sizes, selected)]
         crops = [np.asarray(crop(picture, sel[0].box)) for picture, sel in zip(pictures, selected)]
         return (ranked, to_mask_tensor(masks), to_image_tensor(pad_to_common_size(crops)),
-                boxes_json(ranked.per_image, selected), bbox_list(selected, rois.image_sizes),
+                boxes_json(ranked.per_image, selected, config), bbox_list(selected, rois.image_sizes),
                 region_segs(selected[0], rois.image_sizes[0], image[:1]))
 
 
@@ -256,11 +271,12 @@ class FocusAnswer:
             "optional": {
                 "options": OPTIONS_IN,
                 "gate": ANSWER_GATE_IN,
+                "preset": PRESET_IN,
             },
         }
 
     def answer(self, mllm: Any, image: Any, question: str, rois: Any, targets: Any, options: str = "",
-               gate: float = 0.0):
+               gate: float = 0.0, preset: str = "default"):
         from ..focus_engine.gate import answer_with_gate
         from ..focus_engine.inputs import check_options, check_question
         from ..focus_engine.methods.base import check_prompts_fit
@@ -269,7 +285,7 @@ class FocusAnswer:
         handle, mllm, rois, targets = mllm, use_mllm(mllm), rois_in(rois), targets_in(targets)
         items = image_items(image)
         check_batch("the ROI list", len(rois.per_image), len(items))
-        config = focus_config(mllm, gate_threshold=gate or None)
+        config = focus_config(mllm, gate_threshold=gate or None, **preset_settings(preset))
 
         def one(index: int) -> tuple[str, np.ndarray, Any]:
             pil = pil_image(items[index])
@@ -277,7 +293,7 @@ class FocusAnswer:
             asked, choices = check_question(question), check_options(parse_options(options))
             check_prompts_fit(mllm, pil, asked, choices, config, extracting=False)
             result, decision = answer_with_gate(mllm, pil, asked, choices, selected, config,
-                                                should_stop=bridge.interrupted)
+                                                should_stop=bridge.interrupted, question_type=targets.question_type)
             shown = [] if result.view.mode == "full" else selected
             picture = np.asarray(draw_rois(pil, rois.per_image[index], shown))
             return result.text, picture, decision.to_json() if decision is not None else None

@@ -104,3 +104,26 @@ def test_every_node_is_documented(pack):
         assert len(node.OUTPUT_TOOLTIPS) == len(node.RETURN_TYPES) == len(node.RETURN_NAMES)
         for section in node.INPUT_TYPES().values():
             assert all(options.get("tooltip") for _, options in section.values()), node_id
+
+
+def test_the_preset_and_verify_stop_widgets_of_focus_vqa(nodes, pack_planted):
+    """FOCUS · VQA on "paper (...)" runs the paper preset's config, the one
+    ``make_method`` builds for the same settings, and its boxes_json records
+    it; an old workflow (no preset widget) runs the default as before."""
+    images = image_batch(1)
+
+    def config_of(*args):
+        boxes = nodes.helpers.FocusVQA().run(pack_planted, images, "Where is the red square?", 2, "", "red", *args)[3]
+        (entry,) = json.loads(boxes)
+        return entry
+
+    old = config_of()
+    assert (old["preset"], old["config"]["verify_stop"], old["config"]["overrun"]) == ("default", 0.5, False)
+    paper = config_of(0.0, "paper (vstar)")
+    expected = nodes.common.focus_method(pack_planted, "focus", n_steps=2, preset="paper", preset_dataset="vstar").config
+    assert paper["config"] == json.loads(json.dumps(expected.to_dict()))
+    assert (paper["preset"], paper["preset_dataset"], paper["config"]["verify_stop"]) == ("paper", "vstar", None)
+    assert config_of(0.0, "paper (vstar)", 0.7)["config"]["verify_stop"] == 0.7  # the widget over the preset
+    assert config_of(0.0, "default", 0.0)["config"]["verify_stop"] is None  # 0: off
+    with pytest.raises(ValueError, match="preset 'paper \\(coco\\)'"):
+        config_of(0.0, "paper (coco)")

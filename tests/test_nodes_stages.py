@@ -144,6 +144,35 @@ def test_widget_orders_are_the_contract(stages):
     assert list(stages.FocusProposeROIs.INPUT_TYPES()["required"]) == [
         "relevance", "anchors", "spacing", "min_size", "max_size", "threshold", "nms_iou"]
     assert list(stages.FocusRankROIs.INPUT_TYPES()["required"]) == ["mllm", "image", "rois", "targets", "n_steps", "overrun"]
+    # new widgets come last, optional: a saved workflow without them still loads, its values in place
+    assert list(stages.FocusRelevanceMap.INPUT_TYPES()["optional"]) == ["preset"]
+    assert list(stages.FocusRankROIs.INPUT_TYPES()["optional"]) == ["preset", "verify_stop"]
+    assert list(stages.FocusAnswer.INPUT_TYPES()["optional"]) == ["options", "gate", "preset"]
+
+
+def test_the_preset_flows_through_the_stage_chain(stages, planted):
+    """Relevance Map on "paper (vstar)": the paper's map settings, and Propose
+    ROIs (spacing -1, the preset's) takes its spacing and boxes; Rank ROIs on
+    "paper (vstar)" verifies as the paper (overrun is its own widget); each
+    records its config in boxes_json. Without the new widgets: the default."""
+    images = image_batch(1)
+    targets, _ = stages.FocusExtractTargets().extract(planted, "Where is the red square?", "red")
+    relevance, *_ = stages.FocusRelevanceMap().relevance(planted, images, targets, 0, 0, "values", "paper (vstar)")
+    assert (relevance.config.skip_stop_words, relevance.config.preset, relevance.config.anchor_spacing) == (
+        False, "paper", 2.0)
+    rois, _, proposals_json, *_ = stages.FocusProposeROIs().propose(relevance, 0, -1.0, 0, 0, 0.5, 0.3)
+    (entry,) = json.loads(proposals_json)
+    assert (entry["preset"], entry["config"]["anchor_spacing"], entry["config"]["extent_floor"]) == ("paper", 2.0, None)
+    assert json.loads(stages.FocusProposeROIs().propose(relevance, 0, 4.0, 0, 0, 0.5, 0.3)[2])[0]["config"][
+        "anchor_spacing"] == 4.0
+    ranked_json = stages.FocusRankROIs().rank(planted, images, rois, targets, 2, True, "paper (vstar)")[3]
+    config = json.loads(ranked_json)[0]["config"]
+    assert (config["verify_stop"], config["overrun"], config["max_overrun"], config["verify_answer_hint"]) == (
+        None, True, None, False)
+    config = json.loads(stages.FocusRankROIs().rank(planted, images, rois, targets, 2, False)[3])[0]["config"]
+    assert (config["preset"], config["verify_stop"], config["max_overrun"]) == ("default", 0.5, 8)
+    with pytest.raises(ValueError, match="verify_stop"):
+        stages.FocusRankROIs().rank(planted, images, rois, targets, 2, False, "default", 2.0)
 
 
 def test_node_errors_are_clear(stages, planted):

@@ -50,7 +50,7 @@ def test_saved_layout_has_no_overlaps_at_the_drawn_sizes(path):
 def test_min_height_follows_sockets_and_widgets():
     """The rule measured in ComfyUI's frontend 1.27.10 (``LGraphNode.computeSize``)."""
     specs = {**wc.load_core_specs(), **wc.pack_specs(load_pack_mappings())}
-    measured = {"FocusVQA": 334, "FocusProposeROIs": 258, "FocusAnswer": 226, "FocusLoadMLLM": 178,
+    measured = {"FocusVQA": 382, "FocusProposeROIs": 258, "FocusAnswer": 250, "FocusLoadMLLM": 178,
                 "KSampler": 262, "LoadImage": 102, "MaskToImage": 26, "PreviewAny": 88, "CLIPTextEncode": 88}
     assert {kind: min_height(specs[kind], kind) for kind in measured} == measured
     assert min_height(None, "Note") == 88

@@ -166,6 +166,31 @@ def test_api_workflow_runs(server, name):
         assert texts, "the answer is shown"
 
 
+def test_a_workflow_saved_before_the_preset_widgets_still_runs(server):
+    """The step-by-step workflow as saved before issue 29: no preset or
+    verify_stop input, Propose ROIs' spacing 3.0."""
+    prompt = prepared("focus_vqa_step_by_step")
+    for node in prompt.values():
+        for name in ("preset", "verify_stop"):
+            node["inputs"].pop(name, None)
+        if node["class_type"] == "FocusProposeROIs":
+            node["inputs"]["spacing"] = 3.0
+    entry = server.run(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+
+
+def test_focus_vqa_on_the_paper_preset_records_it(server):
+    prompt = prepared("focus_vqa_one_node")
+    (vqa,) = [node for node in prompt.values() if node["class_type"] == "FocusVQA"]
+    vqa["inputs"].update(preset="paper (vstar)", verify_stop=-1.0)
+    entry = server.run(prompt)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    texts = [text for output in entry["outputs"].values() for text in output.get("text", [])]
+    (boxes,) = [json.loads(text) for text in texts if text.lstrip().startswith("[{")]
+    assert boxes[0]["preset"] == "paper" and boxes[0]["config"]["verify_stop"] is None
+    assert boxes[0]["config"]["overrun"] is True and boxes[0]["config"]["preset_dataset"] == "vstar"
+
+
 def test_bad_input_is_a_node_error_and_the_server_keeps_serving(server):
     entry = server.run(prepared("focus_vqa_one_node", question="  "))
     assert entry["status"]["status_str"] == "error"

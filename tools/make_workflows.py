@@ -237,8 +237,8 @@ def step_by_step(specs: dict[str, Any]) -> Graph:
     relevance = g.add("FocusRelevanceMap", (760, 0), 190, mllm=mllm["mllm"], image=image["IMAGE"],
                       targets=targets["targets"], layer_start=0, layer_end=0, source="values")
     g.add("PreviewImage", (760, 230), 260, title="Relevance overlay", images=relevance["preview"])
-    proposals = g.add("FocusProposeROIs", (1140, 0), 250, relevance=relevance["relevance"], anchors=0, spacing=3.0,
-                      min_size=0, max_size=0, threshold=0.5, nms_iou=0.3)
+    proposals = g.add("FocusProposeROIs", (1140, 0), 250, relevance=relevance["relevance"], anchors=0,
+                      spacing=-1.0, min_size=0, max_size=0, threshold=0.5, nms_iou=0.3)
     proposals_image = g.add("MaskToImage", (1140, 290), 60, mask=proposals["proposals_mask"])
     g.add("PreviewImage", (1140, 390), 260, title="All proposals", images=proposals_image["IMAGE"])
     ranked = g.add("FocusRankROIs", (1520, 0), 190, mllm=mllm["mllm"], image=image["IMAGE"],
@@ -260,7 +260,8 @@ def step_by_step(specs: dict[str, Any]) -> Graph:
     )
     g.note("Layer range 0/0 = the family default (LLaVA-1.5: 14-32). source: values (FOCUS), keys or random "
            "(the paper's ablations). Rank ROIs: at most n_steps ROIs per target verified, in relevance order, "
-           "stopping at the first sure one (1 without overrun: none); overrun, the paper's, goes on until a Yes.", (760, 540), (NODE_WIDTH, 150))
+           "stopping at the first sure one (1 without overrun: none); overrun, the paper's, goes on until a Yes. "
+           "preset (optional widgets): the paper's settings; choose it on each node that has it.", (760, 540), (NODE_WIDTH, 180))
     g.group("Visual search", [n for n in g.nodes if 380 <= n.pos[0] <= 1520])
     return g
 
@@ -292,7 +293,7 @@ def _visual_search(g: Graph, question: str) -> tuple[Node, Node]:
     relevance = g.add("FocusRelevanceMap", (380, 190), 190, mllm=mllm["mllm"], image=image["IMAGE"],
                       targets=targets["targets"], layer_start=0, layer_end=0, source="values")
     proposals = g.add("FocusProposeROIs", (380, 420), 250, relevance=relevance["relevance"], anchors=0,
-                      spacing=3.0, min_size=0, max_size=0, threshold=0.5, nms_iou=0.3)
+                      spacing=-1.0, min_size=0, max_size=0, threshold=0.5, nms_iou=0.3)
     ranked = g.add("FocusRankROIs", (380, 710), 190, mllm=mllm["mllm"], image=image["IMAGE"],
                    rois=proposals["rois"], targets=targets["targets"], n_steps=4, overrun=False)
     g.group("FOCUS: find the region", [targets, relevance, proposals, ranked])
