@@ -16,7 +16,9 @@ from typing import Any, Sequence
 
 from PIL import Image
 
-from .cli_flags import add_model_flags, add_setting_flags, load_model, user_settings
+from .cli_flags import (
+    add_model_flags, add_setting_flags, check_before_loading, check_out_folder, load_model, user_settings,
+)
 from .config import FocusConfig
 from .errors import FocusError
 from .methods.registry import METHOD_NAMES
@@ -62,15 +64,17 @@ def _method_from_args(args: argparse.Namespace, mllm: Any) -> Any:
     from .presets import describe_preset
 
     settings = user_settings(args)
-    name = args.method or "focus"
-    if args.gate is not None:
-        if name == "focus":
-            name = f"focus-gated:{args.gate}"
-        else:  # another method with a gate: its own fields decide whether that can be
-            settings["gate_threshold"] = args.gate
-    method = make_method(name, mllm, **settings)
+    if args.gate is not None and (args.method or "focus") != "focus":
+        settings["gate_threshold"] = args.gate  # another method with a gate: its own fields decide
+    method = make_method(_method_name(args), mllm, **settings)
     _progress(f"preset: {describe_preset(method.config, mllm.family)}")
     return method
+
+
+def _method_name(args: argparse.Namespace) -> str:
+    """``--method`` (default focus); ``--gate T`` with FOCUS is focus-gated:T."""
+    name = args.method or "focus"
+    return f"focus-gated:{args.gate}" if args.gate is not None and name == "focus" else name
 
 
 def _print_summary(result: Any, written: Sequence[Path]) -> None:
@@ -93,8 +97,10 @@ def _print_summary(result: Any, written: Sequence[Path]) -> None:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from .images import to_pil_rgb
-    from .methods.registry import method_spec
 
+    if args.gate is not None and not 0.0 <= args.gate <= 1.0:
+        raise FocusError(f"--gate {args.gate:g}: the threshold must be between 0 and 1 (a confidence)")
+    check_before_loading(args, _method_name(args))  # nothing the user typed waits for the model to load
     try:
         image = Image.open(args.image)
         image.load()
@@ -103,7 +109,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     except OSError as exc:
         raise FocusError(f"cannot read image {args.image!r}: {exc}") from None
     pil = to_pil_rgb(image)
-    method_spec(args.method or "focus")  # a bad name fails before the model loads
     if args.model:
         _progress(f"loading {args.model}")
     mllm = load_model(args)
@@ -122,6 +127,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from .render import comparison_figure
 
     started = time.perf_counter()
+    check_out_folder(args.out)
     folder = Path(args.model) if args.model else embedded_model_dir()
     _progress(f"model: {folder}")
     mllm = load_mllm(str(folder), device="cpu", dtype="fp32")
@@ -162,12 +168,13 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="focus", description=__doc__)
     parser.add_argument("-v", "--verbose", action="store_true", help="log model loading details")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="answer a question about an image with FOCUS (or another --method)")
     run.add_argument("--method", help=f"how to answer: {', '.join(METHOD_NAMES)} (default: focus)")
     run.add_argument("--image", required=True, help="image file")
-    run.add_argument("--question", required=True)
+    run.add_argument("--question", required=True, help="the question about the image, in quotes")
     run.add_argument("--options", nargs="+", help="multiple-choice options (answer is a letter)")
     run.add_argument("--targets", nargs="+", help="skip target extraction: the objects to look for")
     run.add_argument("--out", default="focus_out", help="output folder (default: focus_out)")
@@ -190,6 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_bench_commands(sub)
     return parser
+
+
+def _version() -> str:
+    from . import __version__
+
+    return __version__
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from .cli_flags import add_model_flags, add_setting_flags, load_model, user_settings
+from .cli_flags import add_model_flags, add_setting_flags, check_before_loading, load_model, user_settings
 from .config import FocusConfig
 from .errors import FocusError, FocusInputError
 from .methods.registry import METHOD_NAMES
@@ -91,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from .bench.runner import format_summary, method_specs, run_benchmark, write_report
     methods = method_specs(args.methods)  # bad names fail before the model loads
     n_steps = _int_list(args.n_steps_list)
+    check_before_loading(args, *methods)  # as do settings a method cannot take
     categories = None if not args.categories else ("all" if args.categories == "all" else args.categories.split(","))
     items = load_dataset(args.data, args.kind, option_seed=args.option_seed, limit=args.limit,
                          image_root=args.image_root, categories=categories)
@@ -120,8 +121,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             return 0
         result = write_report(args.out)
     print(format_summary(result))
-    print(f"wrote    : {Path(args.out) / 'results.json'} (records: {Path(args.out)}/records*.jsonl)")
+    _print_written(Path(args.out))
     return 0
+
+
+def _print_written(out: Path) -> None:
+    """The files a run or a report wrote: results, records, the plot."""
+    from .bench.plot import PLOT_STEM
+
+    print(f"wrote    : {out / 'results.json'} (records: {out}/records*.jsonl)")
+    for suffix in (".png", ".svg"):
+        if (out / f"{PLOT_STEM}{suffix}").is_file():
+            print(f"wrote    : {out / f'{PLOT_STEM}{suffix}'}")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -129,7 +140,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     result = write_report(args.out)
     print(format_summary(result))
-    print(f"wrote    : {Path(args.out) / 'results.json'}")
+    _print_written(Path(args.out))
     return 0
 
 

@@ -10,6 +10,8 @@ otherwise, and every default is the one in ``FocusConfig``.
 from __future__ import annotations
 
 import argparse
+import re
+from pathlib import Path
 from typing import Any, Callable
 
 from .config import (
@@ -37,7 +39,8 @@ def add_model_flags(parser: argparse.ArgumentParser, *, several_devices: bool = 
     """Which model, on which device, in which precision and attention."""
     parser.add_argument("--model", help="model folder or Hugging Face hub id (default: the embedded demo model, "
                                         "which knows only the synthetic world)")
-    parser.add_argument("--device", default="auto")
+    parser.add_argument("--device", default="auto",
+                        help="where the model runs: auto (cuda, else mps, else cpu), cuda, cuda:N, cpu or mps")
     parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--attention", default="auto", choices=ATTENTIONS)
     parser.add_argument("--quantization", default="none", choices=QUANTIZATIONS,
@@ -94,6 +97,44 @@ def add_setting_flags(parser: argparse.ArgumentParser, *, dataset_default: str) 
                              f"as the reply (V*Bench's, ZoomEye's and SEAL's evaluation; default {DEFAULT.answer_scoring})")
 
 
+def in_flag_words(message: str) -> str:
+    """An engine message about a config field (``FocusConfig.n_steps=0: ...``)
+    in the words of the flag that sets it (``--n-steps 0: ...``)."""
+    flags = {field: "--" + name.replace("_", "-") for name, field in SETTING_FLAGS.items()}
+
+    def flag(match: re.Match[str]) -> str:
+        field, value = match.group(1), match.group(2)
+        return f"{flags[field]} {value}:" if field in flags else match.group(0)
+
+    return re.sub(r"FocusConfig\.(\w+)=(.*?):", flag, message)
+
+
+def check_out_folder(out: str) -> None:
+    """``--out`` names a folder (made if missing), not a file."""
+    from .errors import FocusError
+
+    if Path(out).exists() and not Path(out).is_dir():
+        raise FocusError(f"--out {out!r} is a file; give a folder (it is made if missing)")
+
+
+def check_before_loading(args: argparse.Namespace, *methods: Any) -> None:
+    """Everything the user typed that can be judged without a model: the
+    question, the output folder, the settings against the method; in the
+    words of the flags they typed."""
+    from .errors import FocusConfigError
+    from .inputs import check_question
+    from .methods.setup import check_settings
+
+    if hasattr(args, "question"):
+        check_question(args.question)
+    check_out_folder(args.out)
+    try:
+        for method in methods:
+            check_settings(method, **user_settings(args))
+    except FocusConfigError as exc:
+        raise FocusConfigError(in_flag_words(str(exc))) from None
+
+
 def user_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The settings the user typed, by FocusConfig field name."""
     typed = {SETTING_FLAGS[name]: value for name, value in vars(args).items() if name in SETTING_FLAGS}
@@ -102,4 +143,4 @@ def user_settings(args: argparse.Namespace) -> dict[str, Any]:
     return typed
 
 
-__all__ = ["add_model_flags", "add_setting_flags", "load_model", "user_settings"]
+__all__ = ["add_model_flags", "add_setting_flags", "check_before_loading", "check_out_folder", "in_flag_words", "load_model", "user_settings"]

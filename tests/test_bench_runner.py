@@ -133,4 +133,5 @@ def test_cli_bench_run_with_the_demo_model(tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "synthetic world" in printed and "no-ranking" in printed and "vanilla" in printed
     assert (out / RESULTS_FILE).is_file() and (out / f"{PLOT_STEM}.png").is_file()
+    assert f"wrote    : {out / f'{PLOT_STEM}.png'}" in printed and f"{PLOT_STEM}.svg" in printed  # issue 33, item 10
     assert main(["bench", "run", "--data", str(data), "--methods", "bogus"]) == 2

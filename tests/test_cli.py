@@ -76,3 +76,41 @@ def test_focus_demo_with_another_model(planted_dir, tmp_path, capsys):
     assert "synthetic world" not in out and "truth" in out  # no claim about a model it did not ship
     assert main(["demo", "--out", str(tmp_path / "demo2"), "--model", str(tmp_path / "nope")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_what_the_user_typed_is_judged_before_any_model_loads(tmp_path, capsys):
+    """Issue 33, items 1, 4 and 10: an --out that is a file, an empty
+    question, a setting out of range or a gate above 1 stop at once in the
+    words of the flag typed (the model path does not even exist)."""
+    image_path = tmp_path / "x.png"
+    Image.new("RGB", (64, 64)).save(image_path)
+    (tmp_path / "taken").write_text("a file")
+    base = ["run", "--model", str(tmp_path / "no_model_here"), "--image", str(image_path)]
+    for flags, first_line in (
+        (["--question", "Q?", "--out", str(tmp_path / "taken")], f"focus: error: --out '{tmp_path / 'taken'}' is a file"),
+        (["--question", " "], "focus: error: the question is empty"),
+        (["--question", "Q?", "--n-steps", "0"], "focus: error: --n-steps 0: must be at least 1"),
+        (["--question", "Q?", "--verify-stop", "1.5"], "focus: error: --verify-stop 1.5: must be in (0, 1]"),
+        (["--question", "Q?", "--gate", "2"], "focus: error: --gate 2: the threshold must be between 0 and 1"),
+        (["--question", "Q?", "--method", "no-ranking", "--n-steps", "3"], "focus: error: method no-ranking fixes"),
+    ):
+        assert main(base + flags) == 2, flags
+        err = capsys.readouterr().err
+        assert err.startswith(first_line), (flags, err)
+        assert "does not exist" not in err and "FocusConfig" not in err and "Traceback" not in err
+    assert main(["demo", "--out", str(tmp_path / "taken")]) == 2
+    assert "is a file" in capsys.readouterr().err
+
+
+def test_version_and_help(capsys):
+    import pytest
+
+    from focus_engine import __version__
+
+    with pytest.raises(SystemExit) as done:
+        main(["--version"])
+    assert done.value.code == 0 and capsys.readouterr().out.strip() == f"focus {__version__}"
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    text = capsys.readouterr().out
+    assert "the question about the image" in text and "where the model runs" in text

@@ -92,6 +92,25 @@ def merged_config(
 ) -> FocusConfig:
     """Layers 1 and 3-5 for a model ``family`` (its name: no model needed),
     before the family's defaults fill the fields left at ``None``."""
+    spec, user, preset, dataset = _checked(method, config, budget, settings)
+    layers: dict[str, Any] = dict(paper_settings(family, dataset)) if preset == "paper" else {}
+    layers.update(spec.fixed)
+    layers.update(user)
+    return FocusConfig(**layers, preset=preset, preset_dataset=dataset)
+
+
+def check_settings(method: str | MethodSpec = "focus", config: FocusConfig | None = None, **settings: Any) -> None:
+    """What can be said of the user's settings before a model is loaded: the
+    method's name, the preset, unknown names, a contradiction with the
+    method, each value on its own (``FocusConfig``'s checks); raises
+    ``FocusConfigError``."""
+    _, user, _, _ = _checked(method, config, None, settings)
+    FocusConfig(**user)
+
+
+def _checked(method: str | MethodSpec, config: FocusConfig | None, budget: int | None,
+             settings: dict[str, Any]) -> tuple[MethodSpec, dict[str, Any], str, str]:
+    """The method's spec, the user's settings, the preset and its dataset, checked."""
     spec = method if isinstance(method, MethodSpec) else method_spec(method)
     user = {**set_fields(config), **settings}
     if budget is not None and spec.sweeps_n_steps:
@@ -103,12 +122,8 @@ def merged_config(
     unknown = sorted(set(user) - set(SETTINGS))
     if unknown:
         raise FocusConfigError(f"unknown setting(s) {', '.join(unknown)}; FocusConfig has {', '.join(SETTINGS)}")
-    fixed = dict(spec.fixed)
-    _refuse_contradictions(spec, fixed, user)
-    layers: dict[str, Any] = dict(paper_settings(family, dataset)) if preset == "paper" else {}
-    layers.update(fixed)
-    layers.update(user)
-    return FocusConfig(**layers, preset=preset, preset_dataset=dataset)
+    _refuse_contradictions(spec, dict(spec.fixed), user)
+    return spec, user, preset, dataset
 
 
 def _preset(spec: MethodSpec, asked: str | None) -> str:
@@ -135,4 +150,4 @@ def _normal(value: Any) -> Any:
     return tuple(value) if isinstance(value, list) else value
 
 
-__all__ = ["SETTINGS", "make_method", "merged_config", "run_config", "set_fields"]
+__all__ = ["SETTINGS", "check_settings", "make_method", "merged_config", "run_config", "set_fields"]
