@@ -178,7 +178,7 @@ def test_a_run_sharded_over_two_processes_equals_one_process(tmp_path):
     assert shards == ["records.rank0-of-2.jsonl", "records.rank1-of-2.jsonl"]
     per_shard = [read_records(sharded / name) for name in shards]
     assert [len(records) for records in per_shard] == [6, 4]  # questions 0, 2, 4 and 1, 3, two runs each
-    assert launched.stdout.count("wrote    :") == 1  # one report, from the main process
+    assert launched.stdout.count("results.json (records:") == 1  # one report, from the main process
     plan = json.loads((single / RUN_FILE).read_text())
     labels = [r["label"] for r in plan["runs"]]
     one = records_by_run(read_records(single / RECORDS_FILE), labels, plan["items"])
