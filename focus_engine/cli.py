@@ -63,18 +63,23 @@ def _method_from_args(args: argparse.Namespace, mllm: Any) -> Any:
     from .methods.setup import make_method
     from .presets import describe_preset
 
-    settings = user_settings(args)
-    if args.gate is not None and (args.method or "focus") != "focus":
-        settings["gate_threshold"] = args.gate  # another method with a gate: its own fields decide
-    method = make_method(_method_name(args), mllm, **settings)
+    name, settings = _method_and_settings(args)
+    method = make_method(name, mllm, **settings)
     _progress(f"preset: {describe_preset(method.config, mllm.family)}")
     return method
 
 
-def _method_name(args: argparse.Namespace) -> str:
-    """``--method`` (default focus); ``--gate T`` with FOCUS is focus-gated:T."""
-    name = args.method or "focus"
-    return f"focus-gated:{args.gate}" if args.gate is not None and name == "focus" else name
+def _method_and_settings(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """The method's name and the settings the user typed: ``--gate T`` makes
+    FOCUS focus-gated:T; with another method it is that method's
+    ``gate_threshold``, which its own fields may refuse."""
+    name, settings = args.method or "focus", user_settings(args)
+    if args.gate is not None:
+        if name == "focus":
+            name = f"focus-gated:{args.gate}"
+        else:
+            settings["gate_threshold"] = args.gate
+    return name, settings
 
 
 def _print_summary(result: Any, written: Sequence[Path]) -> None:
@@ -100,7 +105,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     if args.gate is not None and not 0.0 <= args.gate <= 1.0:
         raise FocusError(f"--gate {args.gate:g}: the threshold must be between 0 and 1 (a confidence)")
-    check_before_loading(args, _method_name(args))  # nothing the user typed waits for the model to load
+    name, settings = _method_and_settings(args)
+    check_before_loading(args, [name], settings)  # nothing the user typed waits for the model to load
     try:
         image = Image.open(args.image)
         image.load()

@@ -89,9 +89,11 @@ def distributed_state() -> Any:
 def cmd_run(args: argparse.Namespace) -> int:
     from .bench.datasets import detect_kind, load_dataset
     from .bench.runner import format_summary, method_specs, run_benchmark, write_report
+
     methods = method_specs(args.methods)  # bad names fail before the model loads
     n_steps = _int_list(args.n_steps_list)
-    check_before_loading(args, *methods)  # as do settings a method cannot take
+    settings = user_settings(args)
+    check_before_loading(args, methods, settings)  # as do settings a method cannot take
     categories = None if not args.categories else ("all" if args.categories == "all" else args.categories.split(","))
     items = load_dataset(args.data, args.kind, option_seed=args.option_seed, limit=args.limit,
                          image_root=args.image_root, categories=categories)
@@ -104,7 +106,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.model:
         _say(f"loading {args.model}")
     mllm = load_model(args, device, say=print if rank == 0 else lambda message: None)
-    settings = user_settings(args)
     parse = args.parse or ("strict" if settings.get("preset") == "paper" or all(m.preset == "paper" for m in methods)
                            else "lenient")  # the paper scores without post-processing
     if rank == 0:

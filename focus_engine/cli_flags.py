@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 from .config import (
     ANSWER_SCORINGS,
@@ -117,7 +117,7 @@ def check_out_folder(out: str) -> None:
         raise FocusError(f"--out {out!r} is a file; give a folder (it is made if missing)")
 
 
-def check_before_loading(args: argparse.Namespace, *methods: Any) -> None:
+def check_before_loading(args: argparse.Namespace, methods: Sequence[Any], settings: Mapping[str, Any]) -> None:
     """Everything the user typed that can be judged without a model: the
     question, the output folder, the settings against the method; in the
     words of the flags they typed."""
@@ -130,7 +130,7 @@ def check_before_loading(args: argparse.Namespace, *methods: Any) -> None:
     check_out_folder(args.out)
     try:
         for method in methods:
-            check_settings(method, **user_settings(args))
+            check_settings(method, **settings)
     except FocusConfigError as exc:
         raise FocusConfigError(in_flag_words(str(exc))) from None
 

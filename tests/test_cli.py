@@ -93,6 +93,8 @@ def test_what_the_user_typed_is_judged_before_any_model_loads(tmp_path, capsys):
         (["--question", "Q?", "--verify-stop", "1.5"], "focus: error: --verify-stop 1.5: must be in (0, 1]"),
         (["--question", "Q?", "--gate", "2"], "focus: error: --gate 2: the threshold must be between 0 and 1"),
         (["--question", "Q?", "--method", "no-ranking", "--n-steps", "3"], "focus: error: method no-ranking fixes"),
+        (["--question", "Q?", "--method", "focus-gated:0.3", "--gate", "0.5"],
+         "focus: error: method focus-gated:0.3 fixes gate_threshold=0.3"),
     ):
         assert main(base + flags) == 2, flags
         err = capsys.readouterr().err

@@ -113,7 +113,7 @@ def run_benchmark(
         raise FocusConfigError("no benchmark items to run; check the dataset path and --limit")
     if parse not in PARSES:
         raise FocusConfigError(f"parse={parse!r}: use one of {', '.join(PARSES)}")
-    chosen = dict(settings or {})
+    chosen, given = dict(settings or {}), config or FocusConfig()
     plans = _plans(mllm, methods, n_steps_list, config, chosen)
     if say is not None:
         from ..presets import describe_preset
@@ -124,8 +124,8 @@ def run_benchmark(
         for described, labels in runs_by_preset.items():
             say(f"preset: {described} ({', '.join(labels)})")
     settings = {"n_steps_list": sorted({int(n) for n in n_steps_list}), "use_gt_targets": use_gt_targets,
-                "parse": parse, "preset": chosen.get("preset", (config or FocusConfig()).preset),
-                "preset_dataset": chosen.get("preset_dataset", (config or FocusConfig()).preset_dataset),
+                "parse": parse, "preset": chosen.get("preset", given.preset),
+                "preset_dataset": chosen.get("preset_dataset", given.preset_dataset),
                 "peak_margin": peak_margin, "methods": list(dict.fromkeys(run.method for run, _ in plans)),
                 "family": getattr(mllm, "family", "")}
     model_name = str(getattr(mllm, "name", ""))
