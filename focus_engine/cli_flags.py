@@ -30,7 +30,7 @@ DEFAULT = FocusConfig()
 SETTING_FLAGS = {
     "preset": "preset", "preset_dataset": "preset_dataset", "overrun": "overrun", "verify_stop": "verify_stop",
     "source": "source", "layers": "layers", "map_prompt": "map_prompt", "max_new_tokens": "answer_max_new_tokens",
-    "scoring": "answer_scoring", "n_steps": "n_steps",
+    "scoring": "answer_scoring", "n_steps": "n_steps", "reuse_prefixes": "reuse_prefixes",
 }
 """Parsed flag name -> the FocusConfig field (or preset choice) it sets."""
 
@@ -92,6 +92,9 @@ def add_setting_flags(parser: argparse.ArgumentParser, *, dataset_default: str) 
                              f"(default {DEFAULT.map_prompt})")
     parser.add_argument("--max-new-tokens", type=int, default=hidden,
                         help=f"answer length limit (default {DEFAULT.answer_max_new_tokens})")
+    parser.add_argument("--reuse-prefixes", action=argparse.BooleanOptionalAction, default=hidden,
+                        help="prefill each image once per question and go on from it (the same answers, faster; "
+                             f"--no-reuse-prefixes prefills every prompt whole, for A/B; default {DEFAULT.reuse_prefixes})")
     parser.add_argument("--scoring", default=hidden, choices=ANSWER_SCORINGS,
                         help="multiple choice by the generated answer (the FOCUS paper) or by each option's likelihood "
                              f"as the reply (V*Bench's, ZoomEye's and SEAL's evaluation; default {DEFAULT.answer_scoring})")

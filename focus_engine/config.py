@@ -191,6 +191,15 @@ class FocusConfig:
     ask_on_full_image_if_no_roi: bool = True
     """Answer on the whole image when no ROI survives (else raise)."""
 
+    # --- the runtime ------------------------------------------------------------
+    reuse_prefixes: bool = True
+    """[ours] Prefill each image once per question: the prompts that start
+    with the same image (the targets' relevance prompts; the answer on the
+    crop just verified) go on from one prefill of it, and the target
+    extraction's worked examples are prefilled once per loaded model
+    (``mllm/prefixes.py``). The same answers, in less time; off for A/B and
+    debugging."""
+
     # --- provenance ---------------------------------------------------------------
     preset: str = "default"
     """The preset this config was made from (``presets``): ``default`` or ``paper``."""

@@ -21,12 +21,24 @@ ZoomEye's tree search. Target extraction ("targets") and the final answer
 
 
 class CallCounter:
-    """Counts model calls made by an adapter. One forward pass = one sample
-    through the model (a batch of 4 crops counts 4), as the paper counts."""
+    """Counts model calls made by an adapter.
+
+    The cost rule, here only: one forward pass = one prompt through the
+    model, as the paper counts (a batch of 4 crops counts 4). A prompt that
+    goes on from an image prefix prefilled once (``mllm/prefixes.py``)
+    counts one pass, as it did when it was prefilled whole; the prefix's own
+    prefill counts nothing more (it is the shared start of those prompts).
+    So reusing a prefix leaves the passes as they were and makes each one
+    cheaper; the wall time says by how much."""
 
     def __init__(self) -> None:
         self.forward_passes = 0
         self.generate_calls = 0
+
+    def count_prompts(self, prompts: int) -> None:
+        """``prompts`` prompts went through the model (prefilled whole, or
+        continued from a shared prefix)."""
+        self.forward_passes += prompts
 
     def snapshot(self) -> tuple[int, int]:
         return self.forward_passes, self.generate_calls

@@ -17,6 +17,9 @@ from .errors import FocusInputError
 from .inputs import MAX_TARGET_CHARS, MAX_TARGETS, check_target, check_target_count, check_text_fits
 
 LEAD_IN = "So I need the information about the following objects:"
+LIST_ENDS = ("\n", "Question:")
+"""Where the target list ends in a reasoned reply (``parse_targets`` reads
+the list up to the first of them)."""
 QUESTION_SUFFIX = "Which objects do you need to look at to answer the question?"
 ICL_EXAMPLES: tuple[tuple[str, str], ...] = (
     (
@@ -79,10 +82,15 @@ class Targets:
         }
 
 
+def icl_examples_text() -> str:
+    """The few-shot prompt's worked examples: the same for every question
+    (prefilled once per loaded model, ``MLLM.reply(fixed_text=...)``)."""
+    return "".join(f"Question: {q}\n{QUESTION_SUFFIX}\nAnswer: {a}\n\n" for q, a in ICL_EXAMPLES)
+
+
 def build_icl_prompt(question: str) -> str:
     """The few-shot prompt; the model continues after the final "Answer:"."""
-    blocks = [f"Question: {q}\n{QUESTION_SUFFIX}\nAnswer: {a}\n\n" for q, a in ICL_EXAMPLES]
-    return "".join(blocks) + f"Question: {question}\n{QUESTION_SUFFIX}\nAnswer:"
+    return icl_examples_text() + f"Question: {question}\n{QUESTION_SUFFIX}\nAnswer:"
 
 
 def check_extraction_fits(mllm: Any, question: str, config: Any) -> None:
@@ -234,12 +242,13 @@ def extract_targets(mllm: Any, question: str, config: Any, should_stop: Any = No
     """Ask the model (text only, greedy) which objects ``question`` (checked,
     see ``inputs``) needs; ``should_stop`` is polled during generation."""
     ask = {"images": (), "max_new_tokens": config.target_max_new_tokens, "should_stop": should_stop,
-           "lookup_tokens": config.target_lookup_tokens}
+           "lookup_tokens": config.target_lookup_tokens, "fixed_text": icl_examples_text()}
     if config.target_reply == "direct":  # the reply starts at the lead-in and ends with the list
         reply = mllm.reply(build_icl_prompt(question), reply_prefix=" " + LEAD_IN, stop_strings=(".", "\n"), **ask)
         raw = LEAD_IN + " " + reply.text
     else:
-        reply = mllm.reply(build_icl_prompt(question), **ask)
+        # decoding ends with the list: parse_targets reads no further than its line
+        reply = mllm.reply(build_icl_prompt(question), stop_strings=LIST_ENDS, stop_after=LEAD_IN.rstrip(":"), **ask)
         raw = reply.text
     parsed = parse_targets(raw, cut_off=reply.cut_off)
     if parsed is not None:

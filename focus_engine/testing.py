@@ -429,7 +429,6 @@ def build_planted_qwen3_vl(
     colour word embeds as what an image token of that colour carries once all
     DeepStack features are added (the merged feature plus the three DeepStack
     features): the hidden state the default layers (3..5) read."""
-    import torch
     from transformers import Qwen3VLConfig, Qwen3VLForConditionalGeneration
 
     text_config: dict[str, Any] = {}

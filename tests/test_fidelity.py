@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import copy
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -68,7 +67,7 @@ def test_onevision_answer_gives_every_image_its_anyres_tiles(onevision, monkeypa
     real = real_size_onevision(copy.deepcopy(onevision.tokenizer))
     captured = {}
 
-    def decode(inputs, cache, max_new_tokens, should_stop, stop_strings=(), lookup_tokens=0):
+    def decode(inputs, cache, max_new_tokens, should_stop, **options):
         captured["ids"] = inputs["input_ids"][0]
         return Decoded("A", [1.0])
 

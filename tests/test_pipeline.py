@@ -59,17 +59,21 @@ def test_public_api_result(planted, image):
     assert data["answer"] == res.answer and len(data["rois"]) == len(res.rois)
 
 
-def test_forward_passes_are_counted_where_the_model_runs(planted, image):
+@pytest.mark.parametrize("reuse", [False, True])
+def test_forward_passes_are_counted_where_the_model_runs(planted, image, reuse):
     counter = ForwardCounter(planted.model)
     try:
-        res = FocusPipeline(planted, FocusConfig(n_steps=3, overrun=False, extent_floor=None, verify_stop=None)).run(
+        res = FocusPipeline(planted, FocusConfig(n_steps=3, overrun=False, extent_floor=None, verify_stop=None,
+                                                 reuse_prefixes=reuse)).run(
             image, "Where is the red square?", targets=["red", "blue"]
         )
     finally:
         counter.close()
-    # relevance: the two targets' prefills in one call; ranking: one batch of 3 crops x 2 targets
-    assert counter.batches[:2] == [2, 6]
-    assert res.cost.forward_passes == 2 + 6
+    if reuse:  # the image prefilled once, both targets continued from it; crops kept 2 a call
+        assert counter.batches[:5] == [1, 2, 2, 2, 2]
+    else:  # relevance: the two targets' prefills in one call; ranking: one batch of 3 crops x 2 targets
+        assert counter.batches[:2] == [2, 6]
+    assert res.cost.forward_passes == 2 + 6  # one pass per prompt either way
     assert res.cost.stage_forward_passes["relevance"] == 2
     assert res.cost.stage_forward_passes["ranking"] == 6
     assert sum(1 for r in res.rois if r.confidence is not None) == 6
@@ -83,7 +87,8 @@ def test_relevance_prefills_share_forward_calls_up_to_the_batch_size(planted, im
         )
     finally:
         counter.close()
-    assert counter.batches[:2] == [2, 1] and res.cost.forward_passes == 3  # one pass per prompt, as the paper counts
+    # the image prefilled once; two prompts continued in one call, the third from the same prefill
+    assert counter.batches[:3] == [1, 2, 1] and res.cost.forward_passes == 3  # one pass per prompt, as the paper counts
     # a map from a batch of prompts (left padded) equals the map from its prompt alone
     alone = planted.relevance_map(image, "blue")
     np.testing.assert_allclose(res.relevance["blue"].grid, alone.grid, atol=1e-5)

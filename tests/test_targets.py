@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from focus_engine import FocusConfig, FocusInputError
 from focus_engine.mllm.runtime import Decoded
 from focus_engine.targets import (
-    ICL_EXAMPLES, LEAD_IN, QUESTION_SUFFIX, build_icl_prompt, extract_targets, find_targets, given_targets,
+    ICL_EXAMPLES, LEAD_IN, LIST_ENDS, QUESTION_SUFFIX, build_icl_prompt, extract_targets, find_targets, given_targets,
     heuristic_targets,
     parse_targets, singularize,
 )
@@ -98,9 +99,10 @@ class FakeMLLM:
         self.prompts = []
 
     def reply(self, text, images=(), max_new_tokens=64, should_stop=None, reply_prefix="", stop_strings=(),
-              lookup_tokens=0):
+              lookup_tokens=0, stop_after="", fixed_text=""):
         self.prompts.append((text, tuple(images), max_new_tokens))
         self.reply_prefix, self.stop_strings, self.lookup_tokens = reply_prefix, stop_strings, lookup_tokens
+        self.stop_after, self.fixed_text = stop_after, fixed_text
         return Decoded(self.text, [0.5] * len(self.text.split()), cut_off=self.cut_off)
 
 
@@ -111,6 +113,32 @@ def test_extract_targets_from_the_model():
     text, images, budget = fake.prompts[0]
     assert images == () and budget == 20 and text == build_icl_prompt("Is the red umbrella left of the bench?")
     assert found.note is None
+    # decoding ends with the list, and the worked examples are the prompt's fixed start
+    assert fake.stop_strings == LIST_ENDS and LEAD_IN.startswith(fake.stop_after) and fake.stop_after
+    assert fake.fixed_text and text.startswith(fake.fixed_text) and "Is the red umbrella" not in fake.fixed_text
+
+
+class CharacterTokenizer:
+    """One token per character (its code point)."""
+
+    @staticmethod
+    def decode(ids, skip_special_tokens=True):
+        return "".join(chr(int(i)) for i in ids)
+
+
+def test_decoding_stops_at_the_end_of_the_list_not_before():
+    """The stop strings count only after the lead-in: the reasoning's "."
+    and a newline before the list do not end the reply, the newline after it does."""
+    from focus_engine.mllm.runtime import _stopping_criteria
+
+    stop = _stopping_criteria(None, LIST_ENDS, CharacterTokenizer(), 0, LEAD_IN.rstrip(":"))
+
+    def stops(text):
+        return bool(stop(torch.tensor([[ord(c) for c in text]]), None)[0])
+
+    assert not stops("To answer the question, I need to find the red car.\nSo")
+    assert not stops(f"To answer, I need to find it. {LEAD_IN} red car.")
+    assert stops(f"To answer, I need to find it. {LEAD_IN} red car.\nQuestion")
 
 
 def test_a_direct_reply_starts_at_the_lead_in_and_stops_at_the_list(planted):

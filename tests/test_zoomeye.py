@@ -4,6 +4,8 @@ on tiny models of the three families with every forward pass counted."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -70,6 +72,9 @@ class ScriptedModel:
 
     def zoomeye_defaults(self):
         return ZoomEyeSettings(input_side=336, view="local", bias=0.2, patch_scale=None)
+
+    def question_scope(self, reuse=True):
+        return contextlib.nullcontext()  # nothing prefilled to keep
 
     def yes_probability(self, prompts, batch_size=8, should_stop=None):
         out = []
@@ -150,12 +155,15 @@ def test_it_runs_on_every_family_with_each_sequence_counted(request, fixture):
     try:
         # OneVision's planted crops are 112 px: a small image keeps its tree (and the test) short
         size, box = ((300, 200), (220, 120, 280, 180)) if fixture == "onevision" else ((600, 400), (450, 250, 550, 350))
-        result = ZoomEye(mllm).run(scene(size, box), "What is on the red square?", options=["a cat", "a dog"],
-                                   targets=["red square", "blue"])
+        result = ZoomEye(mllm, FocusConfig(reuse_prefixes=False)).run(
+            scene(size, box), "What is on the red square?", options=["a cat", "a dog"], targets=["red square", "blue"])
     finally:
         handle.remove()
     assert isinstance(result.answer, str) and result.targets == ["red square", "blue"]
     assert result.cost.forward_passes == sum(rows) >= 2
+    reused = ZoomEye(mllm).run(scene(size, box), "What is on the red square?", options=["a cat", "a dog"],
+                               targets=["red square", "blue"])  # the same search through kept prefixes
+    assert reused.answer == result.answer and reused.cost.forward_passes == result.cost.forward_passes
     settings = ZoomEyeSettings.for_model(mllm)
     assert settings.view == ("local" if fixture == "planted" else "global_local")
     assert settings.input_side == {"planted": 336, "onevision": 112, "qwen": 448}[fixture]

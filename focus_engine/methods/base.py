@@ -147,7 +147,7 @@ class Method:
         check_prompts_fit(self.mllm, pil, question, options, config, extracting=not targets)
         run = Run(self.mllm, pil, question, options, targets, config, StageClock(self.mllm.counter),
                   progress or _quiet, should_stop)
-        with PeakMemory(self.mllm.device) as memory:
+        with PeakMemory(self.mllm.device) as memory, self.mllm.question_scope(config.reuse_prefixes):
             result = self.answer(run)
         result.cost = Cost.from_clock(run.clock, time.perf_counter() - started, memory)
         run.say(f"answer: {result.answer}")

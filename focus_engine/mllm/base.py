@@ -54,7 +54,8 @@ from ..prompts import EXISTENCE_PROMPT, MapPrompt, existence_prompt, verificatio
 from ..relevance import target_map
 from . import thinking
 from .hf_loading import hf_call
-from .runtime import Decoded, HFRuntime, batches
+from .prefixes import prefix_key
+from .runtime import Decoded, HFRuntime, _image_head as _head, batches
 from .view import VisualView
 
 __all__ = ["Decoded", "EXISTENCE_PROMPT", "FamilySettings", "MLLM", "VisualView", "layers_by_fraction"]
@@ -150,6 +151,18 @@ class MLLM(HFRuntime):
         ``recurrent_layers`` in ``store`` (layer -> ``[batch, heads, seq,
         head_dim]``); a recurrent layer without them is left out of maps."""
         return []
+
+    def prefix_state(self, inputs: Mapping[str, Any]) -> Any:
+        """What continuing an image prefix needs besides its cache, read
+        right after its prefill on ``inputs`` (``[rows, ...]``; none by
+        default: positions go on from the cache's length)."""
+        return None
+
+    def continuation_kwargs(self, state: Any, start: int, length: int, batch: int) -> dict[str, Any]:
+        """Model arguments for ``batch`` rows of ``length`` tokens going on
+        from a prefix of ``start`` tokens whose ``prefix_state`` is ``state``
+        (one row each); none by default."""
+        return {}
 
     def fallback_prompt(self, n_images: int, text: str) -> str:
         """The prompt where the processor has no chat template."""
@@ -285,8 +298,10 @@ class MLLM(HFRuntime):
         """The prefill of the plain answer to ``text`` about the whole image,
         kept so that the answer can be decoded from it (``continue_answer``)
         and the maps of the targets the question names read from it
-        (``answer_target_prefills``). One forward pass."""
-        (row,), inputs, logits = self._prefill(image, [text], capture_keys)
+        (``answer_target_prefills``). One forward pass. Within an open
+        question (``question_scope``) the image's prefix is kept for the
+        relevance prompts that follow."""
+        (row,), inputs, logits = self._prefill(image, [text], capture_keys, keep_prefix=True)
         return AnswerPrefill(cache=row.cache, inputs=inputs, last_logits=logits[0], row=row)
 
     def answer_target_prefills(self, prefill: AnswerPrefill, prompt: MapPrompt) -> dict[str, Prefill]:
@@ -359,16 +374,32 @@ class MLLM(HFRuntime):
         *,
         reply_prefix: str = "",
         stop_strings: Sequence[str] = (),
+        stop_after: str = "",
         lookup_tokens: int = 0,
+        fixed_text: str = "",
     ) -> Decoded:
         """The greedy reply to ``text`` about ``images`` (RGB; none for
         text-only). ``reply_prefix`` is put in the assistant's mouth before it
-        goes on; decoding ends early at any of ``stop_strings``;
-        ``lookup_tokens``: prompt-lookup decoding (``_decode``), for a reply
-        that copies its prompt."""
+        goes on; decoding ends early at any of ``stop_strings`` (in the new
+        text after ``stop_after``, when given); ``lookup_tokens``: prompt-lookup
+        decoding (``_decode``), for a reply that copies its prompt.
+        ``fixed_text``: a start of ``text`` that many calls share (a few-shot
+        prompt's examples), prefilled once per loaded model (``_text_prefix``).
+        Within an open question, a reply about an image the question
+        prefilled last (the crop it verified) goes on from that prefill."""
         views = [self.view(im) for im in images]
-        inputs = self.processor_inputs(views, [self.build_prompt(len(views), text) + reply_prefix])
-        return self._decode(inputs, None, max_new_tokens, should_stop, stop_strings, lookup_tokens)
+        chat = self.build_prompt(len(views), text) + reply_prefix
+        ask = {"stop_strings": stop_strings, "stop_after": stop_after, "lookup_tokens": lookup_tokens}
+        if views and self.reuse_prefixes and self.prefixes is not None:
+            head = _head(chat, self.image_token)
+            prefix = self.prefixes.take(prefix_key(head, [im for v in views for im in v.images]), continued=False) if head else None
+            decoded = self._decode_from_prefix(prefix, chat, max_new_tokens, should_stop, **ask) if prefix else None
+            if decoded is not None:
+                return decoded
+        inputs = self.processor_inputs(views, [chat])
+        reusable = fixed_text and not views and self.reuse_prefixes
+        cache = self._text_prefix(chat, fixed_text, inputs) if reusable else None
+        return self._decode(inputs, cache, max_new_tokens, should_stop, **ask)
 
     def continue_answer(
         self, prefill: AnswerPrefill, max_new_tokens: int = 64, should_stop: Callable[[], bool] | None = None

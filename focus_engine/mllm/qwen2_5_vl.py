@@ -142,6 +142,21 @@ class Qwen2_5_VLAdapter(MLLM):
             deltas = deltas.to(self.model.device)
         self.model.model.rope_deltas = deltas
 
+    def prefix_state(self, inputs: Mapping[str, Any]) -> Any:
+        # the prefill just computed each row's M-RoPE offset: text after the
+        # image goes on from the image's largest position, not from its length
+        deltas = self.model.model.rope_deltas
+        if deltas is None:
+            raise FocusModelError(f"{self.description} kept no rope_deltas after a prefill")
+        return deltas.detach().reshape(-1, 1).clone()
+
+    def continuation_kwargs(self, state: Any, start: int, length: int, batch: int) -> dict[str, Any]:
+        # explicit positions: the model's own inference from rope_deltas differs between transformers versions
+        steps = torch.arange(start, start + length, device=self.device).view(1, 1, -1)
+        deltas = torch.zeros(1, dtype=torch.long) if state is None else state  # None: text only, no offset
+        positions = steps + deltas.to(self.device).reshape(-1, 1, 1).expand(batch, 1, 1)
+        return {"position_ids": positions.unsqueeze(0).expand(3, -1, -1, -1).reshape(3, batch, length)}
+
     def visual_grid_positions(self, input_ids: torch.Tensor, view: VisualView) -> np.ndarray:
         positions = (input_ids == self.image_token_id).nonzero().flatten().numpy()
         rows, cols = view.geometry.shape
