@@ -16,8 +16,13 @@ published size, so the ids fit). It reports:
 
 - seconds per answer: the plain answer, FOCUS (``--n-steps`` verifications
   per target, overrun off: random weights say nothing about when a search
-  would stop) and ZoomEye (tree depth ``--zoomeye-depth``), each with its
-  search forward passes and its peak memory;
+  would stop) with each image prefilled once (``reuse_prefixes``, the
+  default) and with every prompt prefilled whole, and ZoomEye (tree depth
+  ``--zoomeye-depth``), each with its search forward passes, its peak
+  memory and, for FOCUS, its time over the plain answer's; the decode
+  lengths are fixed by the run's size (random weights rarely stop early:
+  ``--size real`` decodes 16 answer and 48 target tokens, as a 7B model's
+  reasoned target reply and a short answer);
 - seconds per forward pass of each kind: a relevance prefill (the existence
   prompt with the image, and the map read from its cache), a verification
   (yes/no on a crop), target extraction (text-only greedy decoding) and the
@@ -406,8 +411,10 @@ def forward_passes(mllm: Any, image: Any, size: Size, config: Any) -> dict[str, 
 
 
 def method_runs(mllm: Any, image: Any, config: Any, zoomeye_depth: int) -> dict[str, Any]:
-    """One plain, one FOCUS and one ZoomEye answer: seconds, search passes,
-    generate calls, peak memory, stage seconds."""
+    """One plain, one FOCUS (each image prefilled once), one FOCUS with every
+    prompt prefilled whole (``focus_whole``) and one ZoomEye answer: seconds,
+    search passes, generate calls, peak memory, stage seconds, and the
+    searches' seconds over the plain answer's."""
     from focus_engine.config import ZoomEyeSettings
     from focus_engine.methods import make_method
     from focus_engine.methods.zoomeye import ZoomEye
@@ -415,6 +422,7 @@ def method_runs(mllm: Any, image: Any, config: Any, zoomeye_depth: int) -> dict[
     zoomeye = ZoomEye(mllm, config, settings=dataclasses.replace(ZoomEyeSettings.for_model(mllm),
                                                                  depth_limit=zoomeye_depth))
     methods = {"plain": make_method("vanilla", mllm, config), "focus": make_method("focus", mllm, config),
+               "focus_whole": make_method("focus", mllm, dataclasses.replace(config, reuse_prefixes=False)),
                "zoomeye": zoomeye}
     out = {}
     for name, method in methods.items():
@@ -426,6 +434,8 @@ def method_runs(mllm: Any, image: Any, config: Any, zoomeye_depth: int) -> dict[
                      "stage_seconds": {k: round(v, 4) for k, v in cost.stage_seconds.items()},
                      "stage_forward_passes": dict(cost.stage_forward_passes),
                      "targets": list(result.targets)}
+    for name in ("focus", "focus_whole", "zoomeye"):
+        out[name]["times_plain"] = out[name]["seconds"] / out["plain"]["seconds"]
     return out
 
 
@@ -666,15 +676,19 @@ def format_family(family: str, r: dict[str, Any]) -> str:
     lines = [
         f"{r['published']}  [{r['size']}: {r['parameters'] / 1e9:.2f} B parameters, random weights, "
         f"{r['attention']['model']}; {r['visual_tokens']} visual tokens; built in {r['build_seconds']:.1f} s]",
-        f"  {'answer':<34}{'seconds':>9}{'search passes':>15}{'generates':>11}{'peak memory':>14}",
+        f"  {'answer':<34}{'seconds':>9}{'search passes':>15}{'generates':>11}{'peak memory':>14}{'x plain':>9}",
     ]
     verified = r["methods"]["focus"].get("stage_forward_passes", {}).get("ranking", "?")
     names = {"plain": "plain", "focus": f"FOCUS (n_steps {c['n_steps']}, {verified} verified)",
+             "focus_whole": "FOCUS, every prompt whole",
              "zoomeye": f"ZoomEye (depth {c['zoomeye_depth']})"}
     for key, label in names.items():
         m = r["methods"][key]
+        ratio = f"{m['times_plain']:>8.2f}x" if "times_plain" in m else ""
         lines.append(f"  {label:<34}{m['seconds']:>9.3f}{m['forward_passes']:>15}{m['generate_calls']:>11}"
-                     f"{gb(m['peak_memory_bytes']):>14}")
+                     f"{gb(m['peak_memory_bytes']):>14}{ratio}")
+    lines.append(f"  (decoded: {c['answer_max_new_tokens']} answer and {c['target_max_new_tokens']} target tokens at "
+                 "most; random weights rarely stop earlier)")
     lines.append(f"  {'forward pass':<34}{'seconds':>9}{'prompt tok':>15}{'new tok':>11}{'s / token':>14}")
     for key, label in (("relevance_prefill", "relevance prefill + map"), ("verification", "verification (yes/no)"),
                        ("target_extraction", "target extraction"), ("answer", "answer (with image)")):

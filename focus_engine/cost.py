@@ -34,14 +34,17 @@ class CallCounter:
     def __init__(self) -> None:
         self.forward_passes = 0
         self.generate_calls = 0
+        self.decoded_tokens = 0
+        """Tokens generated (every reply's, the answer's and the target
+        extraction's; not a cost the paper counts, a measure of decoding)."""
 
     def count_prompts(self, prompts: int) -> None:
         """``prompts`` prompts went through the model (prefilled whole, or
         continued from a shared prefix)."""
         self.forward_passes += prompts
 
-    def snapshot(self) -> tuple[int, int]:
-        return self.forward_passes, self.generate_calls
+    def snapshot(self) -> tuple[int, int, int]:
+        return self.forward_passes, self.generate_calls, self.decoded_tokens
 
 
 @dataclass
@@ -56,6 +59,8 @@ class Cost:
     stage_seconds: dict[str, float] = field(default_factory=dict)
     stage_forward_passes: dict[str, int] = field(default_factory=dict)
     generate_calls: int = 0
+    stage_decoded_tokens: dict[str, int] = field(default_factory=dict)
+    """Tokens generated per stage (``targets``: the target reply, ``answer``)."""
 
     @classmethod
     def from_clock(cls, clock: "StageClock", seconds: float, memory: "PeakMemory") -> "Cost":
@@ -70,6 +75,7 @@ class Cost:
             stage_seconds=dict(clock.seconds),
             stage_forward_passes=dict(passes),
             generate_calls=clock.generate_calls,
+            stage_decoded_tokens={stage: n for stage, n in clock.decoded_tokens.items() if n},
         )
 
     def to_json(self) -> dict:
@@ -81,6 +87,7 @@ class Cost:
             "stage_seconds": {k: round(v, 4) for k, v in self.stage_seconds.items()},
             "stage_forward_passes": dict(self.stage_forward_passes),
             "generate_calls": self.generate_calls,
+            "stage_decoded_tokens": dict(self.stage_decoded_tokens),
         }
 
 
@@ -146,24 +153,26 @@ class StageClock:
         self.counter = counter
         self.seconds: dict[str, float] = {}
         self.forward_passes: dict[str, int] = {}
+        self.decoded_tokens: dict[str, int] = {}
         self.generate_calls = 0
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        passes0, gens0 = self.counter.snapshot()
+        passes0, gens0, tokens0 = self.counter.snapshot()
         t0 = time.perf_counter()
         try:
             yield
         finally:
             self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - t0
-            passes1, gens1 = self.counter.snapshot()
+            passes1, gens1, tokens1 = self.counter.snapshot()
             self.forward_passes[name] = self.forward_passes.get(name, 0) + passes1 - passes0
+            self.decoded_tokens[name] = self.decoded_tokens.get(name, 0) + tokens1 - tokens0
             self.generate_calls += gens1 - gens0
 
     def assign(self, stage: str, to: str) -> None:
         """Book what was timed as ``stage`` under ``to`` (e.g. the plain
         answer's prefill: the answer's when the gate answered, the maps'
         when the search read them)."""
-        for book in (self.seconds, self.forward_passes):
+        for book in (self.seconds, self.forward_passes, self.decoded_tokens):
             if stage in book:
                 book[to] = book.get(to, 0) + book.pop(stage)

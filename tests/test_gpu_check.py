@@ -42,12 +42,15 @@ def test_tiny_run_reports_every_family_and_equal_maps(tmp_path, capsys):
             assert FAMILY[family].newer_than_the_floor and r["skipped"]
             continue
         assert "error" not in r, r.get("error")
-        for name in ("plain", "focus", "zoomeye"):
+        for name in ("plain", "focus", "focus_whole", "zoomeye"):
             method = r["methods"][name]
             assert method["seconds"] > 0 and method["peak_memory_bytes"] > 0
             assert method["peak_memory_kind"] == "cpu_rss"
         assert r["methods"]["plain"]["forward_passes"] == 0
         assert r["methods"]["focus"]["forward_passes"] >= 2  # a relevance prefill and at least one verification
+        # each image prefilled once or every prompt whole: the same search, the same passes
+        assert r["methods"]["focus_whole"]["forward_passes"] == r["methods"]["focus"]["forward_passes"]
+        assert r["methods"]["focus"]["times_plain"] > 0
         assert r["methods"]["zoomeye"]["forward_passes"] >= 1
         for kind in ("relevance_prefill", "verification", "target_extraction", "answer"):
             assert r["forward_passes"][kind]["seconds"] > 0

@@ -47,6 +47,22 @@ def test_focus_runs_end_to_end_quantized(quantized):
     assert result.selected and covers_centre(result.selected[0].box, box)
 
 
+def test_a_quantized_model_answers_alike_through_kept_prefixes(quantized):
+    """Each image prefilled once (prefixes.py) on 4-/8-bit weights: the same
+    answer, boxes and confidences as every prompt prefilled whole."""
+    import numpy as np
+
+    from focus_engine import FocusConfig, FocusPipeline
+
+    _, mllm = quantized
+    image = scene(SIZES["wide"], (1500, 300, 1720, 520), colour="blue", seed=2)
+    on, off = (FocusPipeline(mllm, FocusConfig(reuse_prefixes=reuse)).run(
+        image, "What colour is the square? (A) blue (B) red", targets=["blue", "red"]) for reuse in (True, False))
+    assert on.answer == off.answer and [r.box for r in on.rois] == [r.box for r in off.rois]
+    np.testing.assert_allclose([r.confidence or -1 for r in on.rois], [r.confidence or -1 for r in off.rois],
+                               atol=1e-3)
+
+
 def test_unknown_quantization_is_refused(planted_dir):
     with pytest.raises(FocusModelError, match="quantization '3bit' is not one of none, 8bit, 4bit"):
         load_mllm(str(planted_dir), device="cpu", quantization="3bit")

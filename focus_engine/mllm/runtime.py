@@ -677,6 +677,7 @@ class HFRuntime:
         if should_stop is not None and should_stop():
             raise InterruptedError("FOCUS generation interrupted")
         new_tokens, ended = self._within_limits(out.sequences[0, inputs["input_ids"].shape[1] :], max_new_tokens)
+        self.counter.decoded_tokens += len(new_tokens)
         probabilities = [
             float(torch.softmax(step[0].float(), dim=-1)[token]) for step, token in zip(out.scores, new_tokens.tolist())
         ]
@@ -738,6 +739,7 @@ class HFRuntime:
                 text = _after(self.tokenizer.decode(new, skip_special_tokens=True), stop_after)
                 stopped = any(marker in text for marker in stop_strings)
         self.counter.generate_calls += 1
+        self.counter.decoded_tokens += len(new)
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         cut_off = not ended and len(new) >= max_new_tokens and not any(
             s in _after(text, stop_after) for s in stop_strings)
