@@ -86,7 +86,7 @@ def open_gate(
             confidence = answer_confidence(decoded.token_probabilities)
         else:
             prompt = ([image], ANSWERABLE_PROMPT.format(question=question))
-            confidence = float(mllm.yes_probability([prompt], should_stop=should_stop)[0])
+            confidence = float(mllm.yes_probability([prompt], should_stop=should_stop, keep_prefixes=False)[0])
         check_finite([confidence], "gate's confidence")
     return GateDecision(config.gate_signal, confidence, float(config.gate_threshold), decoded.text, prefill)
 

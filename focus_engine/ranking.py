@@ -73,6 +73,9 @@ def rank_rois(
         return [roi for group in groups.values() for roi in group]
 
     checked = {target: 0 for target in groups}  # ROIs verified so far, per target
+    # the answer looks at one verified crop only where one target is answered on its best ROI: keep that
+    # crop's prefill for it (answer.py); several targets' answer is their union's or a canvas, a new image
+    keeps_a_crop = len(groups) == 1 and not verify_all
     first = 1 if config.verify_stop is not None else config.n_steps
     budget = {target: len(group) if verify_all else min(len(group), first) for target, group in groups.items()}
     steps_total = 1 if verify_all else verification_steps(config)
@@ -90,6 +93,7 @@ def rank_rois(
             batch_size=config.verify_batch_size,
             should_stop=should_stop,
             answer_hint=config.verify_answer_hint,
+            keep_prefixes=keeps_a_crop,
         )
         for (target, index), value in zip(batch, confidences):
             groups[target][index].confidence = float(value)

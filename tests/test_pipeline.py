@@ -69,8 +69,9 @@ def test_forward_passes_are_counted_where_the_model_runs(planted, image, reuse):
         )
     finally:
         counter.close()
-    if reuse:  # the image prefilled once, both targets continued from it; crops kept 2 a call
-        assert counter.batches[:5] == [1, 2, 2, 2, 2]
+    if reuse:  # the image prefilled once, both targets continued from it; the crops in one call as before
+        # (two targets: the answer looks at their union, a new image, so no crop's prefill is kept for it)
+        assert counter.batches[:3] == [1, 2, 6]
     else:  # relevance: the two targets' prefills in one call; ranking: one batch of 3 crops x 2 targets
         assert counter.batches[:2] == [2, 6]
     assert res.cost.forward_passes == 2 + 6  # one pass per prompt either way
@@ -120,7 +121,7 @@ class FakeVerifier:
         self.calls: list[list[str]] = []
         self.hints: list[bool] = []
 
-    def yes_no_confidence(self, images, targets, batch_size=8, should_stop=None, answer_hint=True):
+    def yes_no_confidence(self, images, targets, batch_size=8, should_stop=None, answer_hint=True, keep_prefixes=True):
         self.calls.append(list(targets))
         self.hints.append(answer_hint)
         return np.array([0.9 if getattr(im, "focus_box", None) in self.yes_boxes else 0.1 for im in images])

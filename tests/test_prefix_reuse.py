@@ -146,16 +146,28 @@ def test_the_target_reply_goes_on_from_the_examples_prefill(undamped):
     assert first.raw == alone.raw == again.raw and first.names == alone.names
 
 
-@pytest.mark.parametrize("verify_stop", [0.5, None])
-def test_focus_answers_alike_with_and_without_reuse(request, family, verify_stop):
+@pytest.mark.parametrize("targets,verify_stop", [(["red"], 0.5), (["red"], None), (["red", "blue"], 0.5)])
+def test_focus_answers_alike_with_and_without_reuse(request, family, targets, verify_stop, monkeypatch):
     mllm = request.getfixturevalue(FAMILY[family].planted)
     size = (1500, 1000)
     side = FAMILY[family].object_side(size)
     image = scene(size, (1100, 600, 1100 + side, 600 + side), seed=3)
     config = {"n_steps": 3, "verify_stop": verify_stop}
+    continued = []
+    original = type(mllm)._decode_from_prefix
+    monkeypatch.setattr(type(mllm), "_decode_from_prefix",
+                        lambda self, *a, **k: continued.append(1) or original(self, *a, **k))
     results = {reuse: FocusPipeline(mllm, FocusConfig(reuse_prefixes=reuse, **config)).run(
-        image, "What colour is the square? (A) red (B) blue", targets=["red", "blue"]) for reuse in (False, True)}
+        image, "What colour is the square? (A) red (B) blue", targets=targets) for reuse in (False, True)}
     off, on = results[False], results[True]
+    # the answer goes on from a prefill of its image where the question made one: one target's best crop
+    # (verified) or the whole image (the maps'); OneVision shows the whole image with the regions drawn first,
+    # a new image, and several targets' union is one too
+    mode, drawn = on.answer_view["mode"], resolve_config(mllm).answer_with_global
+    whole = mode == "full" or on.answer_view["boxes"] == [[0, 0, *size]]  # a crop of all of it is the image
+    prefilled = not drawn and (whole or (len(targets) == 1 and mode == "crop"))
+    assert continued == ([1] if prefilled else [])
+    assert prefilled or len(targets) > 1 or drawn  # the one-target case is exercised on every other family
     assert on.answer == off.answer and on.answer_option == off.answer_option
     assert [r.box for r in on.rois] == [r.box for r in off.rois]
     assert [r.box for r in on.selected] == [r.box for r in off.selected]

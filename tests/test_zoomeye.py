@@ -76,7 +76,7 @@ class ScriptedModel:
     def question_scope(self, reuse=True):
         return contextlib.nullcontext()  # nothing prefilled to keep
 
-    def yes_probability(self, prompts, batch_size=8, should_stop=None):
+    def yes_probability(self, prompts, batch_size=8, should_stop=None, keep_prefixes=True):
         out = []
         for images, text in prompts:
             pixels = np.asarray(images[-1], np.int32)

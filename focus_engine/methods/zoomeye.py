@@ -218,8 +218,10 @@ class ZoomEye(Method):
             else:
                 body = ANSWERING.format(question=text)
             prompts.append((images, (ZOOM_PREFIX if zoomed else "") + body))
+        # nothing kept for the answer: ZoomEye asks about many views, and which one it answers on is
+        # decided only at the end (keeping them would hold their caches and cost each call)
         probabilities = self.mllm.yes_probability(prompts, batch_size=self.config.verify_batch_size,
-                                                  should_stop=should_stop)
+                                                  should_stop=should_stop, keep_prefixes=False)
         return [2.0 * (float(p) - 0.5) for p in probabilities]
 
     def _score(self, image: Image.Image, nodes: Sequence[Node], target: str, should_stop: Any) -> None:

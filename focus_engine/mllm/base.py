@@ -334,29 +334,34 @@ class MLLM(HFRuntime):
         batch_size: int = 8,
         should_stop: Callable[[], bool] | None = None,
         answer_hint: bool = True,
+        keep_prefixes: bool = True,
     ) -> np.ndarray:
         """``softmax(l_Yes, l_No)[Yes]`` at the last position of
         ``Is there a {target} in the image? Answer Yes or No.`` (without its
         last sentence when ``answer_hint`` is off: the paper's wording) for
         each (RGB image, target) pair; ``batch_size`` pairs go through the
-        model together."""
+        model together. ``keep_prefixes`` (within an open question): keep
+        each target's surest crop's prefill for an answer on that crop."""
         if len(images) != len(targets):
             raise FocusInputError(f"{len(images)} images but {len(targets)} targets; pass one target per image")
         prompts = [([image], verification_prompt(target, answer_hint)) for image, target in zip(images, targets)]
-        return self.yes_probability(prompts, batch_size=batch_size, should_stop=should_stop)
+        return self.yes_probability(prompts, batch_size=batch_size, should_stop=should_stop,
+                                    keep_prefixes=keep_prefixes)
 
     def yes_probability(
         self,
         prompts: Sequence[tuple[Sequence[Image.Image], str]],
         batch_size: int = 8,
         should_stop: Callable[[], bool] | None = None,
+        keep_prefixes: bool = True,
     ) -> np.ndarray:
         """``softmax(l_Yes, l_No)[Yes]`` at the last position of each yes/no
         question ``(images, text)`` (RGB images, in the order the text's image
-        places take them); ``batch_size`` questions go through the model together."""
+        places take them); ``batch_size`` questions go through the model
+        together. ``keep_prefixes``: see ``yes_no_confidence``."""
         out = np.zeros(len(prompts), dtype=np.float64)
         for start, chunk in batches(prompts, batch_size, should_stop, "verification"):
-            out[start : start + len(chunk)] = self._yes_probability_batch(chunk)
+            out[start : start + len(chunk)] = self._yes_probability_batch(chunk, keep_prefixes)
         return out
 
     # -------------------------------------------------------------- generate

@@ -487,7 +487,8 @@ class HFRuntime:
         return positions
 
     # ------------------------------------------------------------ yes / no
-    def _yes_probability_batch(self, chunk: Sequence[tuple[Sequence[Image.Image], str]]) -> np.ndarray:
+    def _yes_probability_batch(self, chunk: Sequence[tuple[Sequence[Image.Image], str]],
+                               keep_prefixes: bool = True) -> np.ndarray:
         """``softmax(l_Yes, l_No)[Yes]`` of each question of ``chunk``, in one
         forward call; within an open question (``question_scope``), each
         question's image prefix is offered to the store under its question
@@ -495,7 +496,7 @@ class HFRuntime:
         that crop next), ``KEPT_ROWS`` questions a call."""
         per_question = [[self.view(image) for image in images] for images, _ in chunk]
         texts = [self.build_prompt(len(images), text) for images, text in chunk]
-        keeping = self.reuse_prefixes and self.prefixes is not None
+        keeping = keep_prefixes and self.reuse_prefixes and self.prefixes is not None
         step = KEPT_ROWS if keeping else len(chunk)
         parts = []
         for at in range(0, len(chunk), step):
@@ -628,7 +629,7 @@ class HFRuntime:
         logits = torch.stack([out.logits[row, last.index(length - 1)] for row, length in enumerate(lengths)])
         def prefix(row: int) -> ImagePrefix:
             end = ends[row]
-            row_cache = copy_cache(cache, [row])
+            row_cache = cache if len(texts) == 1 else copy_cache(cache, [row])  # one row: nothing else needs it
             row_cache.crop(end - int(ids.shape[1]))  # negative: the tokens to drop, in transformers 4.x and 5.x
             per_row = {name: value[:, :end] if name in PER_TOKEN_INPUTS else value
                        for name, value in row_inputs(dict(inputs), row, images_per_row).items()}
