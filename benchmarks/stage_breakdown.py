@@ -87,8 +87,12 @@ def breakdown(mllm: Any, items: list[Any], method: str, config: Any, n_steps: in
         by_targets = {}
         for count in sorted({r["targets"] for r in runs}):
             picked = [i for i, r in enumerate(runs) if r["targets"] == count]
-            by_targets[str(count)] = {"questions": len(picked),
-                                      "ratio": mean(runs[i]["seconds"] for i in picked) / mean(plain_s[i] for i in picked)}
+            plain_part = mean(plain_s[i] for i in picked)
+            by_targets[str(count)] = {
+                "questions": len(picked), "ratio": mean(runs[i]["seconds"] for i in picked) / plain_part,
+                "stage_ratio": {stage: mean(runs[i]["stages"].get(stage, 0.0) for i in picked) / plain_part
+                                for stage in per_stage if stage != "other"},
+            }
         out["sides"][side] = {
             "method_seconds": total, "ratio": total / plain_mean, "stage_seconds": per_stage,
             "accuracy": mean(float(r["correct"]) for r in runs), "forward_passes": mean(r["passes"] for r in runs),
@@ -135,6 +139,10 @@ def format_breakdown(result: dict[str, Any], method: str) -> str:
         lines.append(f"reuse {side}: accuracy {100 * r['accuracy']:.1f} %, {r['forward_passes']:.2f} forward passes, "
                      f"peak {r['peak_memory_bytes'] / 2**20:.0f} MiB, decoded {tokens['targets']:.1f} target + "
                      f"{tokens['answer']:.1f} answer tokens/question; {split}")
+    for side, r in sides.items():
+        for count, v in r["by_targets"].items():
+            stages_line = ", ".join(f"{stage} {ratio:.2f}" for stage, ratio in v["stage_ratio"].items())
+            lines.append(f"reuse {side}, {count} target{'s' if count != '1' else ''} (x plain): {stages_line}")
     if "same_answers" in result:
         lines.append(f"the same answer on {result['same_answers']} of {result['questions']} questions, the same "
                      f"selected boxes on {result['same_selected_boxes']}")
