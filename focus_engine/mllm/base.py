@@ -54,8 +54,8 @@ from ..prompts import EXISTENCE_PROMPT, MapPrompt, existence_prompt, verificatio
 from ..relevance import target_map
 from . import thinking
 from .hf_loading import hf_call
-from .prefixes import prefix_key
-from .runtime import Decoded, HFRuntime, _image_head as _head, batches
+from .prefixes import image_head, prefix_key
+from .runtime import Decoded, HFRuntime, batches
 from .view import VisualView
 
 __all__ = ["Decoded", "EXISTENCE_PROMPT", "FamilySettings", "MLLM", "VisualView", "layers_by_fraction"]
@@ -390,14 +390,16 @@ class MLLM(HFRuntime):
         decoding (``_decode``), for a reply that copies its prompt.
         ``fixed_text``: a start of ``text`` that many calls share (a few-shot
         prompt's examples), prefilled once per loaded model (``_text_prefix``).
-        Within an open question, a reply about an image the question
-        prefilled last (the crop it verified) goes on from that prefill."""
+        Within an open question, a reply about an image whose prefill the
+        question kept (the crop it verified most surely, the whole image)
+        goes on from that prefill."""
         views = [self.view(im) for im in images]
         chat = self.build_prompt(len(views), text) + reply_prefix
         ask = {"stop_strings": stop_strings, "stop_after": stop_after, "lookup_tokens": lookup_tokens}
-        if views and self.reuse_prefixes and self.prefixes is not None:
-            head = _head(chat, self.image_token)
-            prefix = self.prefixes.take(prefix_key(head, [im for v in views for im in v.images]), continued=False) if head else None
+        head = image_head(chat, self.image_token) if views else None
+        if head is not None and self.reuse_prefixes and self.prefixes is not None:
+            key = prefix_key(head, [im for view in views for im in view.images])
+            prefix = self.prefixes.take(key, continued=False)
             decoded = self._decode_from_prefix(prefix, chat, max_new_tokens, should_stop, **ask) if prefix else None
             if decoded is not None:
                 return decoded

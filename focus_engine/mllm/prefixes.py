@@ -27,9 +27,10 @@ calls instead of one, so sums run in another order (relevance maps equal to
 float tolerance, the same argmax; tests/test_prefix_reuse.py).
 
 ``PrefixStore`` holds the prefixes one question may use again (an open
-``MLLM.question_scope``): the whole image between the gate's answer prefill
-and the relevance prompts, and per yes/no question the crop that answered it
-most surely (the one the answer will look at). It is emptied when the
+``MLLM.question_scope``): the whole image (prefilled by the gate's answer
+prompt or by several relevance prompts, for the question's later prompts
+about it), and, where the answer will look at one verified crop, per yes/no
+question the crop that answered it most surely. It is emptied when the
 question ends, so a prefix lives for one question only.
 """
 
@@ -143,6 +144,12 @@ def copy_cache(cache: Any, rows: Sequence[int] | None = None) -> Any:
     return copied
 
 
+def image_head(chat: str, image_token: str) -> str | None:
+    """``chat`` up to and including its last image placeholder (None: no image)."""
+    at = chat.rfind(image_token)
+    return chat[: at + len(image_token)] if at >= 0 else None
+
+
 def prefix_key(head: str, images: Sequence[Image.Image]) -> str:
     """What a prefix shows: its chat text up to the last image and the
     images' pixels (a digest: two crops of the same box are the same prefix,
@@ -196,4 +203,4 @@ class PrefixStore:
         return len(self.slots)
 
 
-__all__ = ["ImagePrefix", "PER_TOKEN_INPUTS", "PrefixStore", "copy_cache", "prefix_key", "row_inputs"]
+__all__ = ["ImagePrefix", "PER_TOKEN_INPUTS", "PrefixStore", "copy_cache", "image_head", "prefix_key", "row_inputs"]

@@ -26,7 +26,7 @@ from ..cost import CallCounter
 from ..errors import FocusInputError, FocusModelError, check_finite
 from ..inputs import context_overflow
 from ..kv import CACHE_KWARG, Prefill, PromptRow, check_full_cache, output_cache
-from .prefixes import PER_TOKEN_INPUTS, ImagePrefix, PrefixStore, copy_cache, prefix_key, row_inputs
+from .prefixes import PER_TOKEN_INPUTS, ImagePrefix, PrefixStore, copy_cache, image_head, prefix_key, row_inputs
 
 if TYPE_CHECKING:
     from .view import VisualView
@@ -239,26 +239,26 @@ class HFRuntime:
         question kept, or one prefilled here (kept for the question when
         ``keep_prefix``), then every text's rest in one continued call.
         None where there is nothing to share or the prompts do not split."""
-        head = _image_head(chats[0], self.image_token)
-        if head is None or any(_image_head(chat, self.image_token) != head for chat in chats):
+        head = image_head(chats[0], self.image_token)
+        if head is None or any(image_head(chat, self.image_token) != head for chat in chats):
             return None
         key = prefix_key(head, view.images)
         prefix = self.prefixes.take(key, capture_keys) if self.prefixes is not None else None
         # kept for the question's next prompts about the image: where asked, where it was kept before, and
         # where prefilled for several prompts (more targets than one call takes come next)
         keep = self.prefixes is not None and (keep_prefix or prefix is not None or len(chats) > 1)
-        inputs = None
-        if prefix is None:
-            if len(chats) == 1 and not keep:
-                return None  # one prompt, nothing to share: one call as before
-            inputs = self.processor_inputs([view], [chats[0]])
-            self.check_context(inputs)
-            prefix = self._prefill_prefix(inputs, key, capture_keys, chats[0])
-            if prefix is None:
-                return None
+        if prefix is None and len(chats) == 1 and not keep:
+            return None  # one prompt, nothing to share: one call as before
         suffixes = [self._suffix_tokens(chat) for chat in chats]
         if any(s is None for s in suffixes):
             return None
+        inputs = None
+        if prefix is None:
+            inputs = self.processor_inputs([view], [chats[0]])
+            self.check_context(inputs)
+            prefix = self._prefill_prefix(inputs, key, capture_keys, suffixes[0][0])
+            if prefix is None:
+                return None
         lengths = [prefix.length + len(ids) for ids, _ in suffixes]
         self.check_context({"input_ids": torch.zeros(1, max(lengths))})
         if keep:
@@ -279,13 +279,14 @@ class HFRuntime:
         return rows, inputs, logits
 
     def _prefill_prefix(
-        self, inputs: Any, key: str, capture_keys: tuple[int, int] | None, chat: str | None = None,
+        self, inputs: Any, key: str, capture_keys: tuple[int, int] | None, alone: list[int] | None = None,
     ) -> ImagePrefix | None:
         """The image prefix of every row of ``inputs`` (processor output,
         left-padded), prefilled in one call: each row's tokens up to its last
-        image token, which must be equally many in every row. With ``chat``
-        (one row): None unless the chat's text after the image tokenizes on
-        its own as it does in the whole prompt (``_suffix_tokens``)."""
+        image token, which must be equally many in every row. With ``alone``
+        (one row: its text after the image tokenized on its own,
+        ``_suffix_tokens``): None unless those are the whole prompt's tokens
+        there."""
         ids = inputs["input_ids"].cpu()
         mask = inputs.get("attention_mask")
         pads = (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(ids)
@@ -293,10 +294,8 @@ class HFRuntime:
         if lengths is None or len(set(lengths)) != 1:
             return None
         length = lengths[0]
-        if chat is not None:
-            suffix = self._suffix_tokens(chat)
-            if suffix is None or suffix[0] != ids[0, pads[0] + length:].tolist():
-                return None
+        if alone is not None and alone != ids[0, pads[0] + length:].tolist():
+            return None
         per_token = {
             name: torch.stack([value[row, pad : pad + length] for row, pad in enumerate(pads)])
             for name, value in dict(inputs).items() if name in PER_TOKEN_INPUTS and isinstance(value, torch.Tensor)
@@ -533,7 +532,7 @@ class HFRuntime:
         prefix-only prefill would leave it; a hybrid one prefills the
         prefixes (one call) and continues them (one call). None where the
         prompts do not split after their images (then they go whole)."""
-        heads = [_image_head(text, self.image_token) for text in texts]
+        heads = [image_head(text, self.image_token) for text in texts]
         if any(head is None for head in heads):
             return None
         shown, place = [], 0
@@ -547,21 +546,25 @@ class HFRuntime:
             found = self._whole_prompts_right_padded(views, texts, [len(images) for images, _ in chunk])
         if found is None:
             return None
-        logits, kept = found
+        logits, kept, suffixes = found
         confidences = self._yes_confidence(logits)
         for row, (text, head) in enumerate(zip(texts, heads)):
-            self.prefixes.offer(text[len(head):], keys[row], functools.partial(kept, row), float(confidences[row]))
+            # kept only where the text after the image tokenizes alone as in the whole prompt: an answer
+            # going on from it is tokenized so (_decode_from_prefix)
+            alone = self._suffix_tokens(text)
+            if alone is not None and alone[0] == suffixes[row]:
+                self.prefixes.offer(text[len(head):], keys[row], functools.partial(kept, row), float(confidences[row]))
         return logits
 
     def _prefixes_continued(
         self, chunk: Sequence[tuple[Sequence[Image.Image], str]], views: Sequence[VisualView], texts: Sequence[str],
         keys: Sequence[str],
-    ) -> tuple[torch.Tensor, Callable[[int], ImagePrefix]] | None:
+    ) -> tuple[torch.Tensor, Callable[[int], ImagePrefix], list[list[int]]] | None:
         """The questions' image prefixes prefilled, then the questions
         continued (a recurrent state cannot be cut back to a prefix, so the
         prefix is its own call); prefixes of equal length go together (two
-        calls a group). Each row's last-token logits, and a function giving
-        row ``i``'s prefix."""
+        calls a group). Each row's last-token logits, a function giving row
+        ``i``'s prefix, and each row's tokens after its prefix."""
         places, at = [], 0
         for images, _ in chunk:
             places.append(list(range(at, at + len(images))))
@@ -572,6 +575,7 @@ class HFRuntime:
         if lengths is None:
             return None
         logits: list[torch.Tensor] = [torch.empty(0)] * len(texts)
+        suffixes: list[list[int]] = [[] for _ in texts]
         prefixes: dict[int, tuple[ImagePrefix, int]] = {}
         for length in sorted(set(lengths)):
             rows = [row for row in range(len(texts)) if lengths[row] == length]
@@ -584,25 +588,25 @@ class HFRuntime:
             mask = inputs.get("attention_mask")
             pads = (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(rows)
             ids = inputs["input_ids"].cpu()
-            group, _, _, _ = self._continue(
-                prefix, [ids[i, pad + prefix.length:].tolist() for i, pad in enumerate(pads)], None, consume=False)
+            group_suffixes = [ids[i, pad + prefix.length:].tolist() for i, pad in enumerate(pads)]
+            group, _, _, _ = self._continue(prefix, group_suffixes, None, consume=False)
             for i, row in enumerate(rows):
-                logits[row] = group[i]
-                prefixes[row] = (prefix, i)
+                logits[row], suffixes[row], prefixes[row] = group[i], group_suffixes[i], (prefix, i)
 
         def kept(row: int) -> ImagePrefix:
             prefix, index = prefixes[row]
             return _keyed(prefix.row(index), keys[row])
 
-        return torch.stack(logits), kept
+        return torch.stack(logits), kept, suffixes
 
     def _whole_prompts_right_padded(
         self, views: Sequence[VisualView], texts: Sequence[str], images_per_row: Sequence[int],
-    ) -> tuple[torch.Tensor, Callable[[int], ImagePrefix]] | None:
+    ) -> tuple[torch.Tensor, Callable[[int], ImagePrefix], list[list[int]]] | None:
         """One call over the whole prompts, right-padded: each row's
-        last-token logits, and a function giving row ``i``'s image prefix
-        (its cache cut after its last image token; it decodes on, it does not
-        continue in a batch: ``continuable`` False)."""
+        last-token logits, a function giving row ``i``'s image prefix (its
+        cache cut after its last image token; it decodes on, it does not
+        continue in a batch: ``continuable`` False), and each row's tokens
+        after its prefix."""
         side, self.tokenizer.padding_side = self.tokenizer.padding_side, "right"
         try:
             inputs = self.processor_inputs(views, texts, padding=True)
@@ -627,6 +631,7 @@ class HFRuntime:
         self.counter.count_prompts(len(texts))
         cache = output_cache(out)
         logits = torch.stack([out.logits[row, last.index(length - 1)] for row, length in enumerate(lengths)])
+
         def prefix(row: int) -> ImagePrefix:
             end = ends[row]
             row_cache = cache if len(texts) == 1 else copy_cache(cache, [row])  # one row: nothing else needs it
@@ -636,7 +641,8 @@ class HFRuntime:
             return ImagePrefix(key="", cache=row_cache, ids=ids[row : row + 1, :end].clone(), inputs=per_row,
                                continuable=False)
 
-        return logits.float().cpu(), prefix
+        return logits.float().cpu(), prefix, [ids[row, end:length].tolist() for row, (end, length) in
+                                               enumerate(zip(ends, lengths))]
 
     # ------------------------------------------------------------- decoding
     def _decode(
@@ -899,12 +905,6 @@ prefill leaves it there for the relevance prompts)."""
 def _keyed(prefix: ImagePrefix, key: str) -> ImagePrefix:
     prefix.key = key
     return prefix
-
-
-def _image_head(chat: str, image_token: str) -> str | None:
-    """``chat`` up to and including its last image placeholder (None: no image)."""
-    at = chat.rfind(image_token)
-    return chat[: at + len(image_token)] if at >= 0 else None
 
 
 def _joined(prefix_part: dict[int, torch.Tensor] | None, rest: dict[int, torch.Tensor],
