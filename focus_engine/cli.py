@@ -42,6 +42,8 @@ def write_outputs(result: Any, image: Image.Image, out: Path) -> list[Path]:
     from .render import draw_rois, heatmap_overlay, roi_mask, summary_figure
 
     out.mkdir(parents=True, exist_ok=True)
+    for stale in [*out.glob("heatmap_*.png"), out / "rois.png", out / "summary.png"]:  # an earlier run's pictures
+        stale.unlink(missing_ok=True)
     written = [out / "result.json", out / "roi_mask.png"]
     written[0].write_text(json.dumps(result.to_json(), indent=1))
     mask = roi_mask(image.size, result.regions)
@@ -91,6 +93,10 @@ def _print_summary(result: Any, written: Sequence[Path]) -> None:
     for label, text in result.describe():
         print(f"{label:<9}: {text}")
     print(f"answer   : {result.answer}")
+    if result.options:
+        chosen = (f"{result.answer_option}. {result.options[string.ascii_uppercase.index(result.answer_option)]}"
+                  if result.answer_option else "none: the answer names none of the options (answer_option is null)")
+        print(f"option   : {chosen}")
     cost = result.cost
     print(
         f"cost     : {cost.forward_passes} forward passes, {cost.seconds:.2f} s, "
@@ -205,6 +211,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _resume_hint(args: argparse.Namespace) -> str:
+    """How an interrupted ``focus bench run`` goes on (nothing for the others)."""
+    if getattr(args, "command", None) != "bench" or not hasattr(args, "resume"):
+        return ""
+    return (f"; the answers so far are kept in {args.out}: run the same command with --resume to go on from "
+            f"them (focus bench report --out {args.out} shows them)")
+
+
 def _version() -> str:
     from . import __version__
 
@@ -220,7 +234,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"focus: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("focus: interrupted", file=sys.stderr)
+        # on a line of its own: a progress bar may be mid-line
+        print("\nfocus: interrupted" + _resume_hint(args), file=sys.stderr)
         return 130
 
 

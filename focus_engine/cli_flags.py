@@ -57,7 +57,9 @@ def load_model(args: argparse.Namespace, device: str | None = None, say: Callabl
     if not args.model:
         from .demo import load_demo_model
 
-        return load_demo_model(args.quantization, say=say)
+        # the device, precision and attention typed apply to it as to any model
+        return load_demo_model(args.quantization, say=say, device=device or args.device, precision=args.precision,
+                               attention=args.attention)
     from .mllm import load_mllm
 
     extra = {"device_map": args.device_map, "offload_folder": args.offload_folder} if hasattr(args, "device_map") else {}

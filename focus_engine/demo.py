@@ -20,10 +20,8 @@ from .errors import FocusError
 
 EMBEDDED_MODEL_DIR = Path(__file__).resolve().parent / "demo_model"
 DEMO_DISCLAIMER = (
-    "NOTE: the embedded demo model is a small LLaVA trained only on this package's synthetic world "
-    "(coloured shapes and lettered signs on busy backgrounds; tools/train_demo_model.py), with auxiliary "
-    "losses that tie object words to the image patches showing them. It knows nothing else: use --model "
-    "with a real MLLM folder for real images."
+    "NOTE: the embedded demo model knows only this package's synthetic world (coloured shapes, lettered signs; "
+    "docs/demo_model.md): use --model with a real MLLM for real images."
 )
 DEMO_SEED = 2026
 """World seed of the demo's scene; no training or benchmark set uses it."""
@@ -39,13 +37,16 @@ def embedded_model_dir() -> Path:
     return EMBEDDED_MODEL_DIR
 
 
-def load_demo_model(quantization: str = "none", say: Any = print) -> Any:
-    """The embedded demo model, loaded as any user model is (CPU, fp32),
-    after ``say``-ing what it is (``DEMO_DISCLAIMER``)."""
+def load_demo_model(quantization: str = "none", say: Any = print, *, device: str = "cpu", precision: str = "fp32",
+                    attention: str = "auto") -> Any:
+    """The embedded demo model, loaded as any user model is (by default on
+    the CPU in fp32, where it was measured), after ``say``-ing what it is
+    (``DEMO_DISCLAIMER``)."""
     from .mllm import load_mllm
 
     say(DEMO_DISCLAIMER)
-    return load_mllm(str(embedded_model_dir()), device="cpu", dtype="fp32", quantization=quantization)
+    return load_mllm(str(embedded_model_dir()), device=device, dtype=precision, attn_implementation=attention,
+                     quantization=quantization)
 
 
 def demo_item(subtype: str = "label") -> WorldItem:

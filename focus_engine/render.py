@@ -74,15 +74,19 @@ def draw_rois(
 def summary_figure(image: Image.Image, result: "object", panel_height: int = 480) -> Image.Image:
     """One picture of a FOCUS run: the first target's heatmap, the ROIs (the
     selected in red), and the view the answer was computed on."""
-    panels = []
-    first_map = next(iter(result.relevance.values()), None)
+    panels, captions = [], []
+    first_map = next(iter(result.relevance.items()), None)
     if first_map is not None:
-        panels.append(heatmap_overlay(image, first_map, max_side=2 * panel_height * 4))
+        panels.append(heatmap_overlay(image, first_map[1], max_side=2 * panel_height * 4))
+        captions.append(f"relevance of {first_map[0]!r}")
     panels.append(draw_rois(image, result.rois, result.selected, max_side=2 * panel_height * 4, max_proposals=5))
+    captions.append("ROIs (red: the answer's)" if result.selected else "ROIs (none selected)")
     boxes = result.answer_view.get("boxes") or []
     if len(boxes) == 1:
         panels.append(image.crop(tuple(boxes[0])))
-    return _side_by_side(panels, panel_height)
+        answer = " ".join(result.answer.split())
+        captions.append(f"answered on this crop: {answer if len(answer) <= 80 else answer[:77] + '...'!r}")
+    return _side_by_side(panels, panel_height, captions)
 
 
 def _side_by_side(panels: Sequence[Image.Image], panel_height: int, captions: Sequence[str] = ()) -> Image.Image:

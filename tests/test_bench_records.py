@@ -189,3 +189,33 @@ def test_a_run_sharded_over_two_processes_equals_one_process(tmp_path):
     sharded_metrics = [r["metrics"] for r in json.loads((sharded / "results.json").read_text())["runs"]]
     for a, b in zip(single_metrics, sharded_metrics):
         assert {k: v for k, v in a.items() if k != "seconds"} == {k: v for k, v in b.items() if k != "seconds"}
+
+
+def test_an_interrupted_run_says_how_to_go_on_and_its_report_counts_the_answers(planted_small, tmp_path, monkeypatch,
+                                                                                  capsys):
+    """Issue 33, item 6: Ctrl-C in `focus bench run` ends on a line of its
+    own and names --resume; the report of the partial run says how many of
+    the questions each run answered."""
+    from focus_engine.bench import runner
+    from focus_engine.cli import main
+
+    answered = []
+    real = runner.answer_item
+
+    def answer_then_stop(*args, **kwargs):  # the second question is where the user presses Ctrl-C
+        if len(answered) == 1:
+            raise KeyboardInterrupt
+        answered.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "answer_item", answer_then_stop)
+    monkeypatch.setattr("focus_engine.cli_bench.load_model", lambda *a, **k: planted_small)
+    out, data = tmp_path / "out", tmp_path / "world"
+    make_synthetic(data, seed=5, n=3, spec=TINY)
+    code = main(["bench", "run", "--data", str(data), "--methods", "vanilla", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 130
+    assert "\nfocus: interrupted; the answers so far are kept in" in err and "--resume" in err
+    assert main(["bench", "report", "--out", str(out)]) == 0
+    table = capsys.readouterr().out
+    assert "1/3" in table.splitlines()[1]  # vanilla answered one question of three

@@ -68,13 +68,14 @@ def test_the_curated_models_are_there():
     assert known_model("llava-1.5-7b-hf").family == "llava" and known_model("nope") is None
 
 
-def test_the_readme_lists_every_known_model_and_whether_it_thinks():
-    """README's table of known models: one row per catalog entry, with its
-    repo and a "yes" exactly where the model thinks by default."""
+def test_the_docs_list_every_known_model_and_whether_it_thinks():
+    """The docs' table of known models (docs/comfyui.md): one row per
+    catalog entry, with its repo and a "yes" exactly where the model thinks
+    by default."""
     import re
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "comfyui.md").read_text(encoding="utf-8")
     table = readme[readme.index("| name in the list |"):].split("\n\n")[0]
     rows = {m.group(1): (m.group(2), m.group(3).strip())
             for m in re.finditer(r"^\| `([^`]+)` \| `([^`]+)` \| [^|]+ \|([^|\n]*)\|$", table, flags=re.MULTILINE)}

@@ -58,7 +58,7 @@ def test_focus_demo(tmp_path, capsys):
     code = main(["demo", "--out", str(tmp_path / "demo")])
     assert code == 0
     out = capsys.readouterr().out
-    assert "trained only on this package's synthetic world" in out  # says plainly what the demo model is
+    assert "knows only this package's synthetic world" in out  # says plainly what the demo model is
     lines = dict(line.split(":", 1) for line in out.splitlines() if line[:9].strip() in ("truth", "vanilla", "FOCUS",
                                                                                             "located"))
     assert set(lines) >= {"truth    ", "vanilla  ", "FOCUS    ", "located  "}
@@ -116,3 +116,74 @@ def test_version_and_help(capsys):
         main(["run", "--help"])
     text = capsys.readouterr().out
     assert "the question about the image" in text and "where the model runs" in text
+
+
+def test_the_model_flags_apply_to_the_embedded_model(tmp_path, capsys):
+    """Issue 33, item 5: without --model, --precision and --attention load the
+    embedded demo model as they would any model (they were ignored)."""
+    import torch
+
+    from focus_engine.cli import build_parser
+    from focus_engine.cli_flags import load_model
+
+    args = build_parser().parse_args(["run", "--image", "x.png", "--question", "Q?", "--device", "cpu",
+                                      "--precision", "bf16", "--attention", "eager"])
+    mllm = load_model(args, say=lambda message: None)
+    assert mllm.dtype == torch.bfloat16 and mllm.device.type == "cpu"
+    assert mllm.model.config._attn_implementation == "eager"
+    default = load_model(build_parser().parse_args(["run", "--image", "x.png", "--question", "Q?"]),
+                         say=lambda message: None)
+    assert default.dtype == torch.float32  # auto on the CPU: the precision it was measured in
+
+
+def test_an_unreachable_hub_and_an_incomplete_folder_are_said_at_once(tmp_path, capsys, monkeypatch):
+    """Issue 33, items 2 and 3: a hub id with no hub in reach stops before
+    any retry, in one line saying what to download and where, the reason
+    one line below; a folder with only config.json names what it lacks."""
+    image_path = tmp_path / "x.png"
+    Image.new("RGB", (64, 64)).save(image_path)
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # an empty cache
+    base = ["run", "--image", str(image_path), "--question", "Q?", "--out", str(tmp_path / "out")]
+    assert main(base + ["--model", "nobody/no-such-model"]) == 2
+    lines = [line for line in capsys.readouterr().err.strip().splitlines() if not line.startswith("[focus] ")]
+    assert lines[0].startswith("focus: error: 'nobody/no-such-model' is not a model folder here nor in the Hugging "
+                               "Face cache, and the hub cannot be reached") and "huggingface-cli download" in lines[0]
+    assert lines[1].startswith("  reason: no connection to 127.0.0.1:9") and len(lines) == 2  # no retries printed
+    folder = tmp_path / "only_config"
+    folder.mkdir()
+    (folder / "config.json").write_text('{"model_type": "llava"}')
+    assert main(base + ["--model", str(folder)]) == 2
+    err = "\n".join(line for line in capsys.readouterr().err.splitlines() if not line.startswith("[focus] "))
+    assert err.startswith(f"focus: error: model folder '{folder}' has a config.json but lacks the weights")
+    assert "the tokenizer" in err and "the image processor's settings" in err and len(err.splitlines()) == 1
+
+
+def test_run_outputs_are_this_runs_and_say_each_thing_once(planted_dir, tmp_path, capsys):
+    """Issue 33, item 7: a reused --out keeps no picture of an earlier run;
+    the answer is printed once, with the option it chose (or that it chose
+    none); the demo model's note is one short line."""
+    from focus_engine.demo import DEMO_DISCLAIMER
+
+    image_path = tmp_path / "scene.png"
+    scene((1200, 800), (1000, 600, 1100, 700)).save(image_path)
+    out = tmp_path / "out"
+    base = ["run", "--model", str(planted_dir), "--image", str(image_path), "--question", "What colour?",
+            "--n-steps", "1", "--out", str(out)]
+    assert main(base + ["--targets", "red"]) == 0
+    assert (out / "heatmap_red.png").is_file()
+    capsys.readouterr()
+    assert main(base + ["--targets", "blue", "--options", "red", "blue"]) == 0
+    assert not (out / "heatmap_red.png").exists() and (out / "heatmap_blue.png").is_file()
+    captured = capsys.readouterr()
+    result = json.loads((out / "result.json").read_text())
+    assert captured.out.count(result["answer"].strip()) >= 1 and "answer:" not in captured.err
+    option = [line for line in captured.out.splitlines() if line.startswith("option   : ")]
+    expected = (f"option   : {result['answer_option']}. " if result["answer_option"]
+                else "option   : none: the answer names none of the options")
+    assert len(option) == 1 and option[0].startswith(expected)
+    assert len(DEMO_DISCLAIMER) <= 200 and "\n" not in DEMO_DISCLAIMER

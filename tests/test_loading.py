@@ -65,16 +65,20 @@ def test_folder_that_is_not_an_mllm(tmp_path):
 
 
 def test_broken_folder(tmp_path, planted_dir):
-    # a config that says llava but no weights / processor files
+    # a config that says llava but no weights / processor files: each missing part named
     (tmp_path / "config.json").write_text((planted_dir / "config.json").read_text())
-    with pytest.raises(FocusModelError, match="could not load"):
+    with pytest.raises(FocusModelError, match="lacks the weights .*; the tokenizer .*; the image processor"):
         load_mllm(str(tmp_path))
 
 
-def test_corrupt_config(tmp_path):
-    (tmp_path / "config.json").write_text("{not json")
-    with pytest.raises(FocusModelError, match="config"):
-        load_mllm(str(tmp_path))
+def test_corrupt_config(tmp_path, planted_dir):
+    import shutil
+
+    folder = tmp_path / "model"
+    shutil.copytree(planted_dir, folder)
+    (folder / "config.json").write_text("{not json")
+    with pytest.raises(FocusModelError, match="could not load the config"):
+        load_mllm(str(folder))
 
 
 def test_bad_arguments(planted_dir):

@@ -150,7 +150,6 @@ class Method:
         with PeakMemory(self.mllm.device) as memory, self.mllm.question_scope(config.reuse_prefixes):
             result = self.answer(run)
         result.cost = Cost.from_clock(run.clock, time.perf_counter() - started, memory)
-        run.say(f"answer: {result.answer}")
         return result
 
     def answer(self, run: Run) -> MethodResult:

@@ -95,12 +95,20 @@ def hf_call(func: Callable[..., Any], location: str, offline: bool, *, what: str
     kwargs["trust_remote_code"] = False
     try:
         return func(location, local_files_only=True, **kwargs)
-    except Exception as local_error:  # noqa: BLE001 - transformers raises many types here
+    except Exception as error:  # noqa: BLE001 - transformers raises many types here
+        local_error = error
         if offline:
             raise FocusModelError(
                 f"could not load the {what} of {location!r} from local files: {first_line(local_error)}. "
                 "Check that the folder holds the complete model (HF_HUB_OFFLINE is honoured: nothing is downloaded)"
             ) from local_error
+    unreachable = hub_unreachable()
+    if unreachable is not None:  # said at once, not after the hub client's retries
+        raise FocusModelError(
+            f"{location!r} is not a model folder here nor in the Hugging Face cache, and the hub cannot be reached "
+            f"to download it: on a machine with internet run `huggingface-cli download {location} --local-dir "
+            f"DIR`, copy DIR here and pass its path (in ComfyUI: into models/LLM/)\n  reason: {unreachable}"
+        ) from local_error
     try:
         return func(location, **kwargs)
     except Exception as remote_error:  # noqa: BLE001
@@ -108,6 +116,30 @@ def hf_call(func: Callable[..., Any], location: str, offline: bool, *, what: str
             f"could not load the {what} of {location!r} from the Hugging Face hub: {first_line(remote_error)}. "
             "Without internet, download the model folder elsewhere and pass its path"
         ) from remote_error
+
+
+def hub_unreachable(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub (``HF_ENDPOINT``) cannot be reached, or None
+    when a connection to it opens within ``timeout`` seconds. Behind a proxy
+    (``HTTPS_PROXY`` and the like) nothing is probed: the proxy decides."""
+    import socket
+    from urllib.parse import urlparse
+
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    try:
+        from huggingface_hub import constants
+
+        endpoint = constants.ENDPOINT
+    except (ImportError, AttributeError):  # pragma: no cover - transformers always brings huggingface_hub
+        endpoint = "https://huggingface.co"
+    url = urlparse(os.environ.get("HF_ENDPOINT") or endpoint)
+    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        return f"no connection to {host}:{port} ({exc.strerror or exc})"
+    return None
 
 
 def load_image_only_processor(

@@ -257,6 +257,8 @@ def load_mllm(
     config = hf_call(AutoConfig.from_pretrained, location, offline, what="config")
     adapter_cls = _adapter_for(getattr(config, "model_type", None), location)
     _check_family_version(adapter_cls)
+    if is_local:
+        check_model_parts(location)
     family_settings = adapter_cls.make_settings(settings)  # bad settings fail before the weights load
     choices = _LoadChoices.resolve(device, dtype, attn_implementation, quantization, device_map, offload_folder)
     log.info("loading %s (%s) on %s as %s with %s attention%s", location, config.model_type, choices.device,
@@ -300,6 +302,34 @@ def _model_location(path_or_id: Any) -> tuple[str, bool]:
             "folder (config.json, *.safetensors, tokenizer and processor files) into it"
         )
     return (str(folder) if is_local else source), is_local
+
+
+def check_model_parts(location: str) -> None:
+    """Refuse a model folder that lacks a part of ``MODEL_PARTS``, naming
+    each missing part (transformers would say only that one file is missing,
+    in words about the hub)."""
+    missing = missing_model_parts(Path(location))
+    if missing:
+        raise FocusModelError(
+            f"model folder {location!r} has a config.json but lacks {'; '.join(missing)}: copy the whole Hugging "
+            "Face model folder into it (a download that stopped early resumes when run again)"
+        )
+
+
+MODEL_PARTS = (
+    ("the weights (*.safetensors or pytorch_model*.bin)", ("*.safetensors", "pytorch_model*.bin")),
+    ("the tokenizer (tokenizer.json, tokenizer.model or vocab.json)",
+     ("tokenizer.json", "tokenizer.model", "vocab.json", "vocab.txt")),
+    ("the image processor's settings (preprocessor_config.json or processor_config.json)",
+     ("preprocessor_config.json", "processor_config.json")),
+)
+"""What a multimodal model folder holds besides config.json: each part and
+the file names that carry it (any one will do)."""
+
+
+def missing_model_parts(folder: Path) -> list[str]:
+    """The parts of ``MODEL_PARTS`` no file of ``folder`` carries."""
+    return [part for part, patterns in MODEL_PARTS if not any(any(folder.glob(p)) for p in patterns)]
 
 
 @dataclass(frozen=True)
