@@ -95,7 +95,7 @@ def _print_summary(result: Any, written: Sequence[Path]) -> None:
     print(f"answer   : {result.answer}")
     if result.options:
         chosen = (f"{result.answer_option}. {result.options[string.ascii_uppercase.index(result.answer_option)]}"
-                  if result.answer_option else "none: the answer names none of the options (answer_option is null)")
+                  if result.answer_option else "none read from the answer (answer_option is null)")
         print(f"option   : {chosen}")
     cost = result.cost
     print(

@@ -184,6 +184,6 @@ def test_run_outputs_are_this_runs_and_say_each_thing_once(planted_dir, tmp_path
     assert captured.out.count(result["answer"].strip()) >= 1 and "answer:" not in captured.err
     option = [line for line in captured.out.splitlines() if line.startswith("option   : ")]
     expected = (f"option   : {result['answer_option']}. " if result["answer_option"]
-                else "option   : none: the answer names none of the options")
+                else "option   : none read from the answer")
     assert len(option) == 1 and option[0].startswith(expected)
     assert len(DEMO_DISCLAIMER) <= 200 and "\n" not in DEMO_DISCLAIMER
