@@ -541,7 +541,7 @@ class HFRuntime:
             place += len(images)
         keys = [prefix_key(head, images) for head, images in zip(heads, shown)]
         if self.recurrent_layers:
-            found = self._prefixes_continued(chunk, views, texts, keys)
+            found = self._prefixes_continued(chunk, views, texts)
         else:
             found = self._whole_prompts_right_padded(views, texts, [len(images) for images, _ in chunk])
         if found is None:
@@ -553,12 +553,12 @@ class HFRuntime:
             # going on from it is tokenized so (_decode_from_prefix)
             alone = self._suffix_tokens(text)
             if alone is not None and alone[0] == suffixes[row]:
-                self.prefixes.offer(text[len(head):], keys[row], functools.partial(kept, row), float(confidences[row]))
+                self.prefixes.offer(text[len(head):], keys[row], functools.partial(_keyed, kept, row, keys[row]),
+                                    float(confidences[row]))
         return logits
 
     def _prefixes_continued(
         self, chunk: Sequence[tuple[Sequence[Image.Image], str]], views: Sequence[VisualView], texts: Sequence[str],
-        keys: Sequence[str],
     ) -> tuple[torch.Tensor, Callable[[int], ImagePrefix], list[list[int]]] | None:
         """The questions' image prefixes prefilled, then the questions
         continued (a recurrent state cannot be cut back to a prefix, so the
@@ -595,7 +595,7 @@ class HFRuntime:
 
         def kept(row: int) -> ImagePrefix:
             prefix, index = prefixes[row]
-            return _keyed(prefix.row(index), keys[row])
+            return prefix.row(index)
 
         return torch.stack(logits), kept, suffixes
 
@@ -902,7 +902,9 @@ WHOLE_IMAGE_SLOT = "whole image"
 prefill leaves it there for the relevance prompts)."""
 
 
-def _keyed(prefix: ImagePrefix, key: str) -> ImagePrefix:
+def _keyed(make: Callable[[int], ImagePrefix], row: int, key: str) -> ImagePrefix:
+    """Row ``row``'s prefix (``make(row)``), labelled with what it shows."""
+    prefix = make(row)
     prefix.key = key
     return prefix
 
