@@ -25,6 +25,12 @@ from families import FAMILIES, Family  # noqa: E402
 from focus_engine.testing import build_planted_llava, build_planted_llava_onevision  # noqa: E402
 
 
+@pytest.fixture(params=[f.name for f in FAMILIES])
+def family(request: pytest.FixtureRequest) -> str:
+    """Each family's name in turn (a module may narrow it with its own ``family``)."""
+    return request.param
+
+
 def _folder_fixture(family: Family, *, undamped: bool) -> Any:
     name = family.undamped if undamped else f"{family.planted}_dir"
 

@@ -26,11 +26,6 @@ from focus_engine.relevance import relevance_from_prefill
 from focus_engine.targets import build_icl_prompt
 
 
-@pytest.fixture(params=list(FAMILY))
-def family(request) -> str:
-    return request.param
-
-
 @pytest.fixture
 def mllm(request, family):
     return request.getfixturevalue(FAMILY[family].planted)

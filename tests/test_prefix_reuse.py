@@ -32,14 +32,18 @@ IMAGE = ((900, 600), (700, 400, 800, 500))
 TARGETS = ("red", "blue square with a star")
 
 
-@pytest.fixture(params=list(FAMILY))
-def family(request) -> str:
-    return request.param
-
-
 @pytest.fixture
 def undamped(request, family):
     return load_mllm(str(request.getfixturevalue(FAMILY[family].undamped)))
+
+
+def spy_decoding_on(monkeypatch, mllm) -> list[int]:
+    """A list that gets a 1 each time a reply decodes on from a kept prefix."""
+    calls: list[int] = []
+    original = type(mllm)._decode_from_prefix
+    monkeypatch.setattr(type(mllm), "_decode_from_prefix",
+                        lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    return calls
 
 
 def maps_of(mllm, image, targets, reuse):
@@ -119,10 +123,7 @@ def test_the_answer_on_the_verified_crop_goes_on_from_its_prefix(undamped, monke
     region = crop(image, (600, 300, 900, 600))
     question = format_question("What colour is the square?", ["red", "blue"])
     whole = undamped.reply(question, [region], max_new_tokens=6)
-    continued = []
-    original = type(undamped)._decode_from_prefix
-    monkeypatch.setattr(type(undamped), "_decode_from_prefix",
-                        lambda self, *a, **k: continued.append(1) or original(self, *a, **k))
+    continued = spy_decoding_on(monkeypatch, undamped)
     with undamped.question_scope():
         undamped.yes_no_confidence([region], ["red"])
         reused = undamped.reply(question, [region], max_new_tokens=6)
@@ -153,10 +154,7 @@ def test_focus_answers_alike_with_and_without_reuse(request, family, targets, ve
     side = FAMILY[family].object_side(size)
     image = scene(size, (1100, 600, 1100 + side, 600 + side), seed=3)
     config = {"n_steps": 3, "verify_stop": verify_stop}
-    continued = []
-    original = type(mllm)._decode_from_prefix
-    monkeypatch.setattr(type(mllm), "_decode_from_prefix",
-                        lambda self, *a, **k: continued.append(1) or original(self, *a, **k))
+    continued = spy_decoding_on(monkeypatch, mllm)
     results = {reuse: FocusPipeline(mllm, FocusConfig(reuse_prefixes=reuse, **config)).run(
         image, "What colour is the square? (A) red (B) blue", targets=targets) for reuse in (False, True)}
     off, on = results[False], results[True]

@@ -185,8 +185,7 @@ class HFRuntime:
             inputs, offsets = self.processor_inputs([view] * len(chats), chats, padding=True), None
         self.check_context(inputs)
         input_ids = inputs["input_ids"].cpu()
-        mask = inputs.get("attention_mask")
-        pads = (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(chats)
+        pads = _left_pads(inputs)
         out, captured, layer_values = self._capturing(
             capture_keys, lambda: self.model(**self._model_inputs(inputs), use_cache=True, logits_to_keep=1))
         self.counter.count_prompts(len(chats))
@@ -288,8 +287,7 @@ class HFRuntime:
         ``_suffix_tokens``): None unless those are the whole prompt's tokens
         there."""
         ids = inputs["input_ids"].cpu()
-        mask = inputs.get("attention_mask")
-        pads = (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(ids)
+        pads = _left_pads(inputs)
         lengths = self._prefix_lengths(inputs)
         if lengths is None or len(set(lengths)) != 1:
             return None
@@ -315,15 +313,18 @@ class HFRuntime:
         """Per row of ``inputs`` (left-padded processor output), its tokens
         up to and including its last image token; None if a row has no image."""
         ids = inputs["input_ids"].cpu()
-        mask = inputs.get("attention_mask")
-        pads = (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(ids)
-        lengths = []
-        for row, pad in enumerate(pads):
-            images = (ids[row] == self.image_token_id).nonzero().flatten()
-            if len(images) == 0:
-                return None
-            lengths.append(int(images[-1]) + 1 - pad)
-        return lengths
+        pads = _left_pads(inputs)
+        ends = [self._image_end(ids[row]) for row in range(len(ids))]
+        if any(end is None for end in ends):
+            return None
+        return [end - pad for end, pad in zip(ends, pads)]
+
+    def _image_end(self, ids: Sequence[int] | torch.Tensor) -> int | None:
+        """The position after the last image token of one row of token ids
+        (None: the row shows no image)."""
+        places = [i for i, token in enumerate(ids.tolist() if isinstance(ids, torch.Tensor) else ids)
+                  if token == self.image_token_id]
+        return places[-1] + 1 if places else None
 
     def _suffix_tokens(self, chat: str) -> tuple[list[int], list[list[int]] | None] | None:
         """The tokens of ``chat`` after its last image token, and their
@@ -336,10 +337,9 @@ class HFRuntime:
         except (NotImplementedError, TypeError, ValueError, KeyError):
             encoded, offsets = self.tokenizer(chat), None
         ids = list(encoded["input_ids"])
-        places = [i for i, token in enumerate(ids) if token == self.image_token_id]
-        if not places or len(ids) == places[-1] + 1:
+        cut = self._image_end(ids)
+        if cut is None or cut == len(ids):
             return None
-        cut = places[-1] + 1
         return ids[cut:], offsets[cut:] if offsets is not None else None
 
     def _continue(
@@ -379,16 +379,16 @@ class HFRuntime:
         return (logits, output_cache(out), _joined(prefix.pre_rope_keys, captured, rows),
                 _joined(prefix.layer_values, layer_values, rows))
 
-    def _continued_inputs(self, prefix: ImagePrefix, suffix: Sequence[int], row: int = 0) -> dict[str, Any]:
+    def _continued_inputs(self, prefix: ImagePrefix, suffix: Sequence[int]) -> dict[str, Any]:
         """The whole prompt's inputs, text only (the image is in the
-        prefix's cache), for decoding on from the prefix."""
+        prefix's cache), for decoding on from the prefix's first row."""
         inputs = {}
         for name, value in prefix.inputs.items():
             if name in PER_TOKEN_INPUTS:
                 rest = torch.as_tensor(list(suffix), dtype=value.dtype) if name == "input_ids" else (
                     torch.ones(len(suffix), dtype=value.dtype) if name == "attention_mask"
                     else torch.zeros(len(suffix), dtype=value.dtype))
-                value = torch.cat([value[row], rest])[None]
+                value = torch.cat([value[0], rest])[None]
             inputs[name] = value
         return inputs
 
@@ -585,8 +585,7 @@ class HFRuntime:
             if prefix is None:
                 return None
             prefix.images_per_row = [len(places[row]) for row in rows]
-            mask = inputs.get("attention_mask")
-            pads = (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(rows)
+            pads = _left_pads(inputs)
             ids = inputs["input_ids"].cpu()
             group_suffixes = [ids[i, pad + prefix.length:].tolist() for i, pad in enumerate(pads)]
             group, _, _, _ = self._continue(prefix, group_suffixes, None, consume=False)
@@ -618,12 +617,9 @@ class HFRuntime:
         lengths = mask.cpu().sum(dim=1).tolist() if mask is not None else [ids.shape[1]] * len(texts)
         if mask is not None and any(bool((mask[row, :length] == 0).any()) for row, length in enumerate(lengths)):
             return None  # not right-padded after all
-        ends = []
-        for row in range(len(texts)):
-            images = (ids[row] == self.image_token_id).nonzero().flatten()
-            if len(images) == 0 or int(images[-1]) + 1 >= lengths[row]:
-                return None
-            ends.append(int(images[-1]) + 1)
+        ends = [self._image_end(ids[row]) for row in range(len(texts))]
+        if any(end is None or end >= length for end, length in zip(ends, lengths)):
+            return None
         last = sorted(set(length - 1 for length in lengths))
         with torch.inference_mode():
             out = self.model(**self._model_inputs(inputs), use_cache=True,
@@ -878,6 +874,12 @@ KEPT_ROWS = 2
 such a call holds every row's KV cache to its end, so a batch of 8 crops
 would hold 8 prefixes at once (on LLaVA-1.5-7B, 0.3 GB each); 2 keep the
 peak near the relevance prefill's of two targets."""
+
+
+def _left_pads(inputs: Any) -> list[int]:
+    """Per row of left-padded processor output, how many pad tokens open it."""
+    mask = inputs.get("attention_mask")
+    return (mask.cpu() == 0).sum(dim=1).tolist() if mask is not None else [0] * len(inputs["input_ids"])
 
 
 def _lookup(sequence: Sequence[int], count: int, longest: int = 2) -> list[int]:
