@@ -9,7 +9,7 @@ import numpy as np
 
 from ..focus_engine.config import FocusConfig
 from . import bridge
-from .regions import BBOX_TIP, SEGS_TIP, bbox_list
+from .regions import BBOX_TIP, CORE_BOX_TIP, SEGS_TIP, bbox_list, core_boxes
 from .regions import segs as region_segs
 from .common import (
     BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, PRESET_IN, QUESTION_IN, ROIS_IN,
@@ -147,8 +147,9 @@ class FocusVQA:
     )
     CATEGORY = "FOCUS"
     FUNCTION = "run"
-    RETURN_TYPES = ("STRING", "MASK", "IMAGE", "STRING", "STRING", "BBOX", "SEGS")
-    RETURN_NAMES = ("answer", "mask", "preview", "boxes_json", "gate", "bboxes", "segs")
+    # new outputs go last: saved workflows link outputs by index
+    RETURN_TYPES = ("STRING", "MASK", "IMAGE", "STRING", "STRING", "BBOX", "SEGS", "BOUNDING_BOX")
+    RETURN_NAMES = ("answer", "mask", "preview", "boxes_json", "gate", "bboxes", "segs", "bounding_boxes")
     OUTPUT_TOOLTIPS = (
         "The answer (one line per image).",
         "1 inside the ROIs the answer used, at the image's size.",
@@ -157,6 +158,7 @@ class FocusVQA:
         GATE_JSON_TIP,
         "The ROIs the answer used; " + BBOX_TIP,
         "The ROIs the answer used; " + SEGS_TIP,
+        "The ROIs the answer used; " + CORE_BOX_TIP,
     )
 
     @classmethod
@@ -201,4 +203,5 @@ class FocusVQA:
         return (answers, to_mask_tensor(masks), to_image_tensor([preview]),
                 boxes_json([r.rois for r in results], selected, [r.config for r in results]),
                 gate_json([r.gate for r in results]),
-                bbox_list(selected, [r.image_size for r in results]), region_segs(selected[0], results[0].image_size, image[:1]))
+                bbox_list(selected, [r.image_size for r in results]), region_segs(selected[0], results[0].image_size, image[:1]),
+                core_boxes(selected, [r.image_size for r in results]))

@@ -1,6 +1,13 @@
-"""FOCUS regions in the types other packs take: BBOX for SAM 2, SEGS for
-Impact Pack's detailers. Built here from their published formats; neither
-pack is imported.
+"""FOCUS regions in the types other nodes take: BOUNDING_BOX for ComfyUI's
+core detection nodes, BBOX for SAM 2, SEGS for Impact Pack's detailers.
+Built here from their published formats; nothing of theirs is imported.
+
+BOUNDING_BOX (ComfyUI core since 0.15: ``comfy_api``'s ``io.BoundingBox``,
+a ``{"x", "y", "width", "height"}`` dict of pixel ints, top-left corner and
+size): one list of dicts per image of the batch, as core's detectors (SAM3
+Detect, RT-DETR) emit them and as SAM3 Detect, Draw BBoxes and Crop By
+Bounding Boxes read a batch; each dict also carries the detectors' optional
+``score`` and ``label`` keys.
 
 BBOX (kijai's ComfyUI-segment-anything-2, ``Sam2Segmentation.bboxes``): a
 list of ``[x0, y0, x1, y1]`` boxes in the image's pixels, images in batch
@@ -47,6 +54,23 @@ def bbox_list(per_image: Sequence[Sequence[Any]], sizes: Sequence[tuple[int, int
     return boxes
 
 
+def core_boxes(per_image: Sequence[Sequence[Any]], sizes: Sequence[tuple[int, int]]) -> list[list[dict[str, Any]]]:
+    """BOUNDING_BOX: per image, every ROI as ``{"x", "y", "width", "height"}``
+    (pixel ints) with ``score`` (its verification confidence, else its
+    relevance) and ``label`` (its target). An image without regions (the gate
+    answered on the whole image) gives the whole image's box, as BBOX does."""
+    batch = []
+    for rois, (width, height) in zip(per_image, sizes):
+        boxes = []
+        for roi in rois:
+            x0, y0, x1, y1 = (int(v) for v in roi.box)
+            score = roi.confidence if roi.confidence is not None else roi.score
+            boxes.append({"x": x0, "y": y0, "width": x1 - x0, "height": y1 - y0, "score": float(score),
+                          "label": roi.target})
+        batch.append(boxes or [{"x": 0, "y": 0, "width": int(width), "height": int(height)}])
+    return batch
+
+
 def segs(rois: Sequence[Any], size: tuple[int, int], image: Any = None) -> tuple[tuple[int, int], list[SEG]]:
     """SEGS of one image of ``size`` (width, height) from its ROIs; ``image``
     (an IMAGE tensor ``[1, H, W, 3]``) gives the crops."""
@@ -69,6 +93,11 @@ BBOX_TIP = (
     "The regions as BBOX for SAM 2 (kijai's Sam2Segmentation 'bboxes'): [x0, y0, x1, y1] pixel boxes, images in "
     "order (an image without regions: its whole box); turn Sam2Segmentation's individual_objects on to segment "
     "each (off, it takes the last)."
+)
+CORE_BOX_TIP = (
+    "The regions as ComfyUI's core BOUNDING_BOX (for SAM3 Detect, Draw BBoxes, Crop By Bounding Boxes: ComfyUI "
+    "0.15 and later): per image a list of {x, y, width, height} pixel boxes with score and label (an image "
+    "without regions: its whole box)."
 )
 SEGS_TIP = (
     "The regions of the first image as Impact Pack SEGS (label = target, confidence = verification score), with "

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..focus_engine.config import RELEVANCE_SOURCES, FocusConfig
 from . import bridge
-from .regions import BBOX_TIP, SEGS_TIP, bbox_list
+from .regions import BBOX_TIP, CORE_BOX_TIP, SEGS_TIP, bbox_list, core_boxes
 from .regions import segs as region_segs
 from .common import (
     ANSWER_GATE_IN, BOXES_JSON_TIP, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, PRESET_IN, QUESTION_IN, ROIS_IN,
@@ -121,10 +121,12 @@ class FocusProposeROIs:
     )
     CATEGORY = "FOCUS"
     FUNCTION = "propose"
-    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "STRING", "BBOX", "SEGS")
-    RETURN_NAMES = ("rois", "proposals_mask", "boxes_json", "bboxes", "segs")
+    # new outputs go last: saved workflows link outputs by index
+    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "STRING", "BBOX", "SEGS", "BOUNDING_BOX")
+    RETURN_NAMES = ("rois", "proposals_mask", "boxes_json", "bboxes", "segs", "bounding_boxes")
     OUTPUT_TOOLTIPS = ("The proposals, best anchor first.", "1 inside any proposal, at the image's size.",
-                       BOXES_JSON_TIP, "Every proposal; " + BBOX_TIP, "Every proposal; " + SEGS_TIP)
+                       BOXES_JSON_TIP, "Every proposal; " + BBOX_TIP, "Every proposal; " + SEGS_TIP,
+                       "Every proposal; " + CORE_BOX_TIP)
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -168,7 +170,7 @@ class FocusProposeROIs:
         sizes = [next(iter(m.values())).image_size for m in relevance.maps]
         masks = [roi_mask(size, [r.box for r in per_image]) for size, per_image in zip(sizes, rois)]
         return (RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois, configs=config), bbox_list(rois, sizes),
-                region_segs(rois[0], sizes[0]))
+                region_segs(rois[0], sizes[0]), core_boxes(rois, sizes))
 
 
 class FocusRankROIs:
@@ -181,8 +183,9 @@ class FocusRankROIs:
     )
     CATEGORY = "FOCUS"
     FUNCTION = "rank"
-    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "IMAGE", "STRING", "BBOX", "SEGS")
-    RETURN_NAMES = ("rois", "selected_mask", "best_crop", "boxes_json", "bboxes", "segs")
+    # new outputs go last: saved workflows link outputs by index
+    RETURN_TYPES = ("FOCUS_ROIS", "MASK", "IMAGE", "STRING", "BBOX", "SEGS", "BOUNDING_BOX")
+    RETURN_NAMES = ("rois", "selected_mask", "best_crop", "boxes_json", "bboxes", "segs", "bounding_boxes")
     OUTPUT_TOOLTIPS = (
         "The ROIs re-ranked by verification confidence (selected ones marked for the answer).",
         "1 inside the ROIs the answer will use, at the image's size.",
@@ -190,6 +193,7 @@ class FocusRankROIs:
         BOXES_JSON_TIP,
         "The selected ROIs; " + BBOX_TIP,
         "The selected ROIs; " + SEGS_TIP,
+        "The selected ROIs; " + CORE_BOX_TIP,
     )
 
     @classmethod
@@ -241,7 +245,7 @@ class FocusRankROIs:
         crops = [np.asarray(crop(picture, sel[0].box)) for picture, sel in zip(pictures, selected)]
         return (ranked, to_mask_tensor(masks), to_image_tensor(pad_to_common_size(crops)),
                 boxes_json(ranked.per_image, selected, config), bbox_list(selected, rois.image_sizes),
-                region_segs(selected[0], rois.image_sizes[0], image[:1]))
+                region_segs(selected[0], rois.image_sizes[0], image[:1]), core_boxes(selected, rois.image_sizes))
 
 
 class FocusAnswer:

@@ -61,11 +61,14 @@ def test_crop_roi_and_draw(nodes, pack_types):
 def test_vqa_node(nodes, pack_planted, batch):
     planted = pack_planted
     images = image_batch(batch)
-    answer, mask, preview, boxes, gate, bboxes, segs = nodes.helpers.FocusVQA().run(
+    answer, mask, preview, boxes, gate, bboxes, segs, core_boxes = nodes.helpers.FocusVQA().run(
         planted, images, "Where is the red square?", 2, "", "red")
     assert answer.count("\n") == batch - 1
     used = [[roi["box"] for roi in entry["rois"] if roi["selected"]] for entry in json.loads(boxes)]
     assert bboxes == [box for per_image in used for box in per_image]  # BBOX: the boxes the answer used
+    # BOUNDING_BOX: the same boxes, one list per image, as {x, y, width, height}
+    assert [[[b["x"], b["y"], b["x"] + b["width"], b["y"] + b["height"]] for b in per_image]
+            for per_image in core_boxes] == used
     assert segs[0] == (700, 1200) and [seg.bbox for seg in segs[1]] == used[0]
     assert [g["decision"] for g in json.loads(gate)] == ["off"] * batch
     assert mask.shape == (batch, 700, 1200) and preview.shape[0] == 1 and preview.shape[-1] == 3
@@ -83,10 +86,11 @@ def test_the_gate_widget_keeps_a_confident_plain_answer(nodes, pack_planted):
     nothing is searched (empty mask) and the gate output says so per image;
     at 1.0 every image is searched."""
     images = image_batch(2)
-    answer, mask, _, boxes, gate, bboxes, segs = nodes.helpers.FocusVQA().run(
+    answer, mask, _, boxes, gate, bboxes, segs, core_boxes = nodes.helpers.FocusVQA().run(
         pack_planted, images, "Where is the red square?", 2, "", "red", 0.001)
     # no region searched: SEGS is empty, BBOX the whole image per image (Sam2Segmentation fails on an empty one)
     assert bboxes == [[0, 0, 1200, 700]] * 2 and segs == ((700, 1200), [])
+    assert core_boxes == [[{"x": 0, "y": 0, "width": 1200, "height": 700}]] * 2
     decisions = json.loads(gate)
     assert [d["decision"] for d in decisions] == ["answered"] * 2 and float(mask.max()) == 0.0
     assert answer.splitlines() == [" ".join(d["plain_answer"].split()) for d in decisions]

@@ -24,9 +24,9 @@ def planted(pack_planted):
 def run_chain(stages, mllm, images, override="red"):
     targets, text = stages.FocusExtractTargets().extract(mllm, "Where is the red square?", override)
     relevance, heatmap, preview = stages.FocusRelevanceMap().relevance(mllm, images, targets, 0, 0, "values")
-    rois, proposals, proposals_json, proposal_bboxes, proposal_segs = stages.FocusProposeROIs().propose(
-        relevance, 0, 3.0, 3, 0, 0.5, 0.3)
-    ranked, selected_mask, best, ranked_json, bboxes, segs = stages.FocusRankROIs().rank(
+    rois, proposals, proposals_json, proposal_bboxes, proposal_segs, proposal_core_boxes = (
+        stages.FocusProposeROIs().propose(relevance, 0, 3.0, 3, 0, 0.5, 0.3))
+    ranked, selected_mask, best, ranked_json, bboxes, segs, core_boxes = stages.FocusRankROIs().rank(
         mllm, images, rois, targets, 2, True)
     answer, annotated, gate = stages.FocusAnswer().answer(
         mllm, images, "What colour is the square?", ranked, targets, "red\nblue"
