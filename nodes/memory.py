@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import uuid
 from typing import Any, Callable
 
 from . import bridge
@@ -30,6 +31,9 @@ class ManagedMLLM:
         self.keep_loaded = keep_loaded
         self._mllm: Any = None
         self._patcher: FocusModelPatcher | None = None
+        self._released_patcher: FocusModelPatcher | None = None
+        """The patcher ComfyUI was unloading, weights dropped: ComfyUI holds it only
+        weakly and still reads it after ``detach`` (0.25 logs its model's class)."""
         self._lock = threading.RLock()
         self.loads = 0
         """How many times the weights were loaded (a reload after a release counts)."""
@@ -62,6 +66,7 @@ class ManagedMLLM:
                 # before the weights go: ComfyUI watches them and would also drop its entry when they die
                 bridge.forget_model(self._patcher, keep_entry=by_comfy)
                 self._patcher.model = None
+            self._released_patcher = self._patcher if by_comfy else None
             self._patcher, self._mllm = None, None
         gc.collect()
         bridge.empty_device_cache()
@@ -139,6 +144,15 @@ class FocusModelPatcher:
         self.offload_device = self.load_device
         self.size = parameter_bytes(self.model)
         self._dtype = getattr(self.model, "dtype", None)
+        self.clone_base_uuid = uuid.uuid4()
+        """Its own: no other patcher is a clone of it (multi-GPU unloading compares these)."""
+
+    def is_dynamic(self) -> bool:
+        """Not one of ComfyUI's dynamic-VRAM models: loaded whole, no pinned pages."""
+        return False
+
+    def get_nested_additional_models(self) -> list[Any]:
+        return []
 
     def model_size(self) -> int:
         return self.size

@@ -20,20 +20,29 @@ class LoadedModels:
 
     def __init__(self) -> None:
         self.current_loaded_models: list = []
-        self.used: list = []
         self.freed: list = []
+        self.unloaded: list = []
         self.empty = 0
         self.device = "cpu"
 
-    def load_models_gpu(self, patchers) -> None:
-        import weakref
+    class LoadedModel:
+        """ComfyUI's entry: the patcher held weakly, its torch module watched."""
 
+        def __init__(self, patcher, manager) -> None:
+            import weakref
+
+            self._model = weakref.ref(patcher)
+            self.real_model = weakref.ref(patcher.model)
+            self.model_finalizer = weakref.finalize(patcher.model, manager.cleanup_models)
+
+        @property
+        def model(self):
+            return self._model()
+
+    def load_models_gpu(self, patchers) -> None:
         for patcher in patchers:
-            self.used.append(patcher)
             if not any(entry.model is patcher for entry in self.current_loaded_models):
-                entry = types.SimpleNamespace(model=patcher, real_model=weakref.ref(patcher.model))
-                entry.model_finalizer = weakref.finalize(patcher.model, self.cleanup_models)
-                self.current_loaded_models.insert(0, entry)
+                self.current_loaded_models.insert(0, self.LoadedModel(patcher, self))
 
     def cleanup_models(self) -> None:
         dead = [i for i, entry in enumerate(self.current_loaded_models) if entry.real_model() is None]
@@ -46,6 +55,8 @@ class LoadedModels:
             entry = self.current_loaded_models[i]
             entry.model.detach(True)
             entry.model_finalizer.detach()
+            # ComfyUI 0.25 logs what it unloaded after detach: the patcher must still be there
+            self.unloaded.append(entry.model.model.__class__.__name__)
             self.current_loaded_models.pop(i)
 
     def soft_empty_cache(self) -> None:
@@ -234,13 +245,14 @@ def test_comfy_unloading_releases_the_model_and_it_comes_back(pack, comfy, plant
     shutil.copytree(planted_dir, comfy.models / "tiny-llava")
     (handle,) = pack.nodes.load_mllm.FocusLoadMLLM().load("tiny-llava", "auto", "auto", "cpu", True)
     weights = weakref.ref(handle.get().model)
-    patcher = comfy.manager.current_loaded_models[0].model
-    patcher.detach(unpatch_all=False)  # ComfyUI re-registering a model in use: nothing is released
+    patcher = weakref.ref(comfy.manager.current_loaded_models[0].model)  # weakly, as ComfyUI holds it
+    patcher().detach(unpatch_all=False)  # ComfyUI re-registering a model in use: nothing is released
     assert handle.loaded
     comfy.manager.unload_all_models()  # Unload Models / POST /free
     gc.collect()
+    assert comfy.manager.unloaded == ["NoneType"]  # the patcher outlived detach, its weights did not
     assert not handle.loaded and weights() is None  # the weights are gone, not moved
-    assert patcher.loaded_size() == 0
+    assert patcher().loaded_size() == 0
     mllm = handle.get()  # the next node that needs it loads it again
     assert handle.loads == 2 and mllm.family == "llava" and len(comfy.manager.current_loaded_models) == 1
 
