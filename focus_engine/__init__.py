@@ -3,13 +3,15 @@ vectors in a multimodal LLM's KV cache. No ComfyUI import anywhere here.
 
 The names below are imported on first use (PEP 562), so importing
 ``focus_engine`` or a light submodule of it (``config``, ``errors``) does not
-import torch or transformers: the ComfyUI pack imports at start-up.
+import torch or transformers: the ComfyUI pack imports at start-up. Their
+modules are imported by plain import statements (``_module``), not by
+importlib: ComfyUI names the pack's package by its folder's path, and the
+registry's scanner flags dynamic imports. Submodules are imported as usual
+(``import focus_engine.rois``).
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names are, for type checkers and editors
@@ -51,13 +53,33 @@ __all__ = [
 assert set(__all__) == {*_EXPORTS, "__version__"}
 
 
+def _module(name: str) -> Any:
+    """The submodule an export lives in, imported now."""
+    if name == "config":
+        from . import config as module
+    elif name == "cost":
+        from . import cost as module
+    elif name == "errors":
+        from . import errors as module
+    elif name == "grid":
+        from . import grid as module
+    elif name == "mllm":
+        from . import mllm as module
+    elif name == "methods.focus":
+        from .methods import focus as module
+    elif name == "rois":
+        from . import rois as module
+    elif name == "targets":
+        from . import targets as module
+    else:
+        raise KeyError(name)
+    return module
+
+
 def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        if importlib.util.find_spec(f"{__name__}.{name}") is None:
-            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-        return importlib.import_module(f".{name}", __name__)  # a submodule, as an eager import would give
-    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(_module(_EXPORTS[name]), name)
     globals()[name] = value  # later lookups skip this function
     return value
 

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -73,17 +72,21 @@ def cmd_make_synthetic(args: argparse.Namespace) -> int:
 
 def distributed_state() -> Any:
     """accelerate's process state when this process is one of several
-    (``accelerate launch`` / ``torchrun`` set WORLD_SIZE), else None."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+    (``accelerate launch`` and ``torchrun`` start them with torch's elastic
+    launcher), else None."""
+    import torch
+    import torch.distributed
+
+    if not torch.distributed.is_torchelastic_launched():
         return None
     try:
-        import torch
         from accelerate import PartialState
     except ImportError:
         raise FocusError("this run was launched as several processes, which needs accelerate: "
                          "pip install accelerate") from None
     # without CUDA, accelerate would take the processes for one; on the CPU they talk over gloo
-    return PartialState(cpu=not torch.cuda.is_available())
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return state if state.num_processes > 1 else None
 
 
 def cmd_run(args: argparse.Namespace) -> int:

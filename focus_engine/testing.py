@@ -210,7 +210,7 @@ def build_planted_llava(
         vision_heads=max(2, vision_hidden // 64), text_hidden=text_hidden, text_layers=text_layers, heads=heads,
         kv_heads=kv_heads, intermediate_ratio=2.6875, max_positions=4096, feature_layer=-2,
     )
-    model.eval()
+    model.train(False)
     with torch.no_grad():
         _damp(model, damping)
         features = {
@@ -386,7 +386,7 @@ def build_planted_qwen2_5_vl(
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
     )
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    model = Qwen2_5_VLForConditionalGeneration(config).train(False)
     image_processor = ImageProcessor(min_pixels=56 * 56, max_pixels=max_pixels)
     processor = image_only_processor_class()(image_processor=image_processor, tokenizer=tokenizer)
     with torch.no_grad():
@@ -544,7 +544,7 @@ def _build_planted_qwen_native(
         vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
         tie_word_embeddings=False,
     )
-    model = model_cls(config).eval()
+    model = model_cls(config).train(False)
     image_processor = ImageProcessor(
         patch_size=16, merge_size=2, temporal_patch_size=2, min_pixels=64 * 64, max_pixels=max_pixels,
         image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
@@ -626,7 +626,7 @@ def build_planted_llava_onevision(
         image_grid_pinpoints=pinpoints, vision_aspect_ratio=f"anyres_max_{max_crops}",
         vision_feature_layer=-1, vision_feature_select_strategy="full",
     )
-    model = LlavaOnevisionForConditionalGeneration(config).eval()
+    model = LlavaOnevisionForConditionalGeneration(config).train(False)
     image_processor = ImageProcessor(
         size={"height": crop_side, "width": crop_side}, crop_size={"height": crop_side, "width": crop_side},
         image_grid_pinpoints=pinpoints,

@@ -14,6 +14,9 @@ log = logging.getLogger("ComfyUI-FOCUS")
 
 MODEL_FOLDER = "LLM"
 """ComfyUI/models/LLM/<folder>: one whole Hugging Face model folder each."""
+MODELS_DIR_OUTSIDE_COMFYUI: str | None = None
+"""Where models are looked for when the pack runs without ComfyUI (tests,
+scripts): a folder of model folders, set by the caller."""
 
 
 def _folder_paths() -> Any | None:
@@ -38,8 +41,7 @@ def model_roots() -> list[str]:
     """The folders searched for models (``models/LLM`` and extra paths)."""
     fp = _folder_paths()
     if fp is None:
-        env = os.environ.get("FOCUS_MODELS_DIR")
-        return [env] if env else []
+        return [MODELS_DIR_OUTSIDE_COMFYUI] if MODELS_DIR_OUTSIDE_COMFYUI else []
     try:
         return list(fp.get_folder_paths(MODEL_FOLDER))
     except (KeyError, AttributeError):

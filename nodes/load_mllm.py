@@ -56,7 +56,8 @@ def model_folder(name: str) -> str:
         raise ValueError(bridge.missing_models_message(f"model folder {name!r} was not found"))
     roots = bridge.model_roots()
     if not roots:
-        raise ValueError("FOCUS: there is no models/LLM folder to download into; set FOCUS_MODELS_DIR outside ComfyUI")
+        raise ValueError("FOCUS: there is no models/LLM folder to download into; outside ComfyUI, set "
+                         "nodes.bridge.MODELS_DIR_OUTSIDE_COMFYUI")
     bar = bridge.progress_bar(100)
     bridge.log.info("FOCUS: downloading %s (%s, about %g GB) into %s", name, known.repo_id, known.download_gb, roots[0])
     try:

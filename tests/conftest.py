@@ -95,9 +95,15 @@ def pack():
     module = importlib.util.module_from_spec(spec)
     sys.modules["comfyui_focus"] = module
     spec.loader.exec_module(module)
-    import comfyui_focus.focus_engine  # noqa: F401 - the engine as the nodes see it
+    import pkgutil
+
+    import comfyui_focus.focus_engine  # the engine as the nodes see it
     import comfyui_focus.nodes.helpers  # noqa: F401
     import comfyui_focus.nodes.stages  # noqa: F401
+
+    # every engine module imported, so tests reach them as attributes (pack.focus_engine.rois.ROI)
+    for found in pkgutil.walk_packages(comfyui_focus.focus_engine.__path__, "comfyui_focus.focus_engine."):
+        importlib.import_module(found.name)
 
     return module
 

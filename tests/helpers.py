@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 from PIL import Image
@@ -99,11 +99,13 @@ def real_size_qwen(config_cls, model_cls, adapter_cls, tokenizer, vision: dict, 
 
 
 @contextlib.contextmanager
-def comfyui_server(comfyui: str, base: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+def comfyui_server(comfyui: str, base: Path, extra_args: tuple[str, ...] = ()
+                   ) -> Iterator[tuple[str, subprocess.Popen, Path]]:
     """A real ComfyUI (the checkout ``comfyui``, run by ``COMFYUI_PYTHON``)
-    serving the base directory ``base`` on a free port: yields (url,
-    process, log) once the pack's nodes are listed (300 s at most), stops
-    the server afterwards."""
+    serving the base directory ``base`` on a free port (``extra_args``, e.g.
+    ``--front-end-root DIR``, go to its command line): yields (url, process,
+    log) once the pack's nodes are listed (300 s at most), stops the server
+    afterwards."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -111,7 +113,8 @@ def comfyui_server(comfyui: str, base: Path) -> Iterator[tuple[str, subprocess.P
     with open(log, "w") as out:
         process = subprocess.Popen(
             [os.environ.get("COMFYUI_PYTHON", sys.executable), "main.py", "--cpu", "--listen", "127.0.0.1",
-             "--port", str(port), "--base-directory", str(base), "--database-url", "sqlite:///:memory:"],
+             "--port", str(port), "--base-directory", str(base), "--database-url", "sqlite:///:memory:",
+             *extra_args],
             cwd=comfyui, stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.time() + 300
@@ -130,3 +133,11 @@ def comfyui_server(comfyui: str, base: Path) -> Iterator[tuple[str, subprocess.P
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+def set_hub_offline(monkeypatch: Any, offline: bool) -> None:
+    """HF_HUB_OFFLINE as huggingface_hub holds it: it reads the variable once,
+    at import, and the engine asks it (``hf_loading.hub_offline``)."""
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", offline)

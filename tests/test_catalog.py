@@ -6,6 +6,7 @@ import inspect
 
 import pytest
 
+from helpers import set_hub_offline
 from focus_engine.errors import FocusModelError
 from focus_engine.mllm.catalog import (
     INCOMPLETE_MARKER, KNOWN_MODELS, MODEL_FILES, ensure_downloaded, is_complete, known_model, progress_tqdm,
@@ -55,8 +56,7 @@ class FakeHub:
 
 @pytest.fixture
 def online(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
+    set_hub_offline(monkeypatch, False)
 
 
 def test_the_curated_models_are_there():
@@ -130,7 +130,7 @@ def test_an_interrupted_download_is_resumed(tmp_path, online):
 
 
 def test_offline_says_which_repo_which_folder_which_files(tmp_path, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    set_hub_offline(monkeypatch, True)
     model = known_model("llava-onevision-qwen2-0.5b-ov-hf")
     hub = FakeHub(fail=AssertionError("offline: the hub must not be called"))
     with pytest.raises(FocusModelError) as err:

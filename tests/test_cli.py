@@ -6,7 +6,7 @@ import json
 
 from PIL import Image
 
-from helpers import scene
+from helpers import scene, set_hub_offline
 from focus_engine.cli import main
 
 
@@ -142,11 +142,12 @@ def test_an_unreachable_hub_and_an_incomplete_folder_are_said_at_once(tmp_path, 
     one line below; a folder with only config.json names what it lacks."""
     image_path = tmp_path / "x.png"
     Image.new("RGB", (64, 64)).save(image_path)
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("TRANSFORMERS_OFFLINE", raising=False)
-    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+    import huggingface_hub.constants
+
+    set_hub_offline(monkeypatch, False)
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "HTTP_PROXY", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # a closed port
+    monkeypatch.setattr(huggingface_hub.constants, "ENDPOINT", "http://127.0.0.1:9")  # a closed port
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf_home"))  # an empty cache
     base = ["run", "--image", str(image_path), "--question", "Q?", "--out", str(tmp_path / "out")]
     assert main(base + ["--model", "nobody/no-such-model"]) == 2

@@ -8,6 +8,7 @@ import socket
 import pytest
 import torch
 
+from helpers import set_hub_offline
 from focus_engine import FocusModelError, UnsupportedModelError, load_mllm
 from focus_engine.mllm import loader
 
@@ -21,7 +22,7 @@ def test_round_trip_from_folder(planted_dir):
 
 
 def test_loading_a_folder_never_touches_the_network(planted_dir, monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    set_hub_offline(monkeypatch, False)
 
     def refuse(*args, **kwargs):
         raise AssertionError("load_mllm tried to open a network connection")

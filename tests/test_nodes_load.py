@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from helpers import set_hub_offline
+
 
 class LoadedModels:
     """The part of comfy.model_management the pack uses, recording calls and
@@ -182,7 +184,7 @@ def test_a_known_model_is_downloaded_once_then_loaded_locally(pack, comfy, plant
         bar.close()
         return local_dir
 
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    set_hub_offline(monkeypatch, False)
     monkeypatch.setattr(huggingface_hub, "snapshot_download", fake_snapshot_download)
     monkeypatch.setattr(pack.focus_engine.mllm.catalog, "hub_files", lambda repo: files)
     node = pack.nodes.load_mllm.FocusLoadMLLM()
@@ -198,7 +200,7 @@ def test_a_known_model_is_downloaded_once_then_loaded_locally(pack, comfy, plant
 
 
 def test_offline_a_known_model_names_repo_folder_and_files(pack, comfy, monkeypatch):
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    set_hub_offline(monkeypatch, True)
     with pytest.raises(ValueError) as err:
         pack.nodes.load_mllm.FocusLoadMLLM().load("Qwen2.5-VL-7B-Instruct", "auto", "auto", "cpu", True)
     text = str(err.value)

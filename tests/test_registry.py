@@ -163,3 +163,116 @@ def test_comfy_cli_reads_the_metadata():
     assert config.tool_comfy.publisher_id == comfy["PublisherId"] and config.tool_comfy.icon == comfy["Icon"]
     assert config.project.supported_comfyui_version == comfy["requires-comfyui"]
     assert config.project.version == pyproject()["project"]["version"]
+
+
+# ---------------------------------------------------------------- what a release ships (issue 31, §3)
+
+USER_FILES = {".comfyignore", "__init__.py", "LICENSE", "README.md", "pyproject.toml", "requirements.txt",
+              "docs/icon.png"}
+USER_FOLDERS = ("nodes/", "focus_engine/", "workflows/")
+
+
+def test_a_release_ships_what_a_comfyui_user_needs_and_nothing_else():
+    """``comfy node pack`` ships the git-tracked files less .comfyignore's:
+    the pack, the engine with its demo model, the workflows, README,
+    LICENSE, pyproject.toml, requirements.txt and the icon; no tests, tools,
+    benchmarks or other docs (subprocess calls, a DevTools websocket,
+    environment reads: all flagged by the registry's scan)."""
+    from tools.registry_scan import shipped_files, tracked_files
+
+    shipped, tracked = set(shipped_files()), set(tracked_files())
+    assert shipped == {p for p in tracked if p in USER_FILES or p.startswith(USER_FOLDERS)}
+    assert {"focus_engine/demo_model/model.safetensors", "focus_engine/demo_model/config.json",
+            "nodes/__init__.py", "workflows/focus_vqa_one_node.json", "workflows/api/focus_vqa_one_node.json"} <= shipped
+    assert not any(p.startswith(("tests/", "tools/", "benchmarks/", ".ci/")) for p in shipped)
+    assert pyproject()["tool"]["comfy"]["Icon"] in shipped
+
+
+def test_the_release_alone_runs_focus_in_the_nodes(tmp_path):
+    """The release unpacked on its own (no tests/ or tools/ beside it),
+    imported as ComfyUI imports a pack (the package named by its folder's
+    path): ten nodes, every engine module imports, and Load MLLM plus FOCUS ·
+    VQA answer the demo question on the embedded demo model."""
+    import shutil
+    import subprocess
+
+    from tools.registry_scan import shipped_files
+
+    release = tmp_path / "custom_nodes" / "ComfyUI-FOCUS"
+    for name in shipped_files():
+        (release / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / name, release / name)
+    code = (
+        "import importlib, importlib.util, pkgutil, sys\n"
+        "import numpy as np, torch\n"
+        "name = sys.argv[1]\n"
+        "spec = importlib.util.spec_from_file_location(name, name + '/__init__.py', submodule_search_locations=[name])\n"
+        "pack = importlib.util.module_from_spec(spec); sys.modules[name] = pack\n"
+        "spec.loader.exec_module(pack)\n"
+        "engine = importlib.import_module(name + '.focus_engine')\n"
+        "modules = [m.name for m in pkgutil.walk_packages(engine.__path__, name + '.focus_engine.')]\n"
+        "for module in modules:\n"
+        "    importlib.import_module(module)\n"
+        "bridge = importlib.import_module(name + '.nodes.bridge')\n"
+        "bridge.MODELS_DIR_OUTSIDE_COMFYUI = name + '/focus_engine'\n"
+        "nodes = pack.NODE_CLASS_MAPPINGS\n"
+        "(mllm,) = nodes['FocusLoadMLLM']().load('demo_model', 'fp32', 'auto', 'cpu', True)\n"
+        "item = engine.demo.demo_item()\n"
+        "image = torch.from_numpy(np.asarray(item.image.convert('RGB'), np.float32)[None] / 255)\n"
+        "answer = nodes['FocusVQA']().run(mllm, image, item.question, 2, '\\n'.join(item.options))[0]\n"
+        "print('release:', len(nodes), len(modules), engine.FocusConfig.__name__, repr(answer))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code, str(release)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    _, nodes, modules, config, answer = done.stdout.splitlines()[-1].split(maxsplit=4)
+    assert nodes == "10" and int(modules) > 40 and config == "FocusConfig" and answer.strip("'\"")
+
+
+def test_the_shipped_files_pass_the_registry_scan():
+    """Every rule the registry's scanner is reported to apply, over every
+    shipped text file, comments included: no finding (tools/registry_scan.py)."""
+    from tools.registry_scan import ALLOWED, scan
+
+    assert scan() == []
+    assert ALLOWED == {}  # nothing had to stay
+
+
+@pytest.mark.parametrize("line, rule", [
+    ('token = os.environ.get("HF_TOKEN")', "python_environment_manipulation"),
+    ('os.environ["CUDA_VISIBLE_DEVICES"] = "0"', "python_environment_manipulation"),
+    ("value = os.getenv('X')", "python_environment_manipulation"),
+    ("subprocess.run(['git', 'pull'])", "python_command_injection_risk"),
+    ("proc = subprocess.Popen(cmd)", "python_command_injection_risk"),
+    ("os.system('ls')", "python_command_injection_risk"),
+    ("r = requests.get(url)", "python_network_operations"),
+    ("socket.create_connection((host, 443))", "python_network_operations"),
+    ("urllib.request.urlopen(url)", "python_network_operations"),
+    ("model.eval()", "python_dynamic_execution"),
+    ("mx.eval(tensor)", "python_dynamic_execution"),
+    ("exec(code)", "python_dynamic_execution"),
+    ("module = importlib.import_module(name)", "python_bytecode_manipulation"),
+    ("code = compile(source, 'x', 'exec')", "python_bytecode_manipulation"),
+    ('__import__("sys").modules.get("x")', "python_bytecode_manipulation"),
+    ("rm -rf /tmp/x", "contains_rm_rf"),
+    ("see https://raw.githubusercontent.com/a/b/main/c.png", "contains_blacklisted_url"),
+    ("cmd = ['ffmpeg', '-i', path]", "python_url_command_execution"),
+    ("db = sqlite3.connect(path)", "python_database_connections"),
+    ("A" * 500, "python_minified_code"),
+])
+def test_the_scan_finds_what_the_registry_flagged(line, rule):
+    """Lines quoted from flagged versions' findings, each under its rule."""
+    from tools.registry_scan import scan_text
+
+    assert rule in {found for _, found, _ in scan_text(line)}
+
+
+@pytest.mark.parametrize("line", [
+    "model.train(False)", "pattern = re.compile(r'x')", "value = pkgutil.resolve_name('a.b:c')",
+    "from huggingface_hub import constants", "get_session().head(constants.ENDPOINT, timeout=3)",
+    "evaluation = evaluate(records)", "# the environment's torch", "shutil.copy(a, b)",
+])
+def test_the_scan_passes_what_the_pack_writes_instead(line):
+    from tools.registry_scan import scan_text
+
+    assert scan_text(line) == []

@@ -76,11 +76,12 @@ def test_a_symlink_out_of_every_root_is_not_followed(models, comfy, tmp_path):  
     assert {"linked-in", "shared-model", "tiny-llava"} <= set(models.node.INPUT_TYPES()["required"]["model"][0])
 
 
-def test_outside_comfyui_the_root_is_focus_models_dir(pack, planted_dir, tmp_path, monkeypatch):
+def test_outside_comfyui_the_root_is_the_one_the_caller_sets(pack, planted_dir, tmp_path, monkeypatch):
     bridge = pack.nodes.bridge
     monkeypatch.setitem(sys.modules, "folder_paths", None)  # no ComfyUI: import folder_paths fails
     shutil.copytree(planted_dir, tmp_path / "models" / "tiny-llava")
-    monkeypatch.setenv("FOCUS_MODELS_DIR", str(tmp_path / "models"))
+    assert bridge.model_roots() == []
+    monkeypatch.setattr(bridge, "MODELS_DIR_OUTSIDE_COMFYUI", str(tmp_path / "models"))
     assert bridge.find_model_folder("tiny-llava") == os.path.realpath(tmp_path / "models" / "tiny-llava")
     assert bridge.find_model_folder(str(tmp_path / "models" / "tiny-llava")) is None
     assert bridge.find_model_folder("../models/tiny-llava") is None

@@ -8,7 +8,6 @@ Names are imported on first use (the registry imports the methods lazily)."""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 _EXPORTS = {
@@ -20,8 +19,28 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
+def _module(name: str) -> Any:
+    """The module an export lives in, imported now (import statements, not
+    importlib: see ``focus_engine/__init__.py``)."""
+    if name == "base":
+        from . import base as module
+    elif name == "registry":
+        from . import registry as module
+    elif name == "setup":
+        from . import setup as module
+    elif name == "vanilla":
+        from . import vanilla as module
+    elif name == "focus":
+        from . import focus as module
+    elif name == "zoomeye":
+        from . import zoomeye as module
+    else:
+        raise KeyError(name)
+    return module
+
+
 def __getattr__(name: str) -> Any:
     module = _EXPORTS.get(name)
     if module is None:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    return getattr(_module(module), name)

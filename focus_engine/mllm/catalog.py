@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import FocusModelError
-from .hf_loading import env_flag, first_line
+from .hf_loading import first_line, hub_offline
 
 ProgressFn = Callable[[int, int], None]
 """``progress(done, total)``, in bytes where the hub reports sizes."""
@@ -118,7 +118,7 @@ def ensure_downloaded(
     folder = Path(models_dir) / model.name
     if is_complete(folder):
         return folder
-    if env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE"):
+    if hub_offline():
         raise FocusModelError(offline_message(model, folder, "HF_HUB_OFFLINE is set"))
     if download is None:
         from huggingface_hub import snapshot_download as download

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -119,26 +118,22 @@ def hf_call(func: Callable[..., Any], location: str, offline: bool, *, what: str
 
 
 def hub_unreachable(timeout: float = 3.0) -> str | None:
-    """Why the Hugging Face hub (``HF_ENDPOINT``) cannot be reached, or None
-    when a connection to it opens within ``timeout`` seconds. Behind a proxy
-    (``HTTPS_PROXY`` and the like) nothing is probed: the proxy decides."""
-    import socket
+    """Why the Hugging Face hub (its endpoint, ``HF_ENDPOINT``) cannot be
+    reached, or None when it answers a HEAD request within ``timeout``
+    seconds. Asked through huggingface_hub's own HTTP session, so its proxy
+    settings and endpoint apply and the pack opens no connection of its own."""
     from urllib.parse import urlparse
 
-    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
-        return None
-    try:
-        from huggingface_hub import constants
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
 
-        endpoint = constants.ENDPOINT
-    except (ImportError, AttributeError):  # pragma: no cover - transformers always brings huggingface_hub
-        endpoint = "https://huggingface.co"
-    url = urlparse(os.environ.get("HF_ENDPOINT") or endpoint)
-    host, port = url.hostname or "huggingface.co", url.port or (443 if url.scheme == "https" else 80)
+    url = urlparse(constants.ENDPOINT)
+    where = f"{url.hostname}:{url.port or (443 if url.scheme == 'https' else 80)}"
     try:
-        socket.create_connection((host, port), timeout=timeout).close()
-    except OSError as exc:
-        return f"no connection to {host}:{port} ({exc.strerror or exc})"
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception as exc:  # noqa: BLE001 - requests and httpx (huggingface_hub >= 1) raise different types
+        reason = str(exc).strip().splitlines()
+        return f"no connection to {where} ({reason[-1][:200] if reason else type(exc).__name__})"
     return None
 
 
@@ -258,8 +253,13 @@ def looks_like_path(text: str) -> bool:
     )
 
 
-def env_flag(name: str) -> bool:
-    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def hub_offline() -> bool:
+    """Whether ``HF_HUB_OFFLINE`` (or ``TRANSFORMERS_OFFLINE``) is on, as
+    huggingface_hub read it when it was imported: the pack reads no
+    environment variable itself."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
 
 
 def first_line(error: BaseException) -> str:

