@@ -5,10 +5,13 @@ twins cannot drift apart. Run from the repository root after changing a node's
 inputs: ``python -m tools.make_workflows``. ``tests/test_workflows.py`` checks
 the result against the node specs on its own.
 
-Layout: each node is as tall as ComfyUI's frontend draws it (``min_height``, a
-rule measured in the real frontend) or taller, and goes below the nodes
-placed before it in its column, so no two nodes overlap once drawn
-(``tests/test_workflows_browser.py`` checks that in a real browser).
+Layout: each node is as tall as ComfyUI's frontend draws it in either
+renderer (``drawn_height``: the classic renderer's rule ``min_height``, and the
+heights both renderers gave each node's content in the real frontend,
+previews filled, ``tools/node_heights.json``) or taller, and goes below the nodes placed
+before it in its column, so no two nodes overlap once drawn
+(``tests/test_workflows_browser.py`` checks that in a real browser, in both
+renderers).
 """
 
 from __future__ import annotations
@@ -50,6 +53,25 @@ def min_height(spec: dict[str, Any] | None, kind: str) -> int:
     if kind in FRONTEND_WIDGETS:
         widgets.append(FRONTEND_WIDGETS[kind])
     return max(1, sockets) * SLOT_HEIGHT + 6 + (sum(widgets) + 8 if widgets else 0)
+
+
+NODE_HEIGHTS = ROOT / "tools" / "node_heights.json"
+"""Per renderer ("classic", "vue": Nodes 2.0) and node type, the height (title
+bar included) the frontend gave the node's content, measured with
+``python -m tools.browser_check URL --measure [--vue]``."""
+
+
+def measured_height(kind: str) -> int:
+    """The tallest measured height of ``kind`` in either renderer, without its title bar (0: not measured)."""
+    measured = json.loads(NODE_HEIGHTS.read_text())
+    return max(0, max(measured[r].get(kind, 0) for r in ("classic", "vue")) - TITLE_HEIGHT)
+
+
+def drawn_height(spec: dict[str, Any] | None, kind: str) -> int:
+    """The height a node needs to show all of itself in both renderers, previews
+    filled: the frontend grows a node to its content, never shrinks it below
+    its saved size."""
+    return max(min_height(spec, kind), measured_height(kind))
 
 
 def load_pack_mappings() -> dict[str, Any]:
@@ -100,7 +122,7 @@ class Graph:
             **inputs: Any) -> Node:
         """A node at ``pos`` (x, and y at the least: placed below the nodes above
         it in its column), ``height`` tall or as tall as the frontend draws it."""
-        height = max(height, min_height(self.specs.get(kind), kind))
+        height = max(height, drawn_height(self.specs.get(kind), kind))
         pos = self.place(pos, height)
         node = Node(self, len(self.nodes) + len(self.notes) + 1, kind, {}, pos, height, title)
         self.nodes.append(node)
@@ -123,7 +145,7 @@ class Graph:
 
     def note(self, text: str, pos: tuple[int, int], size: tuple[int, int] = (NODE_WIDTH, 160)) -> None:
         node_id = len(self.nodes) + len(self.notes) + 1
-        size = (size[0], max(size[1], min_height(None, "Note")))
+        size = (size[0], max(size[1], drawn_height(None, "Note")))
         pos = self.place(pos, size[1])
         self.notes.append({
             "id": node_id, "type": "Note", "pos": list(pos), "size": list(size), "flags": {}, "order": 0, "mode": 0,
