@@ -7,8 +7,8 @@ import pytest
 
 from focus_engine.boxes import coverage
 from focus_engine.bench.metrics import (
-    accuracy, accuracy_by_category, covered_boxes, mean, peak_cell_hit, peak_hit, peak_pixel, roi_recall,
-    summarize,
+    accuracy, accuracy_by_category, covered_boxes, mean, peak_cell_hit, peak_hit, peak_pixel, region_matches,
+    region_scores, roi_recall, summarize,
 )
 
 
@@ -84,9 +84,41 @@ def test_summarize_records():
     assert summary["roi_recall_selected"] == pytest.approx(2 / 3)  # the first question's choice missed
     assert summary["peak_hit_rate"] == pytest.approx(1 / 3)
     assert summary["unparsed_answers"] == 1 and summary["errors"] == 1
+    # regions: the selected boxes; question 1 IoU 0, question 2 (1/9 + 1/9) / 2; the error record has none
+    assert summary["region_miou"] == pytest.approx((0 + 1 / 9) / 2) and summary["region_hit_rate"] == 0.0
+    assert summary["region_area_ratio"] == 9.0
     vanilla = summarize([{"correct": True, "category": "a", "forward_passes": 0, "seconds": 1.0, "chosen_index": 1,
                           "ranked_boxes": None}])
     assert vanilla["roi_recall_ranked"] is None and vanilla["peak_hit_rate"] is None
+    assert vanilla["region_miou"] is None and vanilla["region_by_target_count"] == {}  # the plain answer has none
+
+
+def test_region_iou_takes_each_targets_best_region():
+    gt = [[0, 0, 10, 10], [100, 100, 120, 120]]
+    # the first target's best region is the exact box (IoU 1), not the loose one; the second gets none overlapping
+    matches = region_matches(gt, [[0, 0, 20, 20], [0, 0, 10, 10], [300, 300, 310, 310]])
+    assert matches == [(1.0, 1.0), (0.0, None)]
+    # one region may serve two targets; a region 4x the object's area gives a ratio of 4
+    assert region_matches([[0, 0, 10, 10], [10, 10, 20, 20]], [[0, 0, 20, 20]]) == [(0.25, 4.0), (0.25, 4.0)]
+    assert region_matches(gt, []) == [(0.0, None), (0.0, None)]  # no region handed out: IoU 0
+
+
+def test_region_scores_average_per_question_then_over_questions():
+    scores = region_scores([
+        ([[0, 0, 10, 10]], [[0, 0, 10, 10]]),  # IoU 1
+        ([[0, 0, 10, 10], [50, 50, 60, 60]], [[0, 0, 20, 20]]),  # IoUs 0.25 and 0: question mean 0.125
+        ([], [[0, 0, 5, 5]]),  # no GT boxes: left out
+        ([[0, 0, 10, 10]], []),  # no region: 0
+    ])
+    assert scores["region_miou"] == pytest.approx((1 + 0.125 + 0) / 3)  # not the pooled (1 + .25 + 0 + 0) / 4
+    assert scores["region_hit_rate"] == pytest.approx(1 / 4)  # pooled over the four GT boxes
+    assert scores["region_area_ratio"] == pytest.approx(2.5)  # median of the ratios 1 and 4
+    assert scores["region_by_target_count"] == {
+        "1": {"miou": 0.5, "hit_rate": 0.5, "area_ratio": 1.0},
+        "2": {"miou": 0.125, "hit_rate": 0.0, "area_ratio": 4.0},
+    }
+    assert region_scores([]) == {"region_miou": None, "region_hit_rate": None, "region_area_ratio": None,
+                                 "region_by_target_count": {}}
 
 
 def test_peak_cell_hit_judges_the_map_at_its_own_resolution():

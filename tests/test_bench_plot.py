@@ -50,6 +50,21 @@ def test_plot_writes_png_and_svg(tmp_path):
     assert "n=8" in svg and "24 questions" in svg and "vstar, hrbench" in svg
 
 
+def test_a_second_panel_draws_the_region_miou_where_runs_have_regions(tmp_path):
+    pytest.importorskip("matplotlib")
+    from PIL import Image
+
+    result = _fake_result()
+    width_without = Image.open(plot_accuracy(result, tmp_path / "one")[0]).width
+    for run in result.runs:
+        run.metrics["region_miou"] = None if run.method == "vanilla" else 0.3  # the plain answer has no regions
+    paths = plot_accuracy(result, tmp_path / "two")
+    assert Image.open(paths[0]).width > width_without * 1.4
+    svg = paths[1].read_text()
+    assert "region mIoU" in svg and "where it looked" in svg
+    assert svg.count(">vanilla<") == 1  # one legend for both panels
+
+
 def test_plot_without_matplotlib_warns_and_skips(tmp_path, monkeypatch, caplog):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with caplog.at_level(logging.WARNING, logger="focus_engine.bench"):

@@ -12,6 +12,22 @@ Definitions (kept here so results.json means one thing):
   *selected* ROIs its answer looked at.
 - relevance-peak hit: the argmax pixel of a target's relevance map at image
   resolution lies inside that target's GT box, grown by ``margin`` pixels.
+- region IoU of a ground-truth box: the largest ``box_iou`` between it and
+  any region the method handed out (its *selected* ROIs: what the answer
+  looked at and what the nodes' MASK, BBOX, SEGS and BOUNDING_BOX give; for
+  ZoomEye the views it answered on); 0 when the method handed out none (a
+  gated question the plain answer settled). One region may match several
+  targets; extra regions cost nothing (TreeBench's rule).
+- region mIoU: per question, the mean region IoU over its GT boxes; then the
+  mean over the questions with GT boxes (TreeBench's mIoU when the regions are
+  a model's boxes). None for a method without regions (the plain answer).
+- region hit rate: GT boxes whose region IoU is at least 0.5, over all GT
+  boxes, pooled.
+- region area ratio: area of a GT box's best-matching region / area of the
+  box (1 = as tight as the object; a region 4x the object's area gives 4);
+  the median over the GT boxes that got a region.
+- region metrics by target count: the three above over the questions with 1,
+  2, ... GT boxes, keyed by that count.
 - forward passes and seconds per question: plain means.
 - gate answered: the share of gated questions the plain answer settled
   (no search); None for runs without the gate.
@@ -24,9 +40,10 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from ..boxes import BoxLike, boxes_overlap, coverage
+from ..boxes import BoxLike, box_area, box_iou, boxes_overlap, coverage
 
 ROI_COVERAGE_THRESHOLD = 0.5
+REGION_HIT_IOU = 0.5
 
 
 def accuracy(correct: Sequence[bool]) -> float | None:
@@ -61,6 +78,42 @@ def roi_recall(
         covered += covered_boxes(gt_boxes, rois, threshold)
         total += len(gt_boxes)
     return covered / total if total else None
+
+
+def region_matches(gt_boxes: Sequence[BoxLike], regions: Sequence[BoxLike]) -> list[tuple[float, float | None]]:
+    """Per GT box, ``(region IoU, area ratio)`` of the region that overlaps it
+    best (``(0.0, None)`` when there is no region or none overlaps it)."""
+    matches: list[tuple[float, float | None]] = []
+    for gt in gt_boxes:
+        best = max(regions, key=lambda region: box_iou(region, gt), default=None)
+        iou = box_iou(best, gt) if best is not None else 0.0
+        matches.append((float(iou), box_area(best) / box_area(gt) if iou > 0 and box_area(gt) > 0 else None))
+    return matches
+
+
+def region_scores(questions: Iterable[tuple[Sequence[BoxLike], Sequence[BoxLike]]]) -> dict[str, Any]:
+    """Region mIoU, hit rate at IoU >= ``REGION_HIT_IOU`` and median area ratio
+    over ``(gt_boxes, regions)`` pairs, one per question (questions without GT
+    boxes are left out), with the same three per GT-box count; Nones and {}
+    when no question has GT boxes."""
+    per_question = [region_matches(gt, regions) for gt, regions in questions if len(gt)]
+
+    def scores(group: list[list[tuple[float, float | None]]]) -> dict[str, Any]:
+        flat = [match for question in group for match in question]
+        ratios = [ratio for _, ratio in flat if ratio is not None]
+        return {
+            "miou": mean(float(np.mean([iou for iou, _ in question])) for question in group),
+            "hit_rate": rate(iou >= REGION_HIT_IOU for iou, _ in flat),
+            "area_ratio": float(np.median(ratios)) if ratios else None,
+        }
+
+    overall = scores(per_question)
+    counts = sorted({len(question) for question in per_question})
+    return {
+        "region_miou": overall["miou"], "region_hit_rate": overall["hit_rate"],
+        "region_area_ratio": overall["area_ratio"],
+        "region_by_target_count": {str(n): scores([q for q in per_question if len(q) == n]) for n in counts},
+    }
 
 
 def peak_pixel(relevance_image: np.ndarray) -> tuple[int, int]:
@@ -120,6 +173,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "seconds": mean(r.get("seconds") for r in records),
         "roi_recall_ranked": roi_recall((r.get("gt_boxes") or [], r["ranked_boxes"]) for r in with_rois),
         "roi_recall_selected": roi_recall((r.get("gt_boxes") or [], r.get("selected_boxes") or []) for r in with_rois),
+        **_region_scores_of(with_rois),
         "peak_hit_rate": rate(hit for r in records for hit in (r.get("peak_hits") or [])),
         "unparsed_answers": sum(1 for r in records if r.get("chosen_index") is None and not r.get("error")),
         "errors": sum(1 for r in records if r.get("error")),
@@ -128,12 +182,22 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     }
 
 
+def _region_scores_of(with_rois: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """``region_scores`` over a run's records, their selected boxes as the
+    regions; all None (and {}) for a run without regions (the plain answer)."""
+    if not with_rois:
+        return {"region_miou": None, "region_hit_rate": None, "region_area_ratio": None,
+                "region_by_target_count": {}}
+    return region_scores((r.get("gt_boxes") or [], r.get("selected_boxes") or []) for r in with_rois)
+
+
 def official_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The scores the benchmarks' own evaluations report, where the records
     carry what they need. HR-Bench (its VLMEvalKit evaluation): accuracy
     overall and per category within each ``cycle``, then the mean over the
     cycles. MME-RealWorld (its eval_your_results.py): accuracy per task and
-    per task/subtask, over questions (``subtask``)."""
+    per task/subtask, over questions (``subtask``). TreeBench (VLMEvalKit's
+    ``TreeBench``): ``treebench_scores``."""
     scores: dict[str, Any] = {}
     cycles = sorted({str(r["cycle"]) for r in records if r.get("cycle") not in (None, "")})
     if cycles:
@@ -148,6 +212,9 @@ def official_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
             "per_cycle": per_cycle,
             "mean_over_cycles": {k: mean(v[k] for v in per_cycle.values() if k in v) for k in kinds},
         }
+    tree = [r for r in records if r.get("treebench_group") is not None]
+    if tree:
+        scores["treebench"] = treebench_scores(tree)
     if any(r.get("subtask") for r in records):
         correct = [bool(r.get("correct")) for r in records]
         labels = [f"{r.get('category', '')}/{r.get('subtask', '')}" for r in records]
@@ -155,7 +222,37 @@ def official_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     return scores
 
 
+def treebench_iou(gt_boxes: Sequence[BoxLike], boxes: Sequence[BoxLike]) -> float:
+    """One question's IoU as TreeBench's evaluation scores it: each GT box's
+    best IoU with any of the boxes, averaged over the GT boxes; 0 without
+    boxes; a question without GT boxes scores 1 if any box was given."""
+    if not gt_boxes:
+        return float(bool(boxes))
+    return float(np.mean([iou for iou, _ in region_matches(gt_boxes, boxes)]))
+
+
+def treebench_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """TreeBench's scores as VLMEvalKit reports them: accuracy per subtask
+    within ``Perception`` and ``Reasoning`` (the record's ``treebench_group``),
+    ``Overall`` accuracy over every question, and ``mIoU``, ``treebench_iou``
+    of the selected boxes (the regions the method looked at) averaged over
+    every question, a question with no regions (or an error) scoring 0;
+    ``mIoU`` is None for a method that hands out no regions (the plain
+    answer)."""
+    scores: dict[str, Any] = {}
+    for group in sorted({str(r["treebench_group"]) for r in records}):
+        members = [r for r in records if str(r["treebench_group"]) == group]
+        scores[group or "other"] = accuracy_by_category([bool(r.get("correct")) for r in members],
+                                                        [str(r.get("category", "")) for r in members])
+    scores["Overall"] = accuracy([bool(r.get("correct")) for r in records])
+    has_regions = any(r.get("selected_boxes") is not None for r in records)
+    scores["mIoU"] = mean(treebench_iou(r.get("gt_boxes") or [], r.get("selected_boxes") or [])
+                          for r in records) if has_regions else None
+    return scores
+
+
 __all__ = [
-    "ROI_COVERAGE_THRESHOLD", "accuracy", "accuracy_by_category", "covered_boxes",
-    "mean", "official_scores", "peak_hit", "peak_pixel", "point_in_box", "rate", "roi_recall", "summarize",
+    "REGION_HIT_IOU", "ROI_COVERAGE_THRESHOLD", "accuracy", "accuracy_by_category", "covered_boxes",
+    "mean", "official_scores", "peak_hit", "peak_pixel", "point_in_box", "rate", "region_matches", "region_scores",
+    "roi_recall", "summarize", "treebench_iou", "treebench_scores",
 ]

@@ -98,9 +98,10 @@ def write_results(result: BenchmarkResult, out_dir: str | Path) -> list[Path]:
 
 def format_summary(result: BenchmarkResult) -> str:
     """A plain-text table: one row per run, with how many of the questions
-    it has answered (a run cut off reports what it has)."""
+    it has answered (a run cut off reports what it has); ``mIoU``, ``IoU.5``
+    and ``area×`` are the region metrics (``metrics.region_scores``)."""
     rows = [f"{'run':<22} {'answered':>9} {'acc %':>6} {'FP/q':>6} {'s/q':>7} {'recall':>7} {'sel.rec':>7} "
-            f"{'peak':>6} {'gated':>6}"]
+            f"{'mIoU':>6} {'IoU.5':>6} {'area×':>6} {'peak':>6} {'gated':>6}"]
 
     def cell(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
         return "-" if value is None else f"{value * scale:.{digits}f}"
@@ -111,7 +112,9 @@ def format_summary(result: BenchmarkResult) -> str:
         rows.append(
             f"{run.label:<22} {answered:>9} {cell(m['accuracy'], 100):>6} {cell(m['forward_passes']):>6} "
             f"{cell(m['seconds'], digits=2):>7} {cell(m['roi_recall_ranked'], 100):>7} "
-            f"{cell(m['roi_recall_selected'], 100):>7} {cell(m['peak_hit_rate'], 100):>6} "
+            f"{cell(m['roi_recall_selected'], 100):>7} {cell(m.get('region_miou'), 100):>6} "
+            f"{cell(m.get('region_hit_rate'), 100):>6} {cell(m.get('region_area_ratio')):>6} "
+            f"{cell(m['peak_hit_rate'], 100):>6} "
             f"{cell(m.get('gate_answered'), 100):>6}"
         )
     return "\n".join(rows)
