@@ -1,6 +1,7 @@
 """Answer reading: which option a free-text answer names. Every reader of
 answers takes it from here: stage 4 (``parse_option``), the benchmark
-(``read_choice``: ``choose_option``, or MME-RealWorld's own ``mme_choice``)
+(``read_choice``: ``choose_option``, MME-RealWorld's own ``mme_choice`` or
+TreeBench's ``treebench_choice``)
 and the demo's verdict."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ MME_ANSWER_PREFIXES = ("The best answer is", "The correct answer is", "The answe
                        "The best option isThe correct option is", "Best answer:Best option:")
 """As its evaluation has them: two pairs run together there (missing commas),
 kept so that answers are read exactly as its published scores read them."""
-READINGS = ("default", "mme")
+READINGS = ("default", "mme", "treebench")
 PARSES = ("lenient", "strict")
 """``strict``: only an answer that is exactly an option letter counts (the
 FOCUS paper's "no post-processing"); ``lenient``: the reading's rules."""
@@ -85,9 +86,35 @@ def mme_choice(answer: str, options: Sequence[str]) -> int | None:
     return None
 
 
+_ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+
+
+def treebench_choice(answer: str, options: Sequence[str]) -> int | None:
+    """TreeBench's reading of an answer (VLMEvalKit's ``TreeBench.evaluate``,
+    restated): the text inside ``<answer>...</answer>`` if there is one, then
+    its multiple-choice extraction: the answer prefixes removed, a long answer
+    without a capital A-E is nothing, else the first capital A-E anywhere
+    (only A-E: its pattern is fixed), else a bare letter such as "(b)"."""
+    tagged = _ANSWER_TAG.search(answer)
+    text = (tagged.group(1) if tagged else answer).strip()
+    for prefix in MME_ANSWER_PREFIXES:
+        text = text.replace(prefix, "")
+    if len(text.split()) > 10 and not re.search("[ABCDE]", text):
+        return None
+    match = re.search("[ABCDE]", text)
+    if match is None:  # its fallback: the answer inside "(A)" .. "(E)", e.g. "(b" or "a"
+        lowered = text.lower()
+        letter = next((c for c in "ABCDE" if lowered in f"({c.lower()})"), None) if lowered else None
+    else:
+        letter = match.group(0)
+    index = "ABCDE".index(letter) if letter else None
+    return index if index is not None and index < len(options) else None
+
+
 def read_choice(answer: str, options: Sequence[str], reading: str = "default", parse: str = "lenient") -> int | None:
     """The option index ``answer`` picks, read as ``reading`` says (``default``:
-    ``choose_option``; ``mme``: MME-RealWorld's ``mme_choice``), or with
+    ``choose_option``; ``mme``: MME-RealWorld's ``mme_choice``; ``treebench``:
+    TreeBench's ``treebench_choice``), or with
     ``parse="strict"`` only when the answer, stripped of white space, is
     exactly one of the option letters ("B", not "B." nor "(B)"); None for an
     empty answer."""
@@ -97,7 +124,12 @@ def read_choice(answer: str, options: Sequence[str], reading: str = "default", p
         letters = string.ascii_uppercase[: len(options)]
         text = answer.strip()
         return letters.index(text) if len(text) == 1 and text in letters else None
-    return mme_choice(answer, options) if reading == "mme" else choose_option(answer, options)
+    if reading == "mme":
+        return mme_choice(answer, options)
+    if reading == "treebench":
+        return treebench_choice(answer, options)
+    return choose_option(answer, options)
 
 
-__all__ = ["MME_ANSWER_PREFIXES", "PARSES", "READINGS", "choose_option", "mme_choice", "parse_option", "read_choice"]
+__all__ = ["MME_ANSWER_PREFIXES", "PARSES", "READINGS", "choose_option", "mme_choice", "parse_option", "read_choice",
+           "treebench_choice"]

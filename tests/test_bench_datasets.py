@@ -285,7 +285,7 @@ def test_a_corrupt_tsv_image_names_its_row(tmp_path):
 
 def test_unknown_folders_name_the_cli_option(tmp_path):
     (tmp_path / "nothing_here").mkdir()
-    with pytest.raises(FocusInputError, match="give --kind vstar, hrbench or mme"):
+    with pytest.raises(FocusInputError, match="give --kind vstar, hrbench, mme or treebench"):
         load_dataset(tmp_path / "nothing_here")
 
 

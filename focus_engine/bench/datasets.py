@@ -1,6 +1,6 @@
 """Benchmark loaders: V*Bench's folder layout (which the synthetic world
-writes), HRBench TSV files, and MME-RealWorld(-Lite) JSON annotations, all
-into one item type, ``BenchItem``.
+writes), HRBench TSV files, MME-RealWorld(-Lite) JSON annotations and
+TreeBench's TSV, all into one item type, ``BenchItem``.
 
 Images are loaded lazily (``BenchItem.load_image()``): a TSV of 8K images is
 gigabytes of base64, so its loader keeps only where each image is in the file.
@@ -30,7 +30,7 @@ from ..images import to_pil_rgb
 log = logging.getLogger("focus_engine")
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
-KINDS = ("vstar", "hrbench", "mme")
+KINDS = ("vstar", "hrbench", "mme", "treebench")
 VLMEVAL_IMAGE_REF_MAX = 64
 """VLMEvalKit TSVs store a repeated image once; other rows hold that row's
 index (a short string) in the image column instead of base64."""
@@ -249,19 +249,22 @@ def load_hrbench_tsv(path: str | Path, *, name: str | None = None) -> list[Bench
     letter refers to. A short ``image`` field names the ``index`` of the row
     holding the image (VLMEvalKit's way of storing a repeated image once)."""
     path = Path(path)
-    if not path.is_file():
-        raise FocusInputError(f"TSV file {path} does not exist")
-    header, rows = _tsv_index(path)
-    if not rows:
-        raise FocusInputError(f"{path} has a header but no rows: the dataset is empty")
+    header, rows = _tsv_rows(path)
     missing = [c for c in ("index", "question", "answer", "image", "A", "B") if c not in header]
     if missing:
         raise FocusInputError(
             f"{path}: missing column(s) {missing}; HRBench TSVs have index, question, answer, category, image, A..D"
         )
     image_col = header.index("image")
+    return [_hrbench_item(path, record, image_offset, image_col, name or path.stem)
+            for record, image_offset in _rows_with_images(path, rows)]
+
+
+def _rows_with_images(path: Path, rows: list[tuple[int, dict[str, str]]]) -> list[tuple[dict[str, str], int]]:
+    """Each row with the byte offset of the row holding its image: its own,
+    or the row whose ``index`` its short ``image`` field names."""
     by_index = {record["index"]: offset for offset, record in rows}
-    items = []
+    found = []
     for offset, record in rows:
         image_offset = offset
         if record["image"] != _BASE64_MARK:
@@ -270,8 +273,8 @@ def load_hrbench_tsv(path: str | Path, *, name: str | None = None) -> list[Bench
                 raise FocusInputError(
                     f"{path}: row {record['index']} refers to the image of row {record['image']!r}, which is missing"
                 )
-        items.append(_hrbench_item(path, record, image_offset, image_col, name or path.stem))
-    return items
+        found.append((record, image_offset))
+    return found
 
 
 def _hrbench_item(path: Path, record: dict[str, str], offset: int, image_col: int, dataset: str) -> BenchItem:
@@ -302,6 +305,16 @@ def _raise_csv_limit() -> None:
 
 
 _BASE64_MARK = "<base64>"
+
+
+def _tsv_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """``_tsv_index`` of a TSV file that exists and has rows."""
+    if not path.is_file():
+        raise FocusInputError(f"TSV file {path} does not exist")
+    header, rows = _tsv_index(path)
+    if not rows:
+        raise FocusInputError(f"{path} has a header but no rows: the dataset is empty")
+    return header, rows
 
 
 def _tsv_index(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
@@ -358,6 +371,130 @@ def _tsv_image_bytes(path: Path, offset: int, column: int, where: str) -> bytes:
         return base64.b64decode(fields[column], validate=False)
     except ValueError as exc:
         raise FocusInputError(f"{where}: the image is not valid base64: {exc}") from None
+
+
+# ---------------------------------------------------------------- TreeBench
+TREEBENCH_COLUMNS = ("index", "image", "question", "answer", "category", "target_instances")
+TREEBENCH_OPTIONS = "multi-choice options"
+
+
+def load_treebench_tsv(path: str | Path, *, name: str | None = None) -> list[BenchItem]:
+    """TreeBench (``TreeBench.tsv`` of the Hugging Face dataset
+    ``HaochenWang/TreeBench``, 405 questions): columns ``index``, ``image``
+    (base64, or the ``index`` of the row holding it), ``question``, the
+    options (``_treebench_choices``: the ``multi-choice options`` text, else
+    the letter columns ``A``, ``B``, ...), ``answer`` (a letter),
+    ``category`` (``Perception/OCR``, ...) and ``target_instances``: the
+    boxes of the question's objects, a list of ``[x1, y1, x2, y2]`` in the
+    image's pixels. The category is the part after ``/`` (OCR), the part
+    before it (Perception, Reasoning) the item's ``meta["group"]``; answers
+    are read as its evaluation reads them (``reading.treebench_choice``)."""
+    path = Path(path)
+    header, rows = _tsv_rows(path)
+    missing = [c for c in TREEBENCH_COLUMNS if c not in header]
+    if "A" not in header and TREEBENCH_OPTIONS not in header:
+        missing.append(f"{TREEBENCH_OPTIONS} (or A, B, ...)")
+    if missing:
+        raise FocusInputError(
+            f"{path}: missing column(s) {missing}; TreeBench.tsv has index, image, question, {TREEBENCH_OPTIONS} "
+            "(or A, B, ...), answer, category, target_instances"
+        )
+    image_col = header.index("image")
+    return [_treebench_item(path, record, image_offset, image_col, name or path.stem)
+            for record, image_offset in _rows_with_images(path, rows)]
+
+
+IMAGE_OPTION_LETTERS = "ABCDEF"
+"""TreeBench's answers run from A to F; rows whose options are only in the
+image (some OCR rows) get these letters as their options."""
+
+
+def _treebench_item(path: Path, record: dict[str, str], offset: int, image_col: int, dataset: str) -> BenchItem:
+    where = f"{path}: row {record['index']}"
+    options, letters = _treebench_choices(record, where)
+    answer = record["answer"].strip().upper()
+    if answer not in letters:
+        raise FocusInputError(f"{where}: field 'answer' is {record['answer']!r}, not one of {letters}")
+    group, _, category = record["category"].strip().rpartition("/")
+    return BenchItem(
+        id=str(record["index"]), dataset=dataset, question=record["question"].strip(), options=options,
+        correct_index=letters.index(answer), category=category or "all",
+        image=ImageRef(path=path, tsv_offset=offset, tsv_column=image_col, tsv_row=str(record["index"])),
+        target_boxes=_treebench_boxes(record["target_instances"], where),
+        meta={"group": group, "options_in_image": options == _image_options(),
+              **{k: v for k, v in record.items() if k not in ("image", "question", "answer", "target_instances")
+                 and not (len(k) == 1 and k in string.ascii_uppercase)}},
+        answer_reading="treebench",
+    )
+
+
+def _image_options() -> list[str]:
+    return [f"the option marked {letter} in the image" for letter in IMAGE_OPTION_LETTERS]
+
+
+def _treebench_choices(record: dict[str, str], where: str) -> tuple[list[str], list[str]]:
+    """A row's options and their letters: from the ``multi-choice options``
+    text, the benchmark's source, where it has one (the letter columns split
+    from it have known slips, an option run into the one before); else from
+    the letter columns; else, for a row that shows its options only in the
+    image, the letters A-F."""
+    text = record.get(TREEBENCH_OPTIONS, "").strip()
+    letters = [c for c in string.ascii_uppercase if record.get(c, "").strip()]
+    columns_ok = len(letters) >= 2 and letters == list(string.ascii_uppercase[: len(letters)])
+    if text:
+        try:
+            options = _treebench_options(text, where)
+            return options, list(string.ascii_uppercase[: len(options)])
+        except FocusInputError:
+            if not columns_ok:
+                raise
+    if columns_ok:
+        return [record[c].strip() for c in letters], letters
+    if letters:
+        raise FocusInputError(f"{where}: options in columns {letters}; expected A, B, ... without gaps")
+    return _image_options(), list(IMAGE_OPTION_LETTERS)
+
+
+def _treebench_options(text: str, where: str) -> list[str]:
+    """The options of a ``multi-choice options`` field: text marking each
+    option with its letter (``A. red\nB. blue``, ``(A) red (B) blue``, or a
+    bare ``A red`` opening a line), letters in order from A."""
+    text = text.strip()
+    marks: list[re.Match[str]] = []
+    for letter in string.ascii_uppercase:  # each letter's mark after the one before: "Plan A." inside B is text
+        # "A. red", "(A) red", "A) red", or a bare "A red" opening a line (some OCR rows)
+        mark = re.compile(rf"(?:^|(?<=\s))(?:\({letter}\)|{letter}[.:)])\s*|(?m:^)[ \t]*{letter}[ \t]+").search(
+            text, marks[-1].end() if marks else 0)
+        if mark is None or (not marks and mark.start() != 0):
+            break
+        marks.append(mark)
+    if len(marks) < 2:
+        raise FocusInputError(
+            f"{where}: field '{TREEBENCH_OPTIONS}' does not list options as 'A. ...', 'B. ...': {text[:80]!r}"
+        )
+    ends = [m.start() for m in marks[1:]] + [len(text)]
+    return [text[m.end():end].strip() for m, end in zip(marks, ends)]
+
+
+def _treebench_boxes(text: str, where: str) -> list[Box]:
+    """``target_instances``: a list of ``[x1, y1, x2, y2]`` pixel boxes."""
+    try:  # a list of number lists: the same read as JSON as the evaluation's Python-literal reading
+        boxes = json.loads(text.strip()) if text.strip() else []
+    except ValueError:
+        raise FocusInputError(f"{where}: field 'target_instances' is not a readable list: {text[:80]!r}") from None
+    if not isinstance(boxes, (list, tuple)):
+        raise FocusInputError(f"{where}: field 'target_instances' must be a list of [x1, y1, x2, y2] boxes")
+    kept = []
+    for box in boxes:
+        if (not isinstance(box, (list, tuple)) or len(box) != 4
+                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box)):
+            raise FocusInputError(f"{where}: field 'target_instances' holds {box!r}; each box is [x1, y1, x2, y2]")
+        x0, y0, x1, y1 = (round(v) for v in box)
+        if x1 <= x0 or y1 <= y0 or x0 < 0 or y0 < 0:
+            raise FocusInputError(f"{where}: field 'target_instances' holds {list(box)}, not a box [x1, y1, x2, y2] "
+                                  "with x1 < x2, y1 < y2 in the image's pixels")
+        kept.append((x0, y0, x1, y1))
+    return kept
 
 
 # --------------------------------------------------------- MME-RealWorld-Lite
@@ -481,26 +618,36 @@ def _single_tsv(folder: Path) -> Path:
 
 def _tsv_choice_message(folder: Path, tsvs: Sequence[Path]) -> str:
     if not tsvs:
-        return f"{folder} holds no .tsv file; give an HRBench TSV file as --data"
+        return f"{folder} holds no .tsv file; give an HRBench or TreeBench TSV file as --data"
     names = ", ".join(t.name for t in tsvs)
     return (f"{folder} holds {len(tsvs)} TSV files ({names}); give one of them as --data, e.g. --data "
             f"{tsvs[0]} (HR-Bench scores 4K and 8K separately)")
 
 
+def _tsv_kind(path: Path) -> str:
+    """``treebench`` for a TSV with TreeBench's boxes column, else ``hrbench``."""
+    with open(path, "rb") as fh:
+        header = next(csv.reader([fh.readline().decode("utf-8-sig", "replace").rstrip("\r\n")], delimiter="\t"), [])
+    return "treebench" if "target_instances" in header else "hrbench"
+
+
 def detect_kind(path: str | Path) -> str:
     """``vstar`` for a folder of category folders with JSON + image pairs,
-    ``hrbench`` for a ``.tsv`` file, ``mme`` for a JSON file or a folder
+    ``hrbench`` for a ``.tsv`` file (``treebench`` when it has TreeBench's
+    ``target_instances`` column), ``mme`` for a JSON file or a folder
     holding an MME-RealWorld annotation file."""
     path = Path(path)
     if not path.exists():
-        raise FocusInputError(f"{path} does not exist; give a V*Bench folder, an HRBench .tsv or an MME-RealWorld JSON")
+        raise FocusInputError(f"{path} does not exist; give a V*Bench folder, an HRBench or TreeBench .tsv "
+                                 "or an MME-RealWorld JSON")
     if path.is_file():
         suffix = path.suffix.lower()
         if suffix == ".tsv":
-            return "hrbench"
+            return _tsv_kind(path)
         if suffix == ".json":
             return "mme"
-        raise FocusInputError(f"{path}: unknown dataset file type {suffix!r}; expected .tsv (HRBench) or .json (MME)")
+        raise FocusInputError(f"{path}: unknown dataset file type {suffix!r}; expected .tsv (HRBench, "
+                                 "TreeBench) or .json (MME)")
     # MME first: its download folder (data.zip, data/ with the JSON) also has a sub-folder holding a JSON
     if find_mme_annotation(path) is not None:
         return "mme"
@@ -508,14 +655,14 @@ def detect_kind(path: str | Path) -> str:
     if len(tsvs) > 1:
         raise FocusInputError(_tsv_choice_message(path, tsvs))
     if len(tsvs) == 1:
-        return "hrbench"
+        return _tsv_kind(tsvs[0])
     if any(sub.is_dir() and any(sub.glob("*.json")) for sub in path.iterdir()):
         return "vstar"
     if (path / "data.zip").is_file():
         raise FocusInputError(f"{path} holds data.zip but no MME-RealWorld JSON: unpack data.zip there first")
     raise FocusInputError(
         f"cannot tell what dataset {path} holds: expected V*Bench category folders (NAME.jpg + NAME.json), "
-        "an HRBench .tsv or an MME-RealWorld JSON; give --kind vstar, hrbench or mme"
+        "an HRBench or TreeBench .tsv or an MME-RealWorld JSON; give --kind vstar, hrbench, mme or treebench"
     )
 
 
@@ -528,7 +675,7 @@ def load_dataset(
     image_root: str | Path | None = None,
     categories: Sequence[str] | str | None = None,
 ) -> list[BenchItem]:
-    """Load a benchmark as ``BenchItem``s (``kind``: auto, vstar, hrbench, mme).
+    """Load a benchmark as ``BenchItem``s (``kind``: auto, vstar, hrbench, mme, treebench).
     ``limit`` keeps the first N items (in the loader's stable order);
     ``categories`` picks V*Bench's category folders (``load_vstar``)."""
     if kind not in ("auto", *KINDS):
@@ -539,6 +686,8 @@ def load_dataset(
         items = load_vstar(path, option_seed=option_seed, categories=categories)
     elif kind == "hrbench":
         items = load_hrbench_tsv(path if path.is_file() else _single_tsv(path))
+    elif kind == "treebench":
+        items = load_treebench_tsv(path if path.is_file() else _single_tsv(path))
     else:
         items = load_mme_realworld(path, image_root=image_root)
     if limit is not None:
@@ -550,5 +699,5 @@ def load_dataset(
 
 __all__ = [
     "BenchItem", "ImageRef", "KINDS", "detect_kind", "load_dataset", "load_hrbench_tsv", "load_mme_realworld",
-    "load_vstar", "shuffled_options",
+    "load_treebench_tsv", "load_vstar", "shuffled_options",
 ]

@@ -238,6 +238,8 @@ def _item_fields(item: BenchItem) -> dict[str, Any]:
     }
     if item.meta.get("cycle_category") not in (None, ""):  # HR-Bench: scored per cycle (metrics.official_scores)
         record["cycle"] = str(item.meta["cycle_category"])
+    if item.answer_reading == "treebench":  # scored per Perception/Reasoning subtask (metrics.official_scores)
+        record["treebench_group"] = str(item.meta.get("group", ""))
     if item.answer_reading == "mme" and item.meta.get("Subtask"):
         record["subtask"] = str(item.meta["Subtask"])
     return record
