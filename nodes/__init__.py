@@ -2,6 +2,7 @@
 module per stage. ComfyUI modules are reached only through ``bridge``."""
 
 from . import bridge
+from .find import FocusFind
 from .helpers import FocusCropROI, FocusDrawROIs, FocusROIsToMask, FocusVQA
 from .load_mllm import FocusLoadMLLM
 from .stages import FocusAnswer, FocusExtractTargets, FocusProposeROIs, FocusRankROIs, FocusRelevanceMap
@@ -19,6 +20,7 @@ NODE_CLASS_MAPPINGS: dict[str, type] = {
     "FocusCropROI": FocusCropROI,
     "FocusDrawROIs": FocusDrawROIs,
     "FocusVQA": FocusVQA,
+    "FocusFind": FocusFind,
 }
 NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     "FocusLoadMLLM": "FOCUS · Load MLLM",
@@ -31,4 +33,5 @@ NODE_DISPLAY_NAME_MAPPINGS: dict[str, str] = {
     "FocusCropROI": "FOCUS · Crop ROI",
     "FocusDrawROIs": "FOCUS · Draw ROIs",
     "FocusVQA": "FOCUS · VQA (one node)",
+    "FocusFind": "FOCUS · Find",
 }

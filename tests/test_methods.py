@@ -85,6 +85,24 @@ def test_every_method_runs_through_the_skeleton(planted_small, name):
     assert data["method"] == name and data["answer"] == result.answer and data["config"]["n_steps"] >= 1
 
 
+def test_focus_find_searches_as_focus_does_and_pays_for_no_answer(planted_small):
+    """focus-find runs FOCUS's search up to the verified regions: the same
+    ROIs and selection as focus, no answer call, and its gate and map prompt
+    are fixed (a finder has no answer prompt to gate or share)."""
+    image = scene((480, 360), (300, 60, 360, 120), seed=2)
+    found = make_method("focus-find", planted_small, FAST).run(image, QUESTION, OPTIONS, targets=["red"])
+    answered = make_method("focus", planted_small, FAST).run(image, QUESTION, OPTIONS, targets=["red"])
+    assert found.method == "focus-find" and found.answer == "" and found.answer_option is None
+    assert [r.box for r in found.rois] == [r.box for r in answered.rois] and found.regions == answered.regions
+    assert [r.confidence for r in found.selected] == [r.confidence for r in answered.selected]
+    assert "answer" not in found.cost.stage_seconds and "answer" in answered.cost.stage_seconds
+    assert found.cost.forward_passes == answered.cost.forward_passes  # the search is the same
+    assert found.answer_view["mode"] == "none" and found.to_record()["selected_boxes"] == [list(found.regions[0])]
+    assert dict(method_spec("focus-find").fixed) == {"gate_threshold": None, "map_prompt": "existence"}
+    with pytest.raises(FocusConfigError, match="focus-find"):
+        merged_config("llava", "focus-find", gate_threshold=0.5)
+
+
 def test_a_new_method_is_its_middle_only(planted_small):
     """A way of answering fills ``answer(run)``; input checks, the clock and
     the cost come from the skeleton."""

@@ -14,10 +14,11 @@ import torch
 from tools import workflow_check as wc
 from helpers import BOXES, image_batch
 
-NAMES = ["focus_vqa_step_by_step", "focus_vqa_one_node", "focus_roi_edit", "focus_roi_inpaint", "focus_sam2_inpaint",
-         "focus_detailer"]
+NAMES = ["focus_vqa_step_by_step", "focus_vqa_one_node", "focus_roi_edit", "focus_find_edit", "focus_roi_inpaint",
+         "focus_sam2_inpaint", "focus_detailer"]
 OTHER_PACKS = {"focus_sam2_inpaint": ["ComfyUI-segment-anything-2"], "focus_detailer": ["ComfyUI-Impact-Pack"]}
 QUESTION = "Where is the red square?"  # what the planted test model can localise
+OBJECTS = "red"  # FOCUS · Find's objects, in its words
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,9 @@ def test_core_nodes_used(specs):
     assert {"GrowMask", "FeatherMask", "ImageCompositeMasked", "ImageScaleBy"} <= used  # roi_edit: core only
     assert {"CheckpointLoaderSimple", "CLIPTextEncode", "VAEEncodeForInpaint", "KSampler", "VAEDecode",
             "SaveImage"} <= used
-    roi_edit = {node["class_type"] for node in load("focus_roi_edit")[1].values()}
-    assert not roi_edit & {"CheckpointLoaderSimple", "UNETLoader", "VAELoader"}  # no extra model
+    for name in ("focus_roi_edit", "focus_find_edit"):  # no extra model
+        assert not {node["class_type"] for node in load(name)[1].values()} & {
+            "CheckpointLoaderSimple", "UNETLoader", "VAELoader"}
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -134,6 +136,8 @@ def run_focus_part(prompt: dict, pack, mllm, images) -> dict[str, dict]:
         elif kind == "PrimitiveStringMultiline":
             outputs[node_id] = (QUESTION,)
         elif kind in pack.NODE_CLASS_MAPPINGS:
+            if kind == "FocusFind":
+                inputs["objects"] = OBJECTS
             cls = pack.NODE_CLASS_MAPPINGS[kind]
             outputs[node_id] = getattr(cls(), cls.FUNCTION)(**inputs)
         else:

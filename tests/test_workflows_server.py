@@ -103,6 +103,8 @@ def prepared(name: str, model: str = MODEL_FOLDER, **changes: str) -> dict:
             inputs.update(device="cpu", precision="fp32")
         elif node["class_type"] == "PrimitiveStringMultiline":
             inputs["value"] = changes.get("question", QUESTION)
+        elif node["class_type"] == "FocusFind":
+            inputs["objects"] = changes.get("objects", "red")
     return prompt
 
 
@@ -162,7 +164,7 @@ def test_api_workflow_runs(server, name):
     images = [image for output in entry["outputs"].values() for image in output.get("images", [])]
     assert images, "the workflow previews or saves images"
     texts = [text for output in entry["outputs"].values() for text in output.get("text", [])]
-    if name not in ("focus_roi_edit", "focus_roi_inpaint", "focus_sam2_inpaint", "focus_detailer"):
+    if name not in ("focus_roi_edit", "focus_find_edit", "focus_roi_inpaint", "focus_sam2_inpaint", "focus_detailer"):
         assert texts, "the answer is shown"
 
 

@@ -395,13 +395,13 @@ async def content_heights(url: str, workflows: list[Path], vue: bool,
     return dict(sorted(heights.items()))
 
 
-DEMO_RUNNABLE = ("focus_roi_edit", "focus_vqa_one_node", "focus_vqa_step_by_step")
+DEMO_RUNNABLE = ("focus_find_edit", "focus_roi_edit", "focus_vqa_one_node", "focus_vqa_step_by_step")
 """The workflows that run on the demo model alone: FOCUS and core image nodes,
 no checkpoint, no other pack (tests/test_workflows_browser.py checks which)."""
 DEMO_RUN = {
     "FocusLoadMLLM": {"model": "focus-demo"}, "LoadImage": {"image": "focus_demo_scene.png"},
     "PrimitiveStringMultiline": {"value": "Which letter is on the red sign?"}, "FocusVQA": {"options": "T\nM\nK\nA"},
-    "FocusAnswer": {"options": "T\nM\nK\nA"},
+    "FocusAnswer": {"options": "T\nM\nK\nA"}, "FocusFind": {"objects": "red sign"},
 }
 """The README's picture: ``focus demo``'s question (world seed 2026, answer A) on
 the embedded demo model, copied to ``models/LLM/focus-demo``, and its scene saved

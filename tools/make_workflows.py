@@ -322,16 +322,28 @@ def _visual_search(g: Graph, question: str) -> tuple[Node, Node]:
     return image, ranked
 
 
+def _blur_by_mask(g: Graph, image: Node, mask: tuple[Node, int], sizes: tuple[int, int, int, float], title: str,
+                  blur_inside: bool, prefix: str) -> None:
+    """Core nodes only: ``mask`` grown and feathered, a blurred copy of the
+    image composited inside it (``blur_inside``) or the sharp image over the
+    blurred one, saved under ``prefix``; ``sizes``: grow, feather (px), blur
+    radius and sigma."""
+    grow, feather, radius, sigma = sizes
+    grown = g.add("GrowMask", (760, 0), 110, mask=mask, expand=grow, tapered_corners=True)
+    feathered = g.add("FeatherMask", (760, 150), 160, mask=grown["MASK"], left=feather, top=feather, right=feather,
+                      bottom=feather)
+    blurred = g.add("ImageBlur", (760, 350), 110, image=image["IMAGE"], blur_radius=radius, sigma=sigma)
+    sharp, soft = image["IMAGE"], blurred["IMAGE"]
+    composite = g.add("ImageCompositeMasked", (1140, 0), 190, title=title, destination=sharp if blur_inside else soft,
+                      source=soft if blur_inside else sharp, x=0, y=0, resize_source=False, mask=feathered["MASK"])
+    g.add("SaveImage", (1520, 0), 300, images=composite["IMAGE"], filename_prefix=prefix)
+
+
 def roi_edit(specs: dict[str, Any]) -> Graph:
     g = Graph(specs)
     image, ranked = _visual_search(g, "Where is the red car?")
-    grown = g.add("GrowMask", (760, 0), 110, mask=ranked["selected_mask"], expand=24, tapered_corners=True)
-    feathered = g.add("FeatherMask", (760, 150), 160, mask=grown["MASK"], left=32, top=32, right=32, bottom=32)
-    blurred = g.add("ImageBlur", (760, 350), 110, image=image["IMAGE"], blur_radius=15, sigma=8.0)
-    composite = g.add("ImageCompositeMasked", (1140, 0), 190, title="ROI sharp, background blurred",
-                      destination=blurred["IMAGE"], source=image["IMAGE"], x=0, y=0, resize_source=False,
-                      mask=feathered["MASK"])
-    g.add("SaveImage", (1520, 0), 300, images=composite["IMAGE"], filename_prefix="focus/roi_edit")
+    _blur_by_mask(g, image, ranked["selected_mask"], (24, 32, 15, 8.0), "ROI sharp, background blurred",
+                  blur_inside=False, prefix="focus/roi_edit")
     crop = g.add("FocusCropROI", (760, 500), 150, image=image["IMAGE"], rois=ranked["rois"], index=0, padding=32)
     upscaled = g.add("ImageScaleBy", (1140, 500), 110, image=crop["crop"], upscale_method="lanczos", scale_by=2.0)
     g.add("SaveImage", (1520, 500), 300, images=upscaled["IMAGE"], filename_prefix="focus/roi_zoom")
@@ -339,6 +351,24 @@ def roi_edit(specs: dict[str, Any]) -> Graph:
            "then the sharp original is composited over a blurred copy: a depth-of-field 'focus' effect on the "
            "region the question is about. Below: the best ROI cropped with context and upscaled 2x.\n\nSwap "
            "ImageBlur for any image edit; feed the mask to any mask node.", (1140, 250), (NODE_WIDTH, 220))
+    return g
+
+
+def find_edit(specs: dict[str, Any]) -> Graph:
+    g = Graph(specs)
+    mllm = g.add("FocusLoadMLLM", (0, 0), 190, model=MODEL, precision="auto", attention="auto",
+                 device="auto", keep_loaded=True, quantization="none")
+    image = g.add("LoadImage", (0, 230), 330, image=IMAGE)
+    found = g.add("FocusFind", (380, 0), 250, mllm=mllm["mllm"], image=image["IMAGE"], objects="red car", n_steps=4,
+                  question="")
+    g.add("PreviewImage", (380, 300), 260, title="Found (red)", images=found["preview"])
+    g.add("PreviewAny", (380, 600), 160, title="Regions and confidences (JSON)", source=found["regions_json"])
+    _blur_by_mask(g, image, found["mask"], (16, 16, 31, 10.0), "The object blurred out", blur_inside=True,
+                  prefix="focus/find_edit")
+    g.note("Find an object and edit it, with no question and no answer to pay for: FOCUS · Find searches for the "
+           "objects you name (comma-separated; or leave objects empty and give a question), verifies each region "
+           "and gives its mask, boxes (BBOX, SEGS, core BOUNDING_BOX) and confidences. Here the found object is "
+           "blurred out with core nodes: swap ImageBlur for any edit.", (1140, 250), (NODE_WIDTH, 220))
     return g
 
 
@@ -420,6 +450,7 @@ WORKFLOWS = {
     "focus_vqa_step_by_step": step_by_step,
     "focus_vqa_one_node": one_node,
     "focus_roi_edit": roi_edit,
+    "focus_find_edit": find_edit,
     "focus_roi_inpaint": roi_inpaint,
     "focus_sam2_inpaint": sam2_inpaint,
     "focus_detailer": detailer,

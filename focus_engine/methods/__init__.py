@@ -14,7 +14,7 @@ _EXPORTS = {
     "Method": "base", "MethodResult": "base", "Run": "base",
     "METHOD_NAMES": "registry", "MethodSpec": "registry", "make_method": "setup", "method_spec": "registry",
     "method_specs": "registry", "Vanilla": "vanilla", "FocusPipeline": "focus", "FocusResult": "focus",
-    "ZoomEye": "zoomeye", "ZoomEyeResult": "zoomeye",
+    "FocusFind": "focus", "ZoomEye": "zoomeye", "ZoomEyeResult": "zoomeye",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -94,9 +94,10 @@ class FocusPipeline(Method):
                                                  capture_keys=keys)
         return self.search(run, shared, gate)
 
-    def search(self, run: Run, shared: Any, gate: GateDecision | None) -> FocusResult:
+    def search(self, run: Run, shared: Any, gate: GateDecision | None, answering: bool = True) -> FocusResult:
         """The four stages; ``shared``: the answer prompt's prefill to read
-        the question's targets' maps from (``map_prompt="question"``), or None."""
+        the question's targets' maps from (``map_prompt="question"``), or None;
+        ``answering=False``: the first three only (``FocusFind``)."""
         mllm, config, image = run.mllm, run.config, run.image
         with run.stage("targets"):  # 1. which objects the question needs
             found = find_targets(mllm, run.question, run.targets, config, run.should_stop)
@@ -116,15 +117,18 @@ class FocusPipeline(Method):
             ranked = rank_rois(mllm, image, proposals, config, should_stop=run.should_stop,
                                progress=lambda step, total: run.say(f"verification step {step}"),
                                verify_all=found.question_type == 2)
-        with run.stage("answer"):  # 4. answered on the chosen region(s)
-            run.check_stop()
-            selected = select_rois(ranked, found.question_type, config)
-            answer = answer_question(mllm, image, run.question, run.options, selected, config,
-                                     should_stop=run.should_stop, question_type=found.question_type)
+        selected = select_rois(ranked, found.question_type, config)
+        text, option, view = "", None, {"mode": "none", "boxes": []}
+        if answering:
+            with run.stage("answer"):  # 4. answered on the chosen region(s)
+                run.check_stop()
+                answer = answer_question(mllm, image, run.question, run.options, selected, config,
+                                         should_stop=run.should_stop, question_type=found.question_type)
+            text, option, view = answer.text, answer.option, answer.view.to_json()
         return self.result(
-            run, answer.text, answer.option, FocusResult, targets=list(found.names),
+            run, text, option, FocusResult, targets=list(found.names),
             question_type=found.question_type, target_source=found.source, relevance=maps, rois=ranked,
-            selected=selected, answer_view=answer.view.to_json(), notes=[found.note] if found.note else [],
+            selected=selected, answer_view=view, notes=[found.note] if found.note else [],
             gate=gate.to_json() if gate is not None else None)
 
     def plain(self, run: Run, gate: GateDecision) -> FocusResult:
@@ -133,4 +137,17 @@ class FocusPipeline(Method):
                            gate=gate.to_json())
 
 
-__all__ = ["FocusPipeline", "FocusResult"]
+class FocusFind(FocusPipeline):
+    """Where the objects are, without an answer: FOCUS's targets, maps, ROIs
+    and their verification, and the ROIs an answer would look at as
+    ``selected`` (its regions), each with its verification confidence. The
+    objects come as ``targets`` (no model call) or from the question; the
+    answer is empty. "Mask the red car" needs no answer to pay for."""
+
+    name = "focus-find"
+
+    def answer(self, run: Run) -> FocusResult:
+        return self.search(run, None, None, answering=False)
+
+
+__all__ = ["FocusFind", "FocusPipeline", "FocusResult"]

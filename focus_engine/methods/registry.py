@@ -22,6 +22,10 @@ callers share.
   set uses, docs/benchmarks.md), else FOCUS searches; ``focus-gated:T`` uses
   threshold T.
 - ``zoomeye``: the ZoomEye tree search.
+- ``focus-find``: FOCUS's search without its answer (``FocusFind``): the
+  regions, verified, for a user who wants only where the objects are (the
+  FOCUS · Find node); its answer is empty, so a benchmark scores only its
+  regions and cost.
 Every FOCUS-family method except ``no-ranking`` takes the verification
 budget ``n_steps`` (a benchmark sweeps it); vanilla and ZoomEye do not.
 What a method fixes cannot be set by the user: ``setup.run_config`` says so
@@ -38,7 +42,7 @@ from ..config import FocusConfig
 from ..errors import FocusConfigError
 
 METHOD_NAMES = ("vanilla", "focus", "focus-full", "focus-paper", "random", "no-ranking", "keys", "layers:A-B",
-                "focus-shared", "focus-gated[:T]", "zoomeye")
+                "focus-shared", "focus-gated[:T]", "zoomeye", "focus-find")
 GATED_THRESHOLD = 0.55
 """focus-gated's gate_threshold (FocusConfig.gate_threshold), calibrated as docs/benchmarks.md says."""
 
@@ -53,6 +57,12 @@ def _focus(mllm: Any, config: FocusConfig) -> Any:
     from .focus import FocusPipeline
 
     return FocusPipeline(mllm, config)
+
+
+def _focus_find(mllm: Any, config: FocusConfig) -> Any:
+    from .focus import FocusFind
+
+    return FocusFind(mllm, config)
 
 
 def _zoomeye(mllm: Any, config: FocusConfig) -> Any:
@@ -97,6 +107,8 @@ FIXED = {
         MethodSpec("focus-shared", _focus, (("map_prompt", "question"),)),
         MethodSpec("focus-gated", _focus, gated(GATED_THRESHOLD)),
         MethodSpec("zoomeye", _zoomeye, sweeps_n_steps=False),
+        # no answer, so no gate on one and no maps read from its prompt
+        MethodSpec("focus-find", _focus_find, (("gate_threshold", None), ("map_prompt", "existence"))),
     )
 }
 
