@@ -91,6 +91,8 @@ def test_summarize_records():
                           "ranked_boxes": None}])
     assert vanilla["roi_recall_ranked"] is None and vanilla["peak_hit_rate"] is None
     assert vanilla["region_miou"] is None and vanilla["region_by_target_count"] == {}  # the plain answer has none
+    found = summarize([{**records[0], "answer_view": "none", "chosen_index": None}])
+    assert found["unparsed_answers"] == 0  # focus-find answers nothing: nothing left unparsed
 
 
 def test_region_iou_takes_each_targets_best_region():

@@ -175,7 +175,9 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "roi_recall_selected": roi_recall((r.get("gt_boxes") or [], r.get("selected_boxes") or []) for r in with_rois),
         **_region_scores_of(with_rois),
         "peak_hit_rate": rate(hit for r in records for hit in (r.get("peak_hits") or [])),
-        "unparsed_answers": sum(1 for r in records if r.get("chosen_index") is None and not r.get("error")),
+        # a finder (focus-find, answer_view "none") gives no answer to parse
+        "unparsed_answers": sum(1 for r in records if r.get("chosen_index") is None and not r.get("error")
+                                and r.get("answer_view") != "none"),
         "errors": sum(1 for r in records if r.get("error")),
         "gate_answered": rate((r.get("gate") or {}).get("decision") == "answered" for r in records if r.get("gate")),
         **official_scores(records),
