@@ -92,8 +92,9 @@ def _print_summary(result: Any, written: Sequence[Path]) -> None:
             print(f"           {letter}. {option}")
     for label, text in result.describe():
         print(f"{label:<9}: {text}")
-    print(f"answer   : {result.answer}")
-    if result.options:
+    finder = getattr(result, "answer_view", {}).get("mode") == "none"  # focus-find: the regions, no answer
+    print("answer   : none asked (focus-find gives the regions only)" if finder else f"answer   : {result.answer}")
+    if result.options and not finder:
         chosen = (f"{result.answer_option}. {result.options[string.ascii_uppercase.index(result.answer_option)]}"
                   if result.answer_option else "none read from the answer (answer_option is null)")
         print(f"option   : {chosen}")

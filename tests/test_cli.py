@@ -43,6 +43,18 @@ def test_focus_run_reports_the_gate(planted_dir, tmp_path, capsys):
     assert "the plain answer stands" in capsys.readouterr().out
 
 
+def test_focus_run_with_the_finder_says_it_gives_no_answer(planted_dir, tmp_path, capsys):
+    image_path = tmp_path / "scene.png"
+    scene((1600, 900), (1450, 700, 1560, 810)).save(image_path)
+    code = main(["run", "--model", str(planted_dir), "--image", str(image_path), "--question", "Where is the red square?",
+                 "--targets", "red", "--method", "focus-find", "--options", "left", "right", "--out", str(tmp_path / "out")])
+    printed = capsys.readouterr().out
+    assert code == 0 and "answer   : none asked (focus-find gives the regions only)" in printed
+    assert "option   :" not in printed and "ROI      : red" in printed
+    result = json.loads((tmp_path / "out" / "result.json").read_text())
+    assert result["method"] == "focus-find" and result["selected"] and result["answer"] == ""
+
+
 def test_focus_run_errors_are_one_line(planted_dir, tmp_path, capsys):
     code = main(["run", "--model", str(planted_dir), "--image", str(tmp_path / "missing.png"), "--question", "Q?"])
     assert code == 2
