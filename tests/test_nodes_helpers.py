@@ -101,7 +101,7 @@ def test_the_gate_widget_keeps_a_confident_plain_answer(nodes, pack_planted):
 
 def test_every_node_is_documented(pack):
     NODE_CLASS_MAPPINGS, NODE_DISPLAY_NAME_MAPPINGS = pack.NODE_CLASS_MAPPINGS, pack.NODE_DISPLAY_NAME_MAPPINGS
-    assert len(NODE_CLASS_MAPPINGS) == 10
+    assert len(NODE_CLASS_MAPPINGS) == 11
     for node_id, node in NODE_CLASS_MAPPINGS.items():
         assert NODE_DISPLAY_NAME_MAPPINGS[node_id].startswith("FOCUS · ")
         assert node.CATEGORY == "FOCUS" and node.DESCRIPTION
