@@ -147,7 +147,7 @@ def test_the_workflows_are_in_the_template_browser():
     folders = [name for name in TEMPLATE_FOLDERS if (ROOT / name).is_dir()]
     assert folders == ["workflows"]
     templates = sorted((ROOT / "workflows").glob("*.json"))
-    assert len(templates) == 6
+    assert len(templates) == 7
     for path in templates:
         workflow = json.loads(path.read_text())
         assert isinstance(workflow.get("nodes"), list) and isinstance(workflow.get("links"), list), path.name
@@ -191,7 +191,7 @@ def test_a_release_ships_what_a_comfyui_user_needs_and_nothing_else():
 def test_the_release_alone_runs_focus_in_the_nodes(tmp_path):
     """The release unpacked on its own (no tests/ or tools/ beside it),
     imported as ComfyUI imports a pack (the package named by its folder's
-    path): ten nodes, every engine module imports, and Load MLLM plus FOCUS ·
+    path): eleven nodes, every engine module imports, and Load MLLM plus FOCUS ·
     VQA answer the demo question on the embedded demo model."""
     import shutil
     import subprocess
@@ -226,7 +226,7 @@ def test_the_release_alone_runs_focus_in_the_nodes(tmp_path):
                           cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     _, nodes, modules, config, answer = done.stdout.splitlines()[-1].split(maxsplit=4)
-    assert nodes == "10" and int(modules) > 40 and config == "FocusConfig" and answer.strip("'\"")
+    assert nodes == "11" and int(modules) > 40 and config == "FocusConfig" and answer.strip("'\"")
 
 
 def test_the_shipped_files_pass_the_registry_scan():
