@@ -65,15 +65,22 @@ def choose_option(answer: str, options: Sequence[str]) -> int | None:
     return found[0] if len(found) == 1 else None
 
 
+def _without_answer_prefixes(answer: str) -> str:
+    """The answer stripped, its ``MME_ANSWER_PREFIXES`` removed (the multiple-choice
+    extraction MME-RealWorld and TreeBench share)."""
+    text = answer.strip()
+    for prefix in MME_ANSWER_PREFIXES:
+        text = text.replace(prefix, "")
+    return text
+
+
 def mme_choice(answer: str, options: Sequence[str]) -> int | None:
     """MME-RealWorld's own reading of an answer (its evaluation/
     eval_your_results.py, restated): its answer prefixes removed, a long
     answer without a capital A-E is nothing, else the first capital A-E
     anywhere, else the option whose text contains the answer."""
     letters = string.ascii_uppercase[: len(options)]
-    text = answer.strip()
-    for prefix in MME_ANSWER_PREFIXES:
-        text = text.replace(prefix, "")
+    text = _without_answer_prefixes(answer)
     match = re.search(f"[{letters}]", text)
     if match is not None:
         return letters.index(match.group(0))
@@ -96,9 +103,7 @@ def treebench_choice(answer: str, options: Sequence[str]) -> int | None:
     without a capital A-E is nothing, else the first capital A-E anywhere
     (only A-E: its pattern is fixed), else a bare letter such as "(b)"."""
     tagged = _ANSWER_TAG.search(answer)
-    text = (tagged.group(1) if tagged else answer).strip()
-    for prefix in MME_ANSWER_PREFIXES:
-        text = text.replace(prefix, "")
+    text = _without_answer_prefixes(tagged.group(1) if tagged else answer)
     if len(text.split()) > 10 and not re.search("[ABCDE]", text):
         return None
     match = re.search("[ABCDE]", text)

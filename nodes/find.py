@@ -14,8 +14,7 @@ from .common import (
     image_items, pad_to_common_size, pil_image, preset_settings, run_per_image, to_image_tensor, to_mask_tensor,
     use_mllm,
 )
-from .regions import BBOX_TIP, CORE_BOX_TIP, SEGS_TIP, bbox_list, core_boxes
-from .regions import segs as region_segs
+from .regions import region_outputs, region_tips
 
 
 class FocusFind:
@@ -30,9 +29,7 @@ class FocusFind:
     RETURN_NAMES = ("mask", "bboxes", "segs", "bounding_boxes", "regions_json", "preview", "rois")
     OUTPUT_TOOLTIPS = (
         "1 inside the found regions, at the image's size; one mask per image.",
-        "The found regions; " + BBOX_TIP,
-        "The found regions; " + SEGS_TIP,
-        "The found regions; " + CORE_BOX_TIP,
+        *region_tips("The found regions"),
         "Every ROI with its verification confidence; the found ones have selected true. " + BOXES_JSON_TIP,
         "Each image with its ROIs drawn (the found ones in red).",
         "The ROIs, ranked, the found ones selected: for ROIs to Mask, Crop ROI and Draw ROIs.",
@@ -79,7 +76,7 @@ class FocusFind:
         sizes = [r.image_size for r in results]
         selected = [r.selected for r in results]
         previews = [np.asarray(draw_rois(p, r.rois, r.selected, max_proposals=5)) for p, r in zip(pictures, results)]
-        return (to_mask_tensor([roi_mask(r.image_size, r.regions) for r in results]), bbox_list(selected, sizes),
-                region_segs(selected[0], sizes[0], image[:1]), core_boxes(selected, sizes),
+        return (to_mask_tensor([roi_mask(r.image_size, r.regions) for r in results]),
+                *region_outputs(selected, sizes, image),
                 boxes_json([r.rois for r in results], selected, [r.config for r in results]),
                 to_image_tensor(pad_to_common_size(previews)), RoiBatch([r.rois for r in results], sizes, selected))

@@ -9,8 +9,7 @@ import numpy as np
 
 from ..focus_engine.config import FocusConfig
 from . import bridge
-from .regions import BBOX_TIP, CORE_BOX_TIP, SEGS_TIP, bbox_list, core_boxes
-from .regions import segs as region_segs
+from .regions import region_outputs, region_tips
 from .common import (
     BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, PRESET_IN, QUESTION_IN, ROIS_IN,
     TARGETS_OVERRIDE_IN, VERIFY_STOP_IN, RoiBatch, boxes_json, check_batch, focus_method, gate_json, image_items,
@@ -156,9 +155,7 @@ class FocusVQA:
         "The first image's heatmap, ROIs and answer crop side by side.",
         BOXES_JSON_TIP,
         GATE_JSON_TIP,
-        "The ROIs the answer used; " + BBOX_TIP,
-        "The ROIs the answer used; " + SEGS_TIP,
-        "The ROIs the answer used; " + CORE_BOX_TIP,
+        *region_tips("The ROIs the answer used"),
     )
 
     @classmethod
@@ -203,5 +200,4 @@ class FocusVQA:
         return (answers, to_mask_tensor(masks), to_image_tensor([preview]),
                 boxes_json([r.rois for r in results], selected, [r.config for r in results]),
                 gate_json([r.gate for r in results]),
-                bbox_list(selected, [r.image_size for r in results]), region_segs(selected[0], results[0].image_size, image[:1]),
-                core_boxes(selected, [r.image_size for r in results]))
+                *region_outputs(selected, [r.image_size for r in results], image))

@@ -103,3 +103,16 @@ SEGS_TIP = (
     "The regions of the first image as Impact Pack SEGS (label = target, confidence = verification score), with "
     "1.5x context in each crop region, for its detailers."
 )
+
+
+def region_outputs(per_image: Sequence[Sequence[Any]], sizes: Sequence[tuple[int, int]], image: Any = None
+                   ) -> tuple[list[list[int]], tuple[tuple[int, int], list[SEG]], list[list[dict[str, Any]]]]:
+    """The nodes' BBOX, SEGS (the first image's; ``image``, an IMAGE batch,
+    gives its crops) and BOUNDING_BOX of the same regions, in that order."""
+    first_image = None if image is None else image[:1]
+    return bbox_list(per_image, sizes), segs(per_image[0], sizes[0], first_image), core_boxes(per_image, sizes)
+
+
+def region_tips(which: str) -> tuple[str, str, str]:
+    """The tooltips of ``region_outputs``' three outputs, each saying which regions they are."""
+    return f"{which}; " + BBOX_TIP, f"{which}; " + SEGS_TIP, f"{which}; " + CORE_BOX_TIP

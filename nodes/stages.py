@@ -8,8 +8,7 @@ import numpy as np
 
 from ..focus_engine.config import RELEVANCE_SOURCES, FocusConfig
 from . import bridge
-from .regions import BBOX_TIP, CORE_BOX_TIP, SEGS_TIP, bbox_list, core_boxes
-from .regions import segs as region_segs
+from .regions import region_outputs, region_tips
 from .common import (
     ANSWER_GATE_IN, BOXES_JSON_TIP, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, PRESET_IN, QUESTION_IN, ROIS_IN,
     TARGETS_IN, TARGETS_OVERRIDE_IN, VERIFY_STOP_IN, RelevanceBatch, RoiBatch, boxes_json, check_batch, focus_config,
@@ -125,8 +124,7 @@ class FocusProposeROIs:
     RETURN_TYPES = ("FOCUS_ROIS", "MASK", "STRING", "BBOX", "SEGS", "BOUNDING_BOX")
     RETURN_NAMES = ("rois", "proposals_mask", "boxes_json", "bboxes", "segs", "bounding_boxes")
     OUTPUT_TOOLTIPS = ("The proposals, best anchor first.", "1 inside any proposal, at the image's size.",
-                       BOXES_JSON_TIP, "Every proposal; " + BBOX_TIP, "Every proposal; " + SEGS_TIP,
-                       "Every proposal; " + CORE_BOX_TIP)
+                       BOXES_JSON_TIP, *region_tips("Every proposal"))
 
     @classmethod
     def INPUT_TYPES(cls) -> dict[str, Any]:
@@ -169,8 +167,8 @@ class FocusProposeROIs:
         rois = run_per_image(len(relevance.maps), lambda i: propose_for_maps(relevance.maps[i].values(), config))
         sizes = [next(iter(m.values())).image_size for m in relevance.maps]
         masks = [roi_mask(size, [r.box for r in per_image]) for size, per_image in zip(sizes, rois)]
-        return (RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois, configs=config), bbox_list(rois, sizes),
-                region_segs(rois[0], sizes[0]), core_boxes(rois, sizes))
+        return (RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois, configs=config),
+                *region_outputs(rois, sizes))
 
 
 class FocusRankROIs:
@@ -191,9 +189,7 @@ class FocusRankROIs:
         "1 inside the ROIs the answer will use, at the image's size.",
         "The best ROI's crop of each image (padded to a common size in a batch).",
         BOXES_JSON_TIP,
-        "The selected ROIs; " + BBOX_TIP,
-        "The selected ROIs; " + SEGS_TIP,
-        "The selected ROIs; " + CORE_BOX_TIP,
+        *region_tips("The selected ROIs"),
     )
 
     @classmethod
@@ -244,8 +240,7 @@ class FocusRankROIs:
         masks = [roi_mask(size, [r.box for r in sel]) for size, sel in zip(rois.image_sizes, selected)]
         crops = [np.asarray(crop(picture, sel[0].box)) for picture, sel in zip(pictures, selected)]
         return (ranked, to_mask_tensor(masks), to_image_tensor(pad_to_common_size(crops)),
-                boxes_json(ranked.per_image, selected, config), bbox_list(selected, rois.image_sizes),
-                region_segs(selected[0], rois.image_sizes[0], image[:1]), core_boxes(selected, rois.image_sizes))
+                boxes_json(ranked.per_image, selected, config), *region_outputs(selected, rois.image_sizes, image))
 
 
 class FocusAnswer:
