@@ -163,6 +163,21 @@ class RelevanceMap:
             out[block] = along_x[y0[block]] * (1 - wy_b) + along_x[y1[block]] * wy_b
         return out
 
+    def pixels(self, box: Box) -> np.ndarray:
+        """The bilinear map of ``to_image`` at the original image's pixels
+        inside ``box`` only: float32 ``[y1 - y0, x1 - x0]``, without the
+        whole image's map (a region of a 4K image is cheap)."""
+        full_w, full_h = self.image_size
+        x0, y0, x1, y1 = (int(v) for v in box)
+        if not (0 <= x0 < x1 <= full_w and 0 <= y0 < y1 <= full_h):
+            raise ValueError(f"box {list(box)} is not a non-empty box inside the {full_w}x{full_h} image")
+        cx0, cx1, wx = (a[x0:x1] for a in _axis_weights(self.geometry.x_edges, full_w, 1.0))
+        cy0, cy1, wy = (a[y0:y1] for a in _axis_weights(self.geometry.y_edges, full_h, 1.0))
+        grid = self.grid.astype(np.float32, copy=False)
+        along_x = grid[:, cx0] * (1 - wx) + grid[:, cx1] * wx
+        wy = wy[:, None]
+        return (along_x[cy0] * (1 - wy) + along_x[cy1] * wy).astype(np.float32, copy=False)
+
     def peak_cell(self) -> tuple[int, int]:
         """``(row, col)`` of the highest cell."""
         flat = int(np.argmax(self.grid))

@@ -10,7 +10,7 @@ from PIL import Image
 
 from focus_engine.bench.datasets import BenchItem, ImageRef, load_dataset
 from focus_engine.bench.plot import PLOT_STEM
-from focus_engine.bench.runner import RESULTS_FILE, run_benchmark
+from focus_engine.bench.runner import RESULTS_FILE, format_summary, run_benchmark
 from focus_engine.bench.world import WorldSpec, make_synthetic
 from focus_engine.cli import main
 from focus_engine.config import FocusConfig
@@ -79,6 +79,30 @@ def test_forward_pass_accounting(bench_run):
             assert 1 <= len(record["selected_boxes"]) <= len(record["ranked_boxes"])
     focus1, focus2 = result.run("focus-full", 1).metrics, result.run("focus-full", 2).metrics
     assert focus2["forward_passes"] >= focus1["forward_passes"] > result.run("no-ranking").metrics["forward_passes"]
+
+
+def test_records_score_the_masks_of_the_regions_against_the_true_masks(bench_run):
+    """World items carry their objects: each searched question's record scores
+    both mask shapes of its selected regions (metrics.mask_match); the
+    relevance mask lies inside the box mask, so it never covers more."""
+    result, _, _ = bench_run
+    assert all("mask_scores" not in r for r in result.run("vanilla").records)
+    assert result.run("vanilla").metrics["mask"] == {}
+    for run in (result.run("focus-full", 2), result.run("no-ranking")):
+        for record in run.records:
+            scores = record["mask_scores"]
+            assert set(scores) == {"box", "relevance"}
+            assert all(0.0 <= v <= 1.0 for shape in scores.values() for v in shape.values())
+            assert scores["relevance"]["cover"] <= scores["box"]["cover"]
+        assert set(run.metrics["mask"]) == {"box", "relevance"} and run.metrics["mask"]["box"]["n"] == 2
+    covered = [r["mask_scores"]["box"]["cover"] for r in result.run("focus-full", 2).records]
+    assert max(covered) > 0  # the planted model's boxes land on the objects
+    table = format_summary(result).splitlines()  # the mask mIoU columns, before peak and gated
+    assert table[0].split()[-4:-2] == ["box", "relev."]
+    assert next(r for r in table if r.startswith("vanilla ")).split()[-4:-2] == ["-", "-"]
+    mask = result.run("focus-full", 2).metrics["mask"]
+    assert next(r for r in table if r.startswith("focus-full@2 ")).split()[-4:-2] == [
+        f"{100 * mask['box']['miou']:.1f}", f"{100 * mask['relevance']['miou']:.1f}"]
 
 
 def test_results_json_and_plot_are_written(bench_run):

@@ -28,6 +28,15 @@ Definitions (kept here so results.json means one thing):
   the median over the GT boxes that got a region.
 - region metrics by target count: the three above over the questions with 1,
   2, ... GT boxes, keyed by that count.
+- mask IoU of a question (on the synthetic world, whose renderer knows each
+  object's shape, ``world.true_mask``): ``|M ∩ T| / |M ∪ T|`` of the MASK a
+  node gives for the method's selected regions (M, > 0.5 is inside;
+  ``masks.region_mask``, in each of ``masks.MASK_SHAPES``) and the union of
+  the question's target objects' true masks (T); 0 when the method handed
+  out no region. mask mIoU: its mean over the questions with true masks.
+- mask cover: ``|M ∩ T| / |T|``, the share of the objects' pixels the mask
+  holds (what an inpaint or detailer node misses is ``1 -`` this); its mean
+  over the same questions.
 - forward passes and seconds per question: plain means.
 - gate answered: the share of gated questions the plain answer settled
   (no search); None for runs without the gate.
@@ -116,6 +125,28 @@ def region_scores(questions: Iterable[tuple[Sequence[BoxLike], Sequence[BoxLike]
     }
 
 
+def mask_match(mask: np.ndarray, truth: np.ndarray) -> dict[str, float]:
+    """``{"iou", "cover"}`` of a MASK (``[H, W]``, > 0.5 inside) against a
+    true mask (bool ``[H, W]``): IoU, and the share of the true pixels inside
+    the mask (0 and 0 for an empty truth)."""
+    inside, truth = np.asarray(mask) > 0.5, np.asarray(truth, dtype=bool)
+    if inside.shape != truth.shape:
+        raise ValueError(f"a mask of shape {inside.shape} cannot be scored against a true mask of {truth.shape}")
+    both, union, true = int((inside & truth).sum()), int((inside | truth).sum()), int(truth.sum())
+    return {"iou": both / union if union else 0.0, "cover": both / true if true else 0.0}
+
+
+def mask_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Per mask shape, the mask mIoU and mean cover over the records that
+    carry ``mask_scores`` (``{shape: {"iou", "cover"}}``, the runner's, on
+    questions with true masks); {} when none does."""
+    scored = [r["mask_scores"] for r in records if isinstance(r.get("mask_scores"), Mapping)]
+    shapes = sorted({shape for scores in scored for shape in scores})
+    return {shape: {"miou": mean(s[shape]["iou"] for s in scored if shape in s),
+                    "cover": mean(s[shape]["cover"] for s in scored if shape in s),
+                    "n": sum(shape in s for s in scored)} for shape in shapes}
+
+
 def peak_pixel(relevance_image: np.ndarray) -> tuple[int, int]:
     """(x, y) of the maximum of an ``[H, W]`` map (first in row-major order on ties)."""
     image = np.asarray(relevance_image)
@@ -174,6 +205,7 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         "roi_recall_ranked": roi_recall((r.get("gt_boxes") or [], r["ranked_boxes"]) for r in with_rois),
         "roi_recall_selected": roi_recall((r.get("gt_boxes") or [], r.get("selected_boxes") or []) for r in with_rois),
         **_region_scores_of(with_rois),
+        "mask": mask_scores(with_rois),
         "peak_hit_rate": rate(hit for r in records for hit in (r.get("peak_hits") or [])),
         # a finder (focus-find, answer_view "none") gives no answer to parse
         "unparsed_answers": sum(1 for r in records if r.get("chosen_index") is None and not r.get("error")
@@ -255,6 +287,7 @@ def treebench_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
 
 __all__ = [
     "REGION_HIT_IOU", "ROI_COVERAGE_THRESHOLD", "accuracy", "accuracy_by_category", "covered_boxes",
-    "mean", "official_scores", "peak_hit", "peak_pixel", "point_in_box", "rate", "region_matches", "region_scores",
+    "mask_match", "mask_scores", "mean", "official_scores", "peak_hit", "peak_pixel", "point_in_box", "rate",
+    "region_matches", "region_scores",
     "roi_recall", "summarize", "treebench_iou", "treebench_scores",
 ]

@@ -99,21 +99,25 @@ def write_results(result: BenchmarkResult, out_dir: str | Path) -> list[Path]:
 def format_summary(result: BenchmarkResult) -> str:
     """A plain-text table: one row per run, with how many of the questions
     it has answered (a run cut off reports what it has); ``mIoU``, ``IoU.5``
-    and ``area×`` are the region metrics (``metrics.region_scores``)."""
+    and ``area×`` are the region metrics (``metrics.region_scores``), ``box``
+    and ``relev.`` the mask mIoU of the two mask shapes against the objects'
+    true masks, where the items have them (``metrics.mask_scores``)."""
     rows = [f"{'run':<22} {'answered':>9} {'acc %':>6} {'FP/q':>6} {'s/q':>7} {'recall':>7} {'sel.rec':>7} "
-            f"{'mIoU':>6} {'IoU.5':>6} {'area×':>6} {'peak':>6} {'gated':>6}"]
+            f"{'mIoU':>6} {'IoU.5':>6} {'area×':>6} {'box':>6} {'relev.':>6} {'peak':>6} {'gated':>6}"]
 
     def cell(value: float | None, scale: float = 1.0, digits: int = 1) -> str:
         return "-" if value is None else f"{value * scale:.{digits}f}"
 
     for run in result.runs:
         m = run.metrics
+        mask = m.get("mask") or {}
         answered = f"{m['n']}/{result.n_items}"
         rows.append(
             f"{run.label:<22} {answered:>9} {cell(m['accuracy'], 100):>6} {cell(m['forward_passes']):>6} "
             f"{cell(m['seconds'], digits=2):>7} {cell(m['roi_recall_ranked'], 100):>7} "
             f"{cell(m['roi_recall_selected'], 100):>7} {cell(m.get('region_miou'), 100):>6} "
             f"{cell(m.get('region_hit_rate'), 100):>6} {cell(m.get('region_area_ratio')):>6} "
+            f"{cell(mask.get('box', {}).get('miou'), 100):>6} {cell(mask.get('relevance', {}).get('miou'), 100):>6} "
             f"{cell(m['peak_hit_rate'], 100):>6} "
             f"{cell(m.get('gate_answered'), 100):>6}"
         )

@@ -22,12 +22,15 @@ from PIL import Image
 
 from ..config import FocusConfig
 from ..errors import FocusConfigError, FocusError
+from ..masks import MASK_SHAPES, region_mask
 from ..methods.registry import METHOD_NAMES, MethodSpec, method_spec, method_specs
 from ..methods.setup import make_method
 from ..reading import PARSES, read_choice
+from ..rois import ROI
 from .datasets import BenchItem
-from .metrics import peak_cell_hit, summarize
+from .metrics import mask_match, peak_cell_hit, summarize
 from .records import RecordStore
+from .world import true_mask
 from .report import (
     RESULTS_FILE,
     BenchmarkResult,
@@ -210,6 +213,10 @@ def answer_item(
         record.update(result.to_record())
         if getattr(result, "relevance", None) is not None:  # the methods that read maps
             record["peak_hits"] = peak_hits(result.relevance, item.target_names, item.target_boxes, peak_margin)
+        if record.get("selected_boxes") is not None and isinstance(item.meta.get("world"), dict):
+            truth = true_mask(item.meta["world"], item.target_boxes, image.size)
+            if truth is not None:
+                record["mask_scores"] = region_mask_scores(result, image.size, truth)
     except FocusError as exc:
         record.update(answer_text="", error=str(exc), forward_passes=None, ranked_boxes=None, selected_boxes=None)
     except (torch.OutOfMemoryError, MemoryError) as exc:  # one image too large: recorded, and the run goes on
@@ -243,6 +250,18 @@ def _item_fields(item: BenchItem) -> dict[str, Any]:
     if item.answer_reading == "mme" and item.meta.get("Subtask"):
         record["subtask"] = str(item.meta["Subtask"])
     return record
+
+
+def region_mask_scores(result: Any, size: tuple[int, int], truth: Any) -> dict[str, dict[str, float]]:
+    """Per mask shape (``masks.MASK_SHAPES``), ``metrics.mask_match`` of the
+    MASK of the result's selected regions against the true mask: what a
+    node's MASK output would score on this question."""
+    rois = getattr(result, "selected", None)
+    if rois is None:  # a method without ROIs (ZoomEye): its views, with no map
+        rois = [ROI(box=tuple(box), target="", score=0.0) for box in result.regions]
+    maps = getattr(result, "relevance", None) or {}
+    return {shape: {k: round(v, 6) for k, v in mask_match(region_mask(size, rois, shape, maps), truth).items()}
+            for shape in MASK_SHAPES}
 
 
 def peak_hits(

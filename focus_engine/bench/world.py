@@ -400,6 +400,37 @@ def _object_patch(obj: SceneObject, rgb: RGB) -> tuple[Image.Image, Image.Image]
     return patch.resize(size, Image.Resampling.LANCZOS), alpha.resize(size, Image.Resampling.LANCZOS)
 
 
+def object_mask(obj: SceneObject) -> np.ndarray:
+    """Where the renderer paints ``obj``: bool ``[h, w]`` at its box's size
+    (the drawn alpha at half or more; a sign's plate and post)."""
+    _, alpha = _object_patch(obj, COLOURS["white"])
+    return np.asarray(alpha) >= 128
+
+
+def true_mask(world: dict[str, Any], boxes: Sequence[Sequence[int]], size: tuple[int, int]) -> np.ndarray | None:
+    """The union of the true masks of the objects at ``boxes`` in a scene of
+    ``size`` (width, height), from an annotation's ``world`` field
+    (``WorldItem.to_vstar_json``): bool ``[H, W]``; None when a box is no
+    object's box there (not a world scene, or an edited one)."""
+    width, height = size
+    objects = {}
+    for entry in world.get("objects") or []:
+        if isinstance(entry, dict) and isinstance(entry.get("box"), (list, tuple)) and len(entry["box"]) == 4:
+            objects[tuple(int(v) for v in entry["box"])] = entry
+    mask = np.zeros((height, width), dtype=bool)
+    for box in boxes:
+        entry = objects.get(tuple(int(v) for v in box))
+        if entry is None:
+            return None
+        obj = SceneObject(kind=str(entry.get("kind", "shape")), colour=str(entry.get("colour", "white")),
+                          shape=entry.get("shape"), label=entry.get("label"), box=tuple(int(v) for v in box))
+        x0, y0, x1, y1 = obj.box
+        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+            return None
+        mask[y0:y1, x0:x1] |= object_mask(obj)
+    return mask
+
+
 def render_objects(image: Image.Image, objects: Sequence[SceneObject], colours: dict[str, RGB]) -> None:
     """Draw ``objects`` onto ``image`` in place."""
     for obj in objects:
@@ -768,6 +799,6 @@ def crop_around(item: WorldItem | Image.Image, box: Sequence[int], scale: float)
 __all__ = [
     "BACKGROUNDS", "CATEGORY_OF_SUBTYPE", "DEFAULT_LABELS", "DEFAULT_SHAPES", "GENERATOR_VERSION",
     "QUESTION_TEMPLATES", "SceneObject", "SPATIAL_OPTIONS", "TARGET_TEMPLATES", "WorldItem", "WorldSpec",
-    "crop_around", "generate_item", "generate_items", "item_rng", "letter_mask", "make_synthetic",
-    "render_background", "render_objects", "scalable_font",
+    "crop_around", "generate_item", "generate_items", "item_rng", "letter_mask", "make_synthetic", "object_mask",
+    "render_background", "render_objects", "scalable_font", "true_mask",
 ]
