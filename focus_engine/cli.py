@@ -21,6 +21,7 @@ from .cli_flags import (
 )
 from .config import FocusConfig
 from .errors import FocusError
+from .masks import DEFAULT_MASK_SHAPE, MASK_SHAPES, RELEVANCE_MASK_THRESHOLD
 from .methods.registry import METHOD_NAMES
 
 PREVIEW_MAX_SIDE = 2048
@@ -35,18 +36,24 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_") or "target"
 
 
-def write_outputs(result: Any, image: Image.Image, out: Path) -> list[Path]:
-    """result.json and the mask of the regions the answer used; for FOCUS
-    also a heatmap overlay per target, the ROIs drawn and a summary figure."""
+def write_outputs(result: Any, image: Image.Image, out: Path, mask_shape: str = DEFAULT_MASK_SHAPE) -> list[Path]:
+    """result.json and the mask (``mask_shape``, ``masks.MASK_SHAPES``) of the
+    regions the answer used; for FOCUS also a heatmap overlay per target, the
+    ROIs drawn and a summary figure."""
+    from .masks import region_mask
     from .methods.focus import FocusResult
-    from .render import draw_rois, heatmap_overlay, roi_mask, summary_figure
+    from .render import draw_rois, heatmap_overlay, summary_figure
+    from .rois import ROI
 
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("heatmap_*.png"), out / "rois.png", out / "summary.png"]:  # an earlier run's pictures
         stale.unlink(missing_ok=True)
     written = [out / "result.json", out / "roi_mask.png"]
     written[0].write_text(json.dumps(result.to_json(), indent=1))
-    mask = roi_mask(image.size, result.regions)
+    if isinstance(result, FocusResult):
+        mask = region_mask(image.size, result.selected, mask_shape, result.relevance)
+    else:  # no maps: the regions' boxes
+        mask = region_mask(image.size, [ROI(box=tuple(b), target="", score=0.0) for b in result.regions], mask_shape)
     Image.fromarray((mask * 255).astype("uint8"), mode="L").save(written[1])
     if isinstance(result, FocusResult):
         for target, rmap in result.relevance.items():
@@ -127,7 +134,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     mllm = load_model(args)
     result = _method_from_args(args, mllm).run(pil, args.question, options=args.options, targets=args.targets,
                                                progress=_progress)
-    _print_summary(result, write_outputs(result, pil, Path(args.out)))
+    _print_summary(result, write_outputs(result, pil, Path(args.out), args.mask_shape))
     return 0
 
 
@@ -191,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--options", nargs="+", help="multiple-choice options (answer is a letter)")
     run.add_argument("--targets", nargs="+", help="skip target extraction: the objects to look for")
     run.add_argument("--out", default="focus_out", help="output folder (default: focus_out)")
+    run.add_argument("--mask-shape", choices=MASK_SHAPES, default=DEFAULT_MASK_SHAPE,
+                     help=f"roi_mask.png: the regions' boxes, or where their relevance map reaches "
+                          f"{RELEVANCE_MASK_THRESHOLD:g} of its highest value in each (default {DEFAULT_MASK_SHAPE})")
     add_model_flags(run)
     run.add_argument("--n-steps", type=int, default=argparse.SUPPRESS,
                      help=f"verification budget (ROIs checked per target; default {FocusConfig.n_steps})")

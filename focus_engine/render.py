@@ -149,12 +149,3 @@ def _scaled_roi(roi: ROI, scale: float) -> ROI:
     from dataclasses import replace
 
     return replace(roi, box=tuple(round(v * scale) for v in roi.box))
-
-
-def roi_mask(size: tuple[int, int], boxes: Sequence[tuple[int, int, int, int]]) -> np.ndarray:
-    """float32 ``[H, W]`` mask: 1 inside any box, 0 elsewhere."""
-    width, height = size
-    mask = np.zeros((height, width), dtype=np.float32)
-    for x0, y0, x1, y1 in boxes:
-        mask[max(0, y0) : min(height, y1), max(0, x0) : min(width, x1)] = 1.0
-    return mask

@@ -14,6 +14,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..focus_engine.config import FocusConfig
+from ..focus_engine.masks import DEFAULT_MASK_SHAPE, MASK_SHAPES, RELEVANCE_MASK_THRESHOLD
 from . import bridge
 
 BOXES_JSON_TIP = (
@@ -53,6 +54,12 @@ VERIFY_STOP_IN = ("FLOAT", {"default": -1.0, "min": -1.0, "max": 1.0, "step": 0.
     f"Stop verifying a target's ROIs once a crop's P(Yes) reaches this. -1: the preset's ({FocusConfig.verify_stop} "
     "in default, off in paper). 0: off, the first n_steps ROIs verified at once (the paper's).")})
 
+MASK_SHAPE_IN = (list(MASK_SHAPES), {"default": DEFAULT_MASK_SHAPE, "tooltip": (
+    "The MASK's shape. box: 1 inside each region's box (the box the model verified: the object with context "
+    "around it). relevance: inside each box, only where the object's relevance map reaches "
+    f"{RELEVANCE_MASK_THRESHOLD:g} of its highest value there: tighter, following the object to a cell of the "
+    "model's grid, but it can leave an edge of the object out (grow it to be safe).")})
+
 
 @dataclass
 class RelevanceBatch:
@@ -72,6 +79,14 @@ class RoiBatch:
     per_image: list[list[Any]]
     image_sizes: list[tuple[int, int]]
     selected: list[list[Any]] | None = None
+    maps: list[dict[str, Any]] | None = None
+    """Per image, target -> the RelevanceMap the ROIs came from (for masks
+    that follow it); None where the ROIs came without maps."""
+
+    def masks(self, chosen: Sequence[Sequence[Any]], shape: str, grow: int = 0, feather: int = 0) -> Any:
+        """The MASK batch of the ``chosen`` ROIs of each image in ``shape``
+        (``masks.MASK_SHAPES``), grown and feathered in pixels."""
+        return region_masks(chosen, self.image_sizes, shape, self.maps, grow=grow, feather=feather)
 
     def selection(self, index: int, question_type: int, config: Any) -> list[Any]:
         """The ROIs of image ``index`` the answer uses: as Rank ROIs chose
@@ -251,6 +266,18 @@ def to_mask_tensor(masks: Sequence[np.ndarray]) -> Any:
     import torch
 
     return torch.from_numpy(np.stack([m.astype(np.float32) for m in masks]))
+
+
+def region_masks(per_image: Sequence[Sequence[Any]], sizes: Sequence[tuple[int, int]], shape: str,
+                 maps: Sequence[dict[str, Any]] | None = None, *, grow: int = 0, feather: int = 0) -> Any:
+    """The MASK batch of each image's ROIs in ``shape``, from each image's
+    maps (``masks.region_mask``)."""
+    from ..focus_engine.masks import region_mask
+
+    if shape not in MASK_SHAPES:
+        raise ValueError(f"FOCUS: mask_shape must be one of {', '.join(MASK_SHAPES)}, not {shape!r}")
+    return to_mask_tensor([region_mask(size, rois, shape, maps[i] if maps else None, grow=grow, feather=feather)
+                           for i, (rois, size) in enumerate(zip(per_image, sizes))])
 
 
 def pad_to_common_size(arrays: Sequence[np.ndarray]) -> list[np.ndarray]:

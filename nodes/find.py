@@ -10,9 +10,9 @@ import numpy as np
 from ..focus_engine.config import FocusConfig
 from . import bridge
 from .common import (
-    BOXES_JSON_TIP, IMAGE_IN, MLLM_IN, PRESET_IN, VERIFY_STOP_IN, RoiBatch, boxes_json, focus_method, finish_with,
-    image_items, pad_to_common_size, pil_image, preset_settings, run_per_image, to_image_tensor, to_mask_tensor,
-    use_mllm,
+    BOXES_JSON_TIP, DEFAULT_MASK_SHAPE, IMAGE_IN, MASK_SHAPE_IN, MLLM_IN, PRESET_IN, VERIFY_STOP_IN, RoiBatch,
+    boxes_json, focus_method, finish_with, image_items, pad_to_common_size, pil_image, preset_settings,
+    run_per_image, to_image_tensor, use_mllm,
 )
 from .regions import region_outputs, region_tips
 
@@ -28,7 +28,8 @@ class FocusFind:
     RETURN_TYPES = ("MASK", "BBOX", "SEGS", "BOUNDING_BOX", "STRING", "IMAGE", "FOCUS_ROIS")
     RETURN_NAMES = ("mask", "bboxes", "segs", "bounding_boxes", "regions_json", "preview", "rois")
     OUTPUT_TOOLTIPS = (
-        "1 inside the found regions, at the image's size; one mask per image.",
+        "1 inside the found regions (mask_shape: their boxes, or where their relevance is high), at the image's "
+        "size; one mask per image.",
         *region_tips("The found regions"),
         "Every ROI with its verification confidence; the found ones have selected true. " + BOXES_JSON_TIP,
         "Each image with its ROIs drawn (the found ones in red).",
@@ -53,13 +54,15 @@ class FocusFind:
                     "Used when objects is empty: the model names the objects this question needs.")}),
                 "preset": PRESET_IN,
                 "verify_stop": VERIFY_STOP_IN,
+                "mask_shape": MASK_SHAPE_IN,
             },
         }
 
     def find(self, mllm: Any, image: Any, objects: str, n_steps: int, question: str = "",
-             preset: str = "default", verify_stop: float = -1.0) -> tuple[Any, ...]:
+             preset: str = "default", verify_stop: float = -1.0, mask_shape: str = DEFAULT_MASK_SHAPE
+             ) -> tuple[Any, ...]:
         from ..focus_engine.errors import FocusInputError
-        from ..focus_engine.render import draw_rois, roi_mask
+        from ..focus_engine.render import draw_rois
 
         objects, question = objects.strip(), question.strip()
         if not objects and not question:
@@ -76,7 +79,7 @@ class FocusFind:
         sizes = [r.image_size for r in results]
         selected = [r.selected for r in results]
         previews = [np.asarray(draw_rois(p, r.rois, r.selected, max_proposals=5)) for p, r in zip(pictures, results)]
-        return (to_mask_tensor([roi_mask(r.image_size, r.regions) for r in results]),
-                *region_outputs(selected, sizes, image),
+        found = RoiBatch([r.rois for r in results], sizes, selected, maps=[r.relevance for r in results])
+        return (found.masks(selected, mask_shape), *region_outputs(selected, sizes, image),
                 boxes_json([r.rois for r in results], selected, [r.config for r in results]),
-                to_image_tensor(pad_to_common_size(previews)), RoiBatch([r.rois for r in results], sizes, selected))
+                to_image_tensor(pad_to_common_size(previews)), found)

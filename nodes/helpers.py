@@ -11,10 +11,10 @@ from ..focus_engine.config import FocusConfig
 from . import bridge
 from .regions import region_outputs, region_tips
 from .common import (
-    BOXES_JSON_TIP, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, PRESET_IN, QUESTION_IN, ROIS_IN,
-    TARGETS_OVERRIDE_IN, VERIFY_STOP_IN, RoiBatch, boxes_json, check_batch, focus_method, gate_json, image_items,
-    pad_to_common_size, parse_options, finish_with, pil_image, preset_settings, rois_in, run_per_image,
-    to_image_tensor, to_mask_tensor, use_mllm,
+    BOXES_JSON_TIP, DEFAULT_MASK_SHAPE, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MASK_SHAPE_IN, MLLM_IN, OPTIONS_IN,
+    PRESET_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN, VERIFY_STOP_IN, RoiBatch, boxes_json, check_batch,
+    focus_method, gate_json, image_items, pad_to_common_size, parse_options, finish_with, pil_image, preset_settings,
+    region_masks, rois_in, run_per_image, to_image_tensor, to_mask_tensor, use_mllm,
 )
 
 MODES = ["best", "all", "top_n", "selected"]
@@ -32,7 +32,10 @@ def _chosen(rois: RoiBatch, index: int, mode: str, top_n: int) -> list[Any]:
 
 
 class FocusROIsToMask:
-    DESCRIPTION = "A MASK of the ROIs at the image's size, grown and feathered in pixels, for mask and inpaint nodes."
+    DESCRIPTION = (
+        "A MASK of the ROIs at the image's size (their boxes, or where their relevance is high), grown and "
+        "feathered in pixels, for mask and inpaint nodes."
+    )
     CATEGORY = "FOCUS"
     FUNCTION = "to_mask"
     RETURN_TYPES = ("MASK",)
@@ -47,26 +50,20 @@ class FocusROIsToMask:
                 "mode": (MODES, {"default": "best", "tooltip": (
                     "best: the top ROI; all: every ROI; top_n: the first n; selected: those the answer uses.")}),
                 "top_n": ("INT", {"default": 3, "min": 1, "max": 100, "tooltip": "How many ROIs for top_n."}),
-                "grow": ("INT", {"default": 0, "min": 0, "max": 4096, "tooltip": "Grow each box by this many pixels."}),
+                "grow": ("INT", {"default": 0, "min": 0, "max": 4096, "tooltip": (
+                    "Grow the mask by this many pixels on every side.")}),
                 "feather": ("INT", {"default": 0, "min": 0, "max": 512, "tooltip": "Blur the mask edges (pixels)."}),
-            }
+            },
+            "optional": {
+                "mask_shape": MASK_SHAPE_IN,
+            },
         }
 
-    def to_mask(self, rois: RoiBatch, mode: str, top_n: int, grow: int, feather: int) -> tuple[Any]:
-        from PIL import Image, ImageFilter
-
-        from ..focus_engine.boxes import grow_box
-        from ..focus_engine.render import roi_mask
-
-        rois, masks = rois_in(rois), []
-        for index, size in enumerate(rois.image_sizes):
-            boxes = [grow_box(r.box, grow, size) for r in _chosen(rois, index, mode, top_n)]
-            mask = roi_mask(size, boxes)
-            if feather > 0:
-                blurred = Image.fromarray((mask * 255).astype(np.uint8)).filter(ImageFilter.GaussianBlur(feather))
-                mask = np.asarray(blurred, np.float32) / 255.0
-            masks.append(mask)
-        return (to_mask_tensor(masks),)
+    def to_mask(self, rois: RoiBatch, mode: str, top_n: int, grow: int, feather: int,
+                mask_shape: str = DEFAULT_MASK_SHAPE) -> tuple[Any]:
+        rois = rois_in(rois)
+        chosen = [_chosen(rois, index, mode, top_n) for index in range(len(rois.image_sizes))]
+        return (rois.masks(chosen, mask_shape, grow=grow, feather=feather),)
 
 
 class FocusCropROI:
@@ -93,7 +90,7 @@ class FocusCropROI:
 
     def crop(self, image: Any, rois: RoiBatch, index: int, padding: int) -> tuple[Any, Any]:
         from ..focus_engine.boxes import grow_box
-        from ..focus_engine.render import roi_mask
+        from ..focus_engine.masks import box_mask
 
         items, rois = image_items(image), rois_in(rois)
         check_batch("the ROI list", len(rois.per_image), len(items))
@@ -104,7 +101,7 @@ class FocusCropROI:
             box = grow_box(rois.per_image[i][index].box, padding, rois.image_sizes[i])
             x0, y0, x1, y1 = box
             crops.append(item[y0:y1, x0:x1].cpu().numpy())
-            masks.append(roi_mask(rois.image_sizes[i], [box]))
+            masks.append(box_mask(rois.image_sizes[i], [box]))
         return to_image_tensor(pad_to_common_size(crops)), to_mask_tensor(masks)
 
 
@@ -151,7 +148,8 @@ class FocusVQA:
     RETURN_NAMES = ("answer", "mask", "preview", "boxes_json", "gate", "bboxes", "segs", "bounding_boxes")
     OUTPUT_TOOLTIPS = (
         "The answer (one line per image).",
-        "1 inside the ROIs the answer used, at the image's size.",
+        "1 inside the ROIs the answer used (mask_shape: their boxes, or where their relevance is high), at the "
+        "image's size.",
         "The first image's heatmap, ROIs and answer crop side by side.",
         BOXES_JSON_TIP,
         GATE_JSON_TIP,
@@ -176,12 +174,14 @@ class FocusVQA:
                 "gate": GATE_IN,
                 "preset": PRESET_IN,
                 "verify_stop": VERIFY_STOP_IN,
+                "mask_shape": MASK_SHAPE_IN,
             },
         }
 
     def run(self, mllm: Any, image: Any, question: str, n_steps: int, options: str = "", targets_override: str = "",
-            gate: float = 0.0, preset: str = "default", verify_stop: float = -1.0):
-        from ..focus_engine.render import roi_mask, summary_figure
+            gate: float = 0.0, preset: str = "default", verify_stop: float = -1.0,
+            mask_shape: str = DEFAULT_MASK_SHAPE):
+        from ..focus_engine.render import summary_figure
 
         handle, mllm = mllm, use_mllm(mllm)
         pictures = [pil_image(item) for item in image_items(image)]
@@ -193,11 +193,12 @@ class FocusVQA:
             should_stop=bridge.interrupted,
         ))
         finish_with(handle)
-        masks = [roi_mask(r.image_size, r.regions) for r in results]
+        sizes = [r.image_size for r in results]
+        masks = region_masks([r.selected for r in results], sizes, mask_shape, [r.relevance for r in results])
         preview = np.asarray(summary_figure(pictures[0], results[0]))
         answers = "\n".join(" ".join(r.answer.split()) for r in results)
         selected = [r.selected for r in results]
-        return (answers, to_mask_tensor(masks), to_image_tensor([preview]),
+        return (answers, masks, to_image_tensor([preview]),
                 boxes_json([r.rois for r in results], selected, [r.config for r in results]),
                 gate_json([r.gate for r in results]),
-                *region_outputs(selected, [r.image_size for r in results], image))
+                *region_outputs(selected, sizes, image))

@@ -10,10 +10,11 @@ from ..focus_engine.config import RELEVANCE_SOURCES, FocusConfig
 from . import bridge
 from .regions import region_outputs, region_tips
 from .common import (
-    ANSWER_GATE_IN, BOXES_JSON_TIP, GATE_JSON_TIP, IMAGE_IN, MLLM_IN, OPTIONS_IN, PRESET_IN, QUESTION_IN, ROIS_IN,
-    TARGETS_IN, TARGETS_OVERRIDE_IN, VERIFY_STOP_IN, RelevanceBatch, RoiBatch, boxes_json, check_batch, focus_config,
-    gate_json, image_items, finish_with, pad_to_common_size, parse_options, pil_image, preset_settings, relevance_in,
-    rois_in, run_per_image, targets_in, to_image_tensor, to_mask_tensor, use_mllm,
+    ANSWER_GATE_IN, BOXES_JSON_TIP, DEFAULT_MASK_SHAPE, GATE_JSON_TIP, IMAGE_IN, MASK_SHAPE_IN, MLLM_IN, OPTIONS_IN,
+    PRESET_IN, QUESTION_IN, ROIS_IN, TARGETS_IN, TARGETS_OVERRIDE_IN, VERIFY_STOP_IN, RelevanceBatch, RoiBatch,
+    boxes_json, check_batch, focus_config, gate_json, image_items, finish_with, pad_to_common_size, parse_options,
+    pil_image, preset_settings, relevance_in, rois_in, run_per_image, targets_in, to_image_tensor, to_mask_tensor,
+    use_mllm,
 )
 
 
@@ -123,7 +124,9 @@ class FocusProposeROIs:
     # new outputs go last: saved workflows link outputs by index
     RETURN_TYPES = ("FOCUS_ROIS", "MASK", "STRING", "BBOX", "SEGS", "BOUNDING_BOX")
     RETURN_NAMES = ("rois", "proposals_mask", "boxes_json", "bboxes", "segs", "bounding_boxes")
-    OUTPUT_TOOLTIPS = ("The proposals, best anchor first.", "1 inside any proposal, at the image's size.",
+    OUTPUT_TOOLTIPS = ("The proposals, best anchor first.",
+                       "1 inside any proposal (mask_shape: its box, or where its relevance is high), at the "
+                       "image's size.",
                        BOXES_JSON_TIP, *region_tips("Every proposal"))
 
     @classmethod
@@ -146,14 +149,16 @@ class FocusProposeROIs:
                     "A box grows while the mean relevance inside stays at least this.")}),
                 "nms_iou": ("FLOAT", {"default": FocusConfig.nms_iou, "min": 0.0, "max": 1.0, "step": 0.05, "tooltip": (
                     "Overlapping proposals above this IoU are suppressed.")}),
-            }
+            },
+            "optional": {
+                "mask_shape": MASK_SHAPE_IN,
+            },
         }
 
     def propose(self, relevance: Any, anchors: int, spacing: float, min_size: int, max_size: int,
-                threshold: float, nms_iou: float):
+                threshold: float, nms_iou: float, mask_shape: str = DEFAULT_MASK_SHAPE):
         import dataclasses
 
-        from ..focus_engine.render import roi_mask
         from ..focus_engine.rois import propose_for_maps
 
         relevance = relevance_in(relevance)
@@ -166,8 +171,8 @@ class FocusProposeROIs:
                                      expand_threshold=threshold, nms_iou=nms_iou)
         rois = run_per_image(len(relevance.maps), lambda i: propose_for_maps(relevance.maps[i].values(), config))
         sizes = [next(iter(m.values())).image_size for m in relevance.maps]
-        masks = [roi_mask(size, [r.box for r in per_image]) for size, per_image in zip(sizes, rois)]
-        return (RoiBatch(rois, sizes), to_mask_tensor(masks), boxes_json(rois, configs=config),
+        proposals = RoiBatch(rois, sizes, maps=relevance.maps)
+        return (proposals, proposals.masks(rois, mask_shape), boxes_json(rois, configs=config),
                 *region_outputs(rois, sizes))
 
 
@@ -186,7 +191,8 @@ class FocusRankROIs:
     RETURN_NAMES = ("rois", "selected_mask", "best_crop", "boxes_json", "bboxes", "segs", "bounding_boxes")
     OUTPUT_TOOLTIPS = (
         "The ROIs re-ranked by verification confidence (selected ones marked for the answer).",
-        "1 inside the ROIs the answer will use, at the image's size.",
+        "1 inside the ROIs the answer will use (mask_shape: their boxes, or where their relevance is high), at "
+        "the image's size.",
         "The best ROI's crop of each image (padded to a common size in a batch).",
         BOXES_JSON_TIP,
         *region_tips("The selected ROIs"),
@@ -212,14 +218,14 @@ class FocusRankROIs:
             "optional": {
                 "preset": PRESET_IN,
                 "verify_stop": VERIFY_STOP_IN,
+                "mask_shape": MASK_SHAPE_IN,
             },
         }
 
     def rank(self, mllm: Any, image: Any, rois: Any, targets: Any, n_steps: int, overrun: bool,
-             preset: str = "default", verify_stop: float = -1.0):
+             preset: str = "default", verify_stop: float = -1.0, mask_shape: str = DEFAULT_MASK_SHAPE):
         from ..focus_engine.images import crop
         from ..focus_engine.ranking import rank_rois, verification_steps
-        from ..focus_engine.render import roi_mask
 
         mllm, rois, targets = use_mllm(mllm), rois_in(rois), targets_in(targets)
         pictures = [pil_image(item) for item in image_items(image)]
@@ -234,12 +240,11 @@ class FocusRankROIs:
                              progress=lambda step, total: bar.update(1), should_stop=bridge.interrupted,
                              verify_all=targets.question_type == 2)
 
-        ranked = RoiBatch(run_per_image(len(pictures), one, bar=bar), rois.image_sizes)
+        ranked = RoiBatch(run_per_image(len(pictures), one, bar=bar), rois.image_sizes, maps=rois.maps)
         ranked.selected = [ranked.selection(i, targets.question_type, config) for i in range(len(pictures))]
         selected = ranked.selected
-        masks = [roi_mask(size, [r.box for r in sel]) for size, sel in zip(rois.image_sizes, selected)]
         crops = [np.asarray(crop(picture, sel[0].box)) for picture, sel in zip(pictures, selected)]
-        return (ranked, to_mask_tensor(masks), to_image_tensor(pad_to_common_size(crops)),
+        return (ranked, ranked.masks(selected, mask_shape), to_image_tensor(pad_to_common_size(crops)),
                 boxes_json(ranked.per_image, selected, config), *region_outputs(selected, rois.image_sizes, image))
 
 

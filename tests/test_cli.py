@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 from PIL import Image
 
 from helpers import scene, set_hub_offline
@@ -16,7 +17,7 @@ def test_focus_run_writes_outputs(planted_dir, tmp_path, capsys):
     out = tmp_path / "out"
     code = main([
         "run", "--model", str(planted_dir), "--image", str(image_path), "--question", "Where is the red square?",
-        "--options", "left", "right", "--targets", "red", "--n-steps", "2", "--out", str(out),
+        "--options", "left", "right", "--targets", "red", "--n-steps", "2", "--out", str(out), "--mask-shape", "box",
     ])
     assert code == 0
     result = json.loads((out / "result.json").read_text())
@@ -47,12 +48,20 @@ def test_focus_run_with_the_finder_says_it_gives_no_answer(planted_dir, tmp_path
     image_path = tmp_path / "scene.png"
     scene((1600, 900), (1450, 700, 1560, 810)).save(image_path)
     code = main(["run", "--model", str(planted_dir), "--image", str(image_path), "--question", "Where is the red square?",
-                 "--targets", "red", "--method", "focus-find", "--options", "left", "right", "--out", str(tmp_path / "out")])
+                 "--targets", "red", "--method", "focus-find", "--options", "left", "right", "--out", str(tmp_path / "out"),
+                 "--mask-shape", "box"])
     printed = capsys.readouterr().out
     assert code == 0 and "answer   : none asked (focus-find gives the regions only)" in printed
     assert "option   :" not in printed and "ROI      : red" in printed
     result = json.loads((tmp_path / "out" / "result.json").read_text())
     assert result["method"] == "focus-find" and result["selected"] and result["answer"] == ""
+    # --mask-shape relevance: roi_mask.png only where the map is high, inside the same boxes
+    assert main(["run", "--model", str(planted_dir), "--image", str(image_path), "--question", "Where is the red "
+                 "square?", "--targets", "red", "--method", "focus-find", "--mask-shape", "relevance", "--out",
+                 str(tmp_path / "tight")]) == 0
+    box = np.asarray(Image.open(tmp_path / "out" / "roi_mask.png")) > 0
+    relevance = np.asarray(Image.open(tmp_path / "tight" / "roi_mask.png")) > 0
+    assert 0 < relevance.sum() < box.sum() and not (relevance & ~box).any()
 
 
 def test_focus_run_errors_are_one_line(planted_dir, tmp_path, capsys):

@@ -38,6 +38,23 @@ def test_find_gives_the_regions_vqa_answers_on_without_the_answer(pack, pack_pla
     assert bool((to_mask == mask).all())  # the ROIs output feeds the other FOCUS nodes
 
 
+def test_find_vqa_and_rois_to_mask_give_the_same_mask_of_each_shape(pack, pack_planted, find):
+    """mask_shape relevance: inside the box mask, smaller, and the same from
+    Find, VQA and ROIs to Mask on Find's ROIs; the default is the box."""
+    images = image_batch(1)
+    box, relevance = (find.find(pack_planted, images, "red", 2, mask_shape=shape) for shape in ("box", "relevance"))
+    default = {"box": box, "relevance": relevance}[pack.focus_engine.masks.DEFAULT_MASK_SHAPE]
+    assert bool((find.find(pack_planted, images, "red", 2)[0] == default[0]).all())
+    assert bool((relevance[0] <= box[0]).all()) and 0 < relevance[0].sum() < box[0].sum()
+    vqa = pack.nodes.helpers.FocusVQA().run(pack_planted, images, "Where is the red square?", 2, "", "red",
+                                            mask_shape="relevance")
+    assert bool((vqa[1] == relevance[0]).all())
+    (to_mask,) = pack.nodes.helpers.FocusROIsToMask().to_mask(relevance[6], "selected", 1, 0, 0, "relevance")
+    assert bool((to_mask == relevance[0]).all())
+    with pytest.raises(ValueError, match="mask_shape must be one of box, relevance"):
+        find.find(pack_planted, images, "red", 2, mask_shape="outline")
+
+
 def test_find_takes_its_objects_from_a_question_and_refuses_neither(pack, pack_planted, find):
     images = image_batch(1)
     from_question = find.find(pack_planted, images, "", 1, question="Where is the red square?")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -43,6 +44,24 @@ def test_rois_to_mask_modes_grow_and_feather(nodes, pack_types):
     assert 0.2 < edge < 0.8 and float(soft[0, 125, 150]) > 0.95  # feathered edge, solid inside
 
 
+def test_rois_to_mask_follows_the_relevance_map_when_asked(nodes, pack, pack_types):
+    grid_module = pack.focus_engine.grid
+    grid = np.full((14, 24), 0.2, np.float32)
+    grid[2, 3] = 1.0  # 50-px cells: the cell x 150-200, y 100-150, inside the best ROI (100, 100, 200, 150)
+    rmap = grid_module.RelevanceMap("x", grid, grid_module.GridGeometry.uniform((1200, 700), (14, 24)))
+    rois = rois_for(pack_types, 1)
+    (box,) = nodes.helpers.FocusROIsToMask().to_mask(rois, "best", 1, 0, 0)
+    assert bool((nodes.helpers.FocusROIsToMask().to_mask(rois, "best", 1, 0, 0, "relevance")[0] == box).all())
+    rois.maps = [{"x": rmap}]  # ROIs from Propose / Rank ROIs carry their maps
+    (relevance,) = nodes.helpers.FocusROIsToMask().to_mask(rois, "best", 1, 0, 0, "relevance")
+    assert relevance[0, 125, 175] == 1 and relevance[0, 125, 105] == 0 and relevance[0, 120, 300] == 0
+    assert bool((relevance <= box).all()) and relevance.sum() < box.sum()
+    (grown,) = nodes.helpers.FocusROIsToMask().to_mask(rois, "best", 1, 10, 0, "relevance")
+    assert grown[0, 125, 205] == 1 and grown[0, 125, 215] == 0  # grown past the box's edge by 10 px
+    with pytest.raises(ValueError, match="mask_shape must be one of"):
+        nodes.helpers.FocusROIsToMask().to_mask(rois, "best", 1, 0, 0, "outline")
+
+
 def test_crop_roi_and_draw(nodes, pack_types):
     images = image_batch(2)
     crop, mask = nodes.helpers.FocusCropROI().crop(images, rois_for(pack_types, 2), 1, 10)
@@ -62,7 +81,7 @@ def test_vqa_node(nodes, pack_planted, batch):
     planted = pack_planted
     images = image_batch(batch)
     answer, mask, preview, boxes, gate, bboxes, segs, core_boxes = nodes.helpers.FocusVQA().run(
-        planted, images, "Where is the red square?", 2, "", "red")
+        planted, images, "Where is the red square?", 2, "", "red", mask_shape="box")
     assert answer.count("\n") == batch - 1
     used = [[roi["box"] for roi in entry["rois"] if roi["selected"]] for entry in json.loads(boxes)]
     assert bboxes == [box for per_image in used for box in per_image]  # BBOX: the boxes the answer used

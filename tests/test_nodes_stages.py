@@ -34,6 +34,24 @@ def run_chain(stages, mllm, images, override="red"):
     return locals()
 
 
+def test_the_stage_masks_follow_the_maps_through_the_chain(pack, stages, planted):
+    """mask_shape relevance: Propose ROIs and Rank ROIs hand the maps on with
+    the ROIs, so each node's mask, and ROIs to Mask after them, follow them."""
+    images = image_batch(1)
+    out = run_chain(stages, planted, images)
+    propose = stages.FocusProposeROIs().propose
+    box, relevance = (propose(out["relevance"], 0, 3.0, 3, 0, 0.5, 0.3, shape) for shape in ("box", "relevance"))
+    assert relevance[0].maps == out["relevance"].maps
+    assert bool((relevance[1] <= box[1]).all()) and relevance[1].sum() < box[1].sum()
+    rank = stages.FocusRankROIs().rank
+    box, relevance = (rank(planted, images, out["rois"], out["targets"], 2, True, "default", -1.0, shape)
+                      for shape in ("box", "relevance"))
+    assert relevance[0].maps == out["relevance"].maps
+    assert bool((relevance[1] <= box[1]).all()) and 0 < relevance[1].sum() < box[1].sum()
+    (again,) = pack.nodes.helpers.FocusROIsToMask().to_mask(relevance[0], "selected", 1, 0, 0, "relevance")
+    assert bool((again == relevance[1]).all())
+
+
 def test_the_answer_nodes_gate(stages, planted):
     images = image_batch(2)
     out = run_chain(stages, planted, images)
@@ -146,7 +164,8 @@ def test_widget_orders_are_the_contract(stages):
     assert list(stages.FocusRankROIs.INPUT_TYPES()["required"]) == ["mllm", "image", "rois", "targets", "n_steps", "overrun"]
     # new widgets come last, optional: a saved workflow without them still loads, its values in place
     assert list(stages.FocusRelevanceMap.INPUT_TYPES()["optional"]) == ["preset"]
-    assert list(stages.FocusRankROIs.INPUT_TYPES()["optional"]) == ["preset", "verify_stop"]
+    assert list(stages.FocusRankROIs.INPUT_TYPES()["optional"]) == ["preset", "verify_stop", "mask_shape"]
+    assert list(stages.FocusProposeROIs.INPUT_TYPES()["optional"]) == ["mask_shape"]
     assert list(stages.FocusAnswer.INPUT_TYPES()["optional"]) == ["options", "gate", "preset"]
 
 
