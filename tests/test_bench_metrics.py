@@ -91,8 +91,12 @@ def test_summarize_records():
                           "ranked_boxes": None}])
     assert vanilla["roi_recall_ranked"] is None and vanilla["peak_hit_rate"] is None
     assert vanilla["region_miou"] is None and vanilla["region_by_target_count"] == {}  # the plain answer has none
-    found = summarize([{**records[0], "answer_view": "none", "chosen_index": None}])
+    found = summarize([{**records[0], "answer_view": "none", "chosen_index": None, "correct": False}, records[2]])
     assert found["unparsed_answers"] == 0  # focus-find answers nothing: nothing left unparsed
+    assert found["accuracy"] is None and found["accuracy_by_category"] == {}  # and has no accuracy, not 0
+    assert found["region_miou"] == 0.0  # its regions are scored
+    mixed = summarize([{**records[0], "answer_view": "none"}, {**records[1], "answer_view": "crop"}])
+    assert mixed["accuracy"] == 0.5  # a run that answers some questions keeps its accuracy
 
 
 def test_region_iou_takes_each_targets_best_region():

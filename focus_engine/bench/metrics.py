@@ -196,10 +196,14 @@ def summarize(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     has no ROIs), ``peak_hits`` (list of bools), ``chosen_index``, ``error``."""
     correct = [bool(r.get("correct")) for r in records]
     with_rois = [r for r in records if r.get("ranked_boxes") is not None]
+    # a finder (focus-find, answer_view "none") answers nothing: no accuracy, rather than 0
+    finder = any(r.get("answer_view") == "none" for r in records) and all(
+        r.get("answer_view") == "none" for r in records if not r.get("error"))
     return {
         "n": len(records),
-        "accuracy": accuracy(correct),
-        "accuracy_by_category": accuracy_by_category(correct, [str(r.get("category", "")) for r in records]),
+        "accuracy": None if finder else accuracy(correct),
+        "accuracy_by_category": {} if finder else accuracy_by_category(
+            correct, [str(r.get("category", "")) for r in records]),
         "forward_passes": mean(r.get("forward_passes") for r in records),
         "seconds": mean(r.get("seconds") for r in records),
         "roi_recall_ranked": roi_recall((r.get("gt_boxes") or [], r["ranked_boxes"]) for r in with_rois),
