@@ -102,6 +102,11 @@ def test_true_mask_is_where_the_object_is_painted():
     assert truth.sum() == sum(truth[b[1]:b[3], b[0]:b[2]].sum() for b in item.target_boxes)  # nothing outside
     assert true_mask(world, [(0, 0, 5, 5)], item.image.size) is None  # no object there
     assert true_mask({}, item.target_boxes, item.image.size) is None
+    edited = {"objects": [{**o, "shape": "hexagon", "kind": "shape"} if o["box"] == list(item.target_boxes[0]) else o
+                          for o in world["objects"]]}
+    assert true_mask(edited, item.target_boxes, item.image.size) is None  # a shape the renderer does not draw
+    bad_box = {"objects": [{"box": ["a", 0, 1, 1]}]}
+    assert true_mask(bad_box, item.target_boxes, item.image.size) is None
 
 
 def test_object_mask_of_a_circle_covers_a_quarter_pi_of_its_box():

@@ -411,23 +411,25 @@ def true_mask(world: dict[str, Any], boxes: Sequence[Sequence[int]], size: tuple
     """The union of the true masks of the objects at ``boxes`` in a scene of
     ``size`` (width, height), from an annotation's ``world`` field
     (``WorldItem.to_vstar_json``): bool ``[H, W]``; None when a box is no
-    object's box there (not a world scene, or an edited one)."""
+    object's box there, or the entry is not one the renderer draws (not a
+    world scene, or an edited one): the question is then not scored."""
     width, height = size
-    objects = {}
-    for entry in world.get("objects") or []:
-        if isinstance(entry, dict) and isinstance(entry.get("box"), (list, tuple)) and len(entry["box"]) == 4:
-            objects[tuple(int(v) for v in entry["box"])] = entry
-    mask = np.zeros((height, width), dtype=bool)
-    for box in boxes:
-        entry = objects.get(tuple(int(v) for v in box))
-        if entry is None:
-            return None
-        obj = SceneObject(kind=str(entry.get("kind", "shape")), colour=str(entry.get("colour", "white")),
-                          shape=entry.get("shape"), label=entry.get("label"), box=tuple(int(v) for v in box))
-        x0, y0, x1, y1 = obj.box
-        if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
-            return None
-        mask[y0:y1, x0:x1] |= object_mask(obj)
+    try:
+        objects = {tuple(int(v) for v in entry["box"]): entry for entry in world.get("objects") or []
+                   if isinstance(entry, dict) and isinstance(entry.get("box"), (list, tuple)) and len(entry["box"]) == 4}
+        mask = np.zeros((height, width), dtype=bool)
+        for box in boxes:
+            entry = objects.get(tuple(int(v) for v in box))
+            if entry is None or (entry.get("kind") == "shape" and entry.get("shape") not in SHAPE_DRAWERS):
+                return None
+            obj = SceneObject(kind=str(entry.get("kind", "shape")), colour=str(entry.get("colour", "white")),
+                              shape=entry.get("shape"), label=entry.get("label"), box=tuple(int(v) for v in box))
+            x0, y0, x1, y1 = obj.box
+            if not (0 <= x0 < x1 <= width and 0 <= y0 < y1 <= height):
+                return None
+            mask[y0:y1, x0:x1] |= object_mask(obj)
+    except (TypeError, ValueError, FocusInputError):  # a box or label the renderer never wrote
+        return None
     return mask
 
 
