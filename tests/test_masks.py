@@ -18,7 +18,8 @@ from focus_engine.rois import ROI
 SIZE = (800, 600)
 
 
-def one_hot_map(target: str = "red sign", cell: tuple[int, int] = (3, 5), shape: tuple[int, int] = (6, 8)) -> RelevanceMap:
+def one_hot_map(target: str = "red sign", cell: tuple[int, int] = (3, 5),
+                shape: tuple[int, int] = (6, 8)) -> RelevanceMap:
     """A 6x8 grid of 100-px cells over an 800x600 image, 1 at ``cell``, 0.2 elsewhere."""
     grid = np.full(shape, 0.2, dtype=np.float32)
     grid[cell] = 1.0

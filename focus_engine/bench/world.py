@@ -415,8 +415,8 @@ def true_mask(world: dict[str, Any], boxes: Sequence[Sequence[int]], size: tuple
     world scene, or an edited one): the question is then not scored."""
     width, height = size
     try:
-        objects = {tuple(int(v) for v in entry["box"]): entry for entry in world.get("objects") or []
-                   if isinstance(entry, dict) and isinstance(entry.get("box"), (list, tuple)) and len(entry["box"]) == 4}
+        listed = [e for e in world.get("objects") or [] if isinstance(e, dict) and isinstance(e.get("box"), list)]
+        objects = {tuple(int(v) for v in entry["box"]): entry for entry in listed if len(entry["box"]) == 4}
         mask = np.zeros((height, width), dtype=bool)
         for box in boxes:
             entry = objects.get(tuple(int(v) for v in box))
