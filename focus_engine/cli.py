@@ -40,20 +40,16 @@ def write_outputs(result: Any, image: Image.Image, out: Path, mask_shape: str = 
     """result.json and the mask (``mask_shape``, ``masks.MASK_SHAPES``) of the
     regions the answer used; for FOCUS also a heatmap overlay per target, the
     ROIs drawn and a summary figure."""
-    from .masks import region_mask
+    from .masks import result_mask
     from .methods.focus import FocusResult
     from .render import draw_rois, heatmap_overlay, summary_figure
-    from .rois import ROI
 
     out.mkdir(parents=True, exist_ok=True)
     for stale in [*out.glob("heatmap_*.png"), out / "rois.png", out / "summary.png"]:  # an earlier run's pictures
         stale.unlink(missing_ok=True)
     written = [out / "result.json", out / "roi_mask.png"]
     written[0].write_text(json.dumps(result.to_json(), indent=1))
-    if isinstance(result, FocusResult):
-        mask = region_mask(image.size, result.selected, mask_shape, result.relevance)
-    else:  # no maps: the regions' boxes
-        mask = region_mask(image.size, [ROI(box=tuple(b), target="", score=0.0) for b in result.regions], mask_shape)
+    mask = result_mask(result, image.size, mask_shape)
     Image.fromarray((mask * 255).astype("uint8"), mode="L").save(written[1])
     if isinstance(result, FocusResult):
         for target, rmap in result.relevance.items():

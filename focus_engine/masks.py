@@ -112,5 +112,17 @@ def region_mask(size: tuple[int, int], rois: Sequence[Any], shape: str = DEFAULT
     return feather_mask(grow_mask(mask, grow), feather)
 
 
+def result_mask(result: Any, size: tuple[int, int], shape: str = DEFAULT_MASK_SHAPE) -> np.ndarray:
+    """The MASK of a method result's regions in ``shape`` (what ``focus run``
+    writes and the bench scores): FOCUS's selected ROIs with its maps; a
+    method without ROIs (ZoomEye) gives its regions' boxes, with no map."""
+    from .rois import ROI
+
+    rois = getattr(result, "selected", None)
+    if rois is None:
+        rois = [ROI(box=tuple(box), target="", score=0.0) for box in result.regions]
+    return region_mask(size, rois, shape, getattr(result, "relevance", None) or {})
+
+
 __all__ = ["DEFAULT_MASK_SHAPE", "MASK_SHAPES", "RELEVANCE_MASK_THRESHOLD", "box_mask", "feather_mask", "grow_mask",
-           "region_mask", "relevance_mask"]
+           "region_mask", "relevance_mask", "result_mask"]

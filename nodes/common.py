@@ -61,6 +61,12 @@ MASK_SHAPE_IN = (list(MASK_SHAPES), {"default": DEFAULT_MASK_SHAPE, "tooltip": (
     "model's grid, but it can leave an edge of the object out (grow it to be safe).")})
 
 
+def mask_tip(which: str) -> str:
+    """The tooltip of a node's region MASK output, saying which regions it holds."""
+    return (f"1 inside {which} (mask_shape: their boxes, or where their relevance is high), at the image's size; "
+            "one mask per image.")
+
+
 @dataclass
 class RelevanceBatch:
     """FOCUS_RELEVANCE: per image, target -> RelevanceMap; plus the config

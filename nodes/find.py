@@ -11,7 +11,7 @@ from ..focus_engine.config import FocusConfig
 from . import bridge
 from .common import (
     BOXES_JSON_TIP, DEFAULT_MASK_SHAPE, IMAGE_IN, MASK_SHAPE_IN, MLLM_IN, PRESET_IN, VERIFY_STOP_IN, RoiBatch,
-    boxes_json, focus_method, finish_with, image_items, pad_to_common_size, pil_image, preset_settings,
+    boxes_json, focus_method, finish_with, image_items, mask_tip, pad_to_common_size, pil_image, preset_settings,
     run_per_image, to_image_tensor, use_mllm,
 )
 from .regions import region_outputs, region_tips
@@ -28,8 +28,7 @@ class FocusFind:
     RETURN_TYPES = ("MASK", "BBOX", "SEGS", "BOUNDING_BOX", "STRING", "IMAGE", "FOCUS_ROIS")
     RETURN_NAMES = ("mask", "bboxes", "segs", "bounding_boxes", "regions_json", "preview", "rois")
     OUTPUT_TOOLTIPS = (
-        "1 inside the found regions (mask_shape: their boxes, or where their relevance is high), at the image's "
-        "size; one mask per image.",
+        mask_tip("the found regions"),
         *region_tips("The found regions"),
         "Every ROI with its verification confidence; the found ones have selected true. " + BOXES_JSON_TIP,
         "Each image with its ROIs drawn (the found ones in red).",

@@ -13,8 +13,8 @@ from .regions import region_outputs, region_tips
 from .common import (
     BOXES_JSON_TIP, DEFAULT_MASK_SHAPE, GATE_IN, GATE_JSON_TIP, IMAGE_IN, MASK_SHAPE_IN, MLLM_IN, OPTIONS_IN,
     PRESET_IN, QUESTION_IN, ROIS_IN, TARGETS_OVERRIDE_IN, VERIFY_STOP_IN, RoiBatch, boxes_json, check_batch,
-    focus_method, gate_json, image_items, pad_to_common_size, parse_options, finish_with, pil_image, preset_settings,
-    region_masks, rois_in, run_per_image, to_image_tensor, to_mask_tensor, use_mllm,
+    focus_method, gate_json, image_items, mask_tip, pad_to_common_size, parse_options, finish_with, pil_image,
+    preset_settings, region_masks, rois_in, run_per_image, to_image_tensor, to_mask_tensor, use_mllm,
 )
 
 MODES = ["best", "all", "top_n", "selected"]
@@ -148,8 +148,7 @@ class FocusVQA:
     RETURN_NAMES = ("answer", "mask", "preview", "boxes_json", "gate", "bboxes", "segs", "bounding_boxes")
     OUTPUT_TOOLTIPS = (
         "The answer (one line per image).",
-        "1 inside the ROIs the answer used (mask_shape: their boxes, or where their relevance is high), at the "
-        "image's size.",
+        mask_tip("the ROIs the answer used"),
         "The first image's heatmap, ROIs and answer crop side by side.",
         BOXES_JSON_TIP,
         GATE_JSON_TIP,
@@ -193,11 +192,10 @@ class FocusVQA:
             should_stop=bridge.interrupted,
         ))
         finish_with(handle)
-        sizes = [r.image_size for r in results]
-        masks = region_masks([r.selected for r in results], sizes, mask_shape, [r.relevance for r in results])
+        sizes, selected = [r.image_size for r in results], [r.selected for r in results]
+        masks = region_masks(selected, sizes, mask_shape, [r.relevance for r in results])
         preview = np.asarray(summary_figure(pictures[0], results[0]))
         answers = "\n".join(" ".join(r.answer.split()) for r in results)
-        selected = [r.selected for r in results]
         return (answers, masks, to_image_tensor([preview]),
                 boxes_json([r.rois for r in results], selected, [r.config for r in results]),
                 gate_json([r.gate for r in results]),

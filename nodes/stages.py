@@ -12,9 +12,9 @@ from .regions import region_outputs, region_tips
 from .common import (
     ANSWER_GATE_IN, BOXES_JSON_TIP, DEFAULT_MASK_SHAPE, GATE_JSON_TIP, IMAGE_IN, MASK_SHAPE_IN, MLLM_IN, OPTIONS_IN,
     PRESET_IN, QUESTION_IN, ROIS_IN, TARGETS_IN, TARGETS_OVERRIDE_IN, VERIFY_STOP_IN, RelevanceBatch, RoiBatch,
-    boxes_json, check_batch, focus_config, gate_json, image_items, finish_with, pad_to_common_size, parse_options,
-    pil_image, preset_settings, relevance_in, rois_in, run_per_image, targets_in, to_image_tensor, to_mask_tensor,
-    use_mllm,
+    boxes_json, check_batch, focus_config, gate_json, image_items, mask_tip, finish_with, pad_to_common_size,
+    parse_options, pil_image, preset_settings, relevance_in, rois_in, run_per_image, targets_in, to_image_tensor,
+    to_mask_tensor, use_mllm,
 )
 
 
@@ -125,8 +125,7 @@ class FocusProposeROIs:
     RETURN_TYPES = ("FOCUS_ROIS", "MASK", "STRING", "BBOX", "SEGS", "BOUNDING_BOX")
     RETURN_NAMES = ("rois", "proposals_mask", "boxes_json", "bboxes", "segs", "bounding_boxes")
     OUTPUT_TOOLTIPS = ("The proposals, best anchor first.",
-                       "1 inside any proposal (mask_shape: its box, or where its relevance is high), at the "
-                       "image's size.",
+                       mask_tip("the proposals"),
                        BOXES_JSON_TIP, *region_tips("Every proposal"))
 
     @classmethod
@@ -191,8 +190,7 @@ class FocusRankROIs:
     RETURN_NAMES = ("rois", "selected_mask", "best_crop", "boxes_json", "bboxes", "segs", "bounding_boxes")
     OUTPUT_TOOLTIPS = (
         "The ROIs re-ranked by verification confidence (selected ones marked for the answer).",
-        "1 inside the ROIs the answer will use (mask_shape: their boxes, or where their relevance is high), at "
-        "the image's size.",
+        mask_tip("the ROIs the answer will use"),
         "The best ROI's crop of each image (padded to a common size in a batch).",
         BOXES_JSON_TIP,
         *region_tips("The selected ROIs"),

@@ -11,7 +11,7 @@ from focus_engine.bench.world import COLOURS, SceneObject, generate_item, object
 from focus_engine.boxes import grow_box
 from focus_engine.grid import GridGeometry, RelevanceMap
 from focus_engine.masks import (
-    RELEVANCE_MASK_THRESHOLD, box_mask, feather_mask, grow_mask, region_mask, relevance_mask,
+    RELEVANCE_MASK_THRESHOLD, box_mask, feather_mask, grow_mask, region_mask, relevance_mask, result_mask,
 )
 from focus_engine.rois import ROI
 
@@ -84,6 +84,17 @@ def test_region_mask_shapes_grow_and_feather():
     assert feather_mask(box, 0) is box
     with pytest.raises(ValueError, match="mask shape must be one of box, relevance"):
         region_mask(SIZE, rois, "outline")
+
+
+def test_result_mask_takes_focus_regions_with_their_maps_and_other_regions_as_boxes():
+    from types import SimpleNamespace
+
+    roi = ROI(box=(400, 200, 700, 500), target="red sign", score=1.0)
+    focus = SimpleNamespace(selected=[roi], relevance={"red sign": one_hot_map()}, regions=[roi.box])
+    assert np.array_equal(result_mask(focus, SIZE, "relevance"), relevance_mask(SIZE, [roi], focus.relevance))
+    zoomeye = SimpleNamespace(regions=[roi.box])  # views, no ROIs and no maps
+    assert np.array_equal(result_mask(zoomeye, SIZE, "relevance"), box_mask(SIZE, [roi.box]))
+    assert result_mask(SimpleNamespace(regions=[]), SIZE).sum() == 0  # the plain answer: no region
 
 
 def test_true_mask_is_where_the_object_is_painted():

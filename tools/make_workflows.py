@@ -304,8 +304,9 @@ def one_node(specs: dict[str, Any]) -> Graph:
     g.add("PreviewImage", (380, 360), 260, title="ROI mask", images=mask_image["IMAGE"])
     g.add("PreviewAny", (760, 500), 160, title="Boxes (JSON)", source=vqa["boxes_json"])
     g.note("The whole FOCUS pipeline in one node. Pick your model folder (ComfyUI/models/LLM) in Load MLLM, load "
-           "an image, type the question. The mask output is 1 where the ROIs the answer used hold the object (mask_shape "
-           "relevance; box: the whole ROIs), at the image's size: feed it to any mask, composite or inpaint node.", (0, 790), (NODE_WIDTH, 200))
+           "an image, type the question. The mask output is 1 where the ROIs the answer used hold the object "
+           "(mask_shape relevance; box: the whole ROIs), at the image's size: feed it to any mask, composite or "
+           "inpaint node.", (0, 790), (NODE_WIDTH, 200))
     return g
 
 

@@ -22,11 +22,10 @@ from PIL import Image
 
 from ..config import FocusConfig
 from ..errors import FocusConfigError, FocusError
-from ..masks import MASK_SHAPES, region_mask
+from ..masks import MASK_SHAPES, result_mask
 from ..methods.registry import METHOD_NAMES, MethodSpec, method_spec, method_specs
 from ..methods.setup import make_method
 from ..reading import PARSES, read_choice
-from ..rois import ROI
 from .datasets import BenchItem
 from .metrics import mask_match, peak_cell_hit, summarize
 from .records import RecordStore
@@ -256,11 +255,7 @@ def region_mask_scores(result: Any, size: tuple[int, int], truth: Any) -> dict[s
     """Per mask shape (``masks.MASK_SHAPES``), ``metrics.mask_match`` of the
     MASK of the result's selected regions against the true mask: what a
     node's MASK output would score on this question."""
-    rois = getattr(result, "selected", None)
-    if rois is None:  # a method without ROIs (ZoomEye): its views, with no map
-        rois = [ROI(box=tuple(box), target="", score=0.0) for box in result.regions]
-    maps = getattr(result, "relevance", None) or {}
-    return {shape: {k: round(v, 6) for k, v in mask_match(region_mask(size, rois, shape, maps), truth).items()}
+    return {shape: {k: round(v, 6) for k, v in mask_match(result_mask(result, size, shape), truth).items()}
             for shape in MASK_SHAPES}
 
 
